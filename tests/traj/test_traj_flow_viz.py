@@ -1,0 +1,54 @@
+"""Flow colour-coding (utils/flow_viz.py)."""
+
+import numpy as np
+import pytest
+import torch
+from torchvision.utils import flow_to_image
+
+from utils.flow_viz import flow_to_rgb, flow_video_frames
+
+
+def _uniform_flow(dx, dy, height=4, width=6):
+    return torch.tensor([dx, dy], dtype=torch.float32).view(2, 1, 1).expand(2, height, width).clone()
+
+
+def test_zero_flow_is_white():
+    assert (flow_to_rgb(torch.zeros(2, 4, 6)) == 255).all()
+
+
+def test_single_frame_layout_is_hwc_uint8():
+    rgb = flow_to_rgb(_uniform_flow(3.0, -1.0))
+    assert rgb.shape == (4, 6, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, flow_to_image(_uniform_flow(3.0, -1.0)).permute(1, 2, 0).numpy())
+
+
+def test_per_frame_normalisation_ignores_magnitude_between_frames():
+    flow = torch.stack([_uniform_flow(1.0, 0.5), _uniform_flow(10.0, 5.0)])
+    rgb = flow_to_rgb(flow, per_frame=True)
+    assert rgb.shape == (2, 4, 6, 3)
+    np.testing.assert_array_equal(rgb[0], rgb[1])
+
+
+def test_video_normalisation_keeps_small_motion_paler():
+    flow = torch.stack([_uniform_flow(1.0, 0.5), _uniform_flow(10.0, 5.0)])
+    rgb = flow_to_rgb(flow, per_frame=False).astype(int)
+    np.testing.assert_array_equal(rgb, flow_to_image(flow).permute(0, 2, 3, 1).numpy())
+    assert rgb[0].min() > rgb[1].min()  # weaker motion -> closer to white
+
+
+def test_half_precision_flow_on_any_device_is_accepted():
+    rgb = flow_to_rgb(_uniform_flow(2.0, 2.0).half())
+    assert rgb.dtype == np.uint8 and not (rgb == 255).all()
+
+
+def test_flow_video_starts_with_a_white_frame():
+    flow = torch.stack([_uniform_flow(1.0, 0.0), _uniform_flow(0.0, 3.0), _uniform_flow(-2.0, 0.0)])
+    frames = flow_video_frames(flow)
+    assert frames.shape == (4, 4, 6, 3) and frames.dtype == np.uint8
+    assert (frames[0] == 255).all()
+    np.testing.assert_array_equal(frames[1:], flow_to_rgb(flow))
+
+
+def test_wrong_flow_shape_is_rejected():
+    with pytest.raises(ValueError, match="flow must have shape"):
+        flow_to_rgb(torch.zeros(3, 4, 6))

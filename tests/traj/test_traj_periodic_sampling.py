@@ -1,0 +1,151 @@
+"""Periodic sampling windows, the functional Euler step and window averaging (utils/periodic_sampling.py)."""
+
+import math
+
+import pytest
+import torch
+from diffusers import EulerDiscreteScheduler
+
+from utils.errors import InputError
+from utils.periodic_sampling import euler_step, get_views, periodic_denoise_step, window_frame_indices
+
+SVD_SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="v_prediction",
+    interpolation_type="linear",
+    use_karras_sigmas=True,
+    sigma_min=0.002,
+    sigma_max=700.0,
+    timestep_spacing="leading",
+    timestep_type="continuous",
+    steps_offset=1,
+)
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def test_views_for_125_frames_match_the_released_schedule():
+    assert get_views(125) == [
+        (1, 25), (13, 37), (25, 49), (37, 61), (49, 73), (61, 85), (73, 97), (85, 109), (97, 121), (101, 125)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "num_frames, views",
+    [(2, [(1, 2)]), (24, [(1, 24)]), (25, [(1, 25)]), (26, [(1, 25), (2, 26)]), (37, [(1, 25), (13, 37)])],
+)
+def test_views_for_short_videos(num_frames, views):
+    assert get_views(num_frames) == views
+
+
+def test_views_with_other_window_and_stride():
+    assert get_views(30, window=14, stride=7) == [(1, 14), (8, 21), (15, 28), (17, 30)]
+
+
+@pytest.mark.parametrize("window, stride", [(25, None), (14, 7), (5, 4), (3, 1), (2, 1)])
+def test_views_cover_every_frame_with_full_windows(window, stride):
+    for num_frames in range(2, 130):
+        views = get_views(num_frames, window, stride)
+        covered = set()
+        for start, end in views:
+            assert 1 <= start < end <= num_frames
+            assert end - start == min(window, num_frames) - 1  # every window holds W frames with frame 0
+            covered.update(range(start, end))
+        assert covered == set(range(1, num_frames)), (num_frames, views)
+        assert len(set(views)) == len(views)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [((1,), "num_frames must be at least 2"), ((30, 1), "window must be"), ((30, 5, 5), "stride"), ((30, 5, 0), "stride")],
+)
+def test_invalid_view_arguments(args, message):
+    with pytest.raises(InputError, match=message):
+        get_views(*args)
+
+
+def test_window_frame_indices_prepend_frame_zero():
+    assert window_frame_indices((13, 17)).tolist() == [0, 13, 14, 15, 16]
+
+
+# ---------------------------------------------------------------------------------------------- euler step
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_euler_step_equals_diffusers_scheduler_step_for_svd(dtype):
+    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+    scheduler.set_timesteps(25)
+    assert math.isclose(float(scheduler.sigmas[0]), 700.0, rel_tol=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    sample = (torch.randn(1, 3, 4, 8, 8, generator=generator) * 700).to(dtype)
+    for index, timestep in enumerate(scheduler.timesteps):
+        model_output = torch.randn(1, 3, 4, 8, 8, generator=generator).to(dtype)
+        expected = scheduler.step(model_output, timestep, sample).prev_sample
+        ours = euler_step(sample, model_output, scheduler.sigmas[index], scheduler.sigmas[index + 1])
+        assert ours.dtype == expected.dtype == dtype
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+        sample = expected
+
+
+def test_euler_step_with_python_floats_matches_formula():
+    sample, velocity = torch.tensor([2.0]), torch.tensor([0.5])
+    sigma, sigma_next = 3.0, 1.0
+    denoised = 0.5 * (-3 / math.sqrt(10)) + 2 / 10
+    expected = 2 + (2 - denoised) / 3 * (1 - 3)
+    assert euler_step(sample, velocity, sigma, sigma_next).item() == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- averaging
+
+
+def _denoiser_that_steps_to(calls):
+    """With sigma = 1 and sigma_next = 0 the step returns x0 = -v / sqrt(2) + x / 2; with x = 0 and
+    v = -sqrt(2) * c the window's new latents are c. Here c = 10 * a + position in the window."""
+
+    def denoise(frame_indices, window_latents):
+        calls.append((frame_indices.tolist(), window_latents[0, :, 0, 0, 0].tolist()))
+        start = frame_indices[1].item()
+        target = 10.0 * start + torch.arange(len(frame_indices), dtype=torch.float32)
+        return -math.sqrt(2) * target.view(1, -1, 1, 1, 1).expand_as(window_latents)
+
+    return denoise
+
+
+def test_periodic_step_averages_views_and_takes_frame_zero_from_the_first_view():
+    latents = torch.zeros(1, 5, 2, 3, 3)
+    calls = []
+    views = get_views(5, window=3, stride=1)
+    assert views == [(1, 3), (2, 4), (3, 5)]
+    new = periodic_denoise_step(latents, views, _denoiser_that_steps_to(calls), 1.0, 0.0)
+    assert [indices for indices, _ in calls] == [[0, 1, 2], [0, 2, 3], [0, 3, 4]]
+    # view (1,3) gives frames 0,1,2 -> 10,11,12; view (2,4) frames 2,3 -> 21,22; view (3,5) frames 3,4 -> 31,32
+    expected = [10.0, 11.0, (12 + 21) / 2, (22 + 31) / 2, 32.0]
+    torch.testing.assert_close(new[0, :, 0, 0, 0], torch.tensor(expected), rtol=0, atol=1e-4)
+    assert new.shape == latents.shape and new.dtype == latents.dtype
+    assert (new == new[:, :, :1, :1, :1]).all()  # the value is uniform inside each frame
+
+
+def test_periodic_step_passes_each_window_its_own_latents():
+    latents = torch.arange(5, dtype=torch.float32).view(1, 5, 1, 1, 1).expand(1, 5, 2, 3, 3).clone()
+    calls = []
+    periodic_denoise_step(latents, [(1, 3), (3, 5)], _denoiser_that_steps_to(calls), 1.0, 0.0)
+    assert [values for _, values in calls] == [[0.0, 1.0, 2.0], [0.0, 3.0, 4.0]]
+
+
+def test_a_repeated_view_changes_nothing_and_one_view_is_a_plain_step():
+    latents = torch.randn(2, 4, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    velocity = torch.randn(2, 4, 3, 2, 2, generator=torch.Generator().manual_seed(2))
+    denoise = lambda indices, window: velocity[:, indices]  # noqa: E731
+    single = periodic_denoise_step(latents, [(1, 4)], denoise, 5.0, 2.0)
+    repeated = periodic_denoise_step(latents, [(1, 4), (1, 4)], denoise, 5.0, 2.0)
+    torch.testing.assert_close(single, euler_step(latents, velocity, 5.0, 2.0))
+    torch.testing.assert_close(repeated, single)
+
+
+def test_views_that_miss_a_frame_are_a_programming_error():
+    with pytest.raises(ValueError, match=r"frames \[3\]"):
+        periodic_denoise_step(torch.zeros(1, 4, 1, 1, 1), [(1, 3)], lambda i, w: torch.zeros_like(w), 1.0, 0.5)
