@@ -1,0 +1,1 @@
+"""Training helpers for the MOFA-Adapter: data, optical flow, sparse hints, loss and the trainer."""

@@ -1,0 +1,62 @@
+"""Build a training CSV (column ``path``) from any folder of videos.
+
+Usage (from ``Training/``)::
+
+    python -m train_utils.make_csv /data/my_videos --output /data/my_videos/train.csv
+
+The paths are written relative to the folder, so train with ``--data_root /data/my_videos``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from utils.errors import InputError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+
+def find_videos(folder: Path) -> list[Path]:
+    """Video files under ``folder`` (recursively), sorted, as paths relative to it."""
+    if not folder.is_dir():
+        raise InputError(f"no such folder {folder}")
+    return sorted(
+        path.relative_to(folder)
+        for path in folder.rglob("*")
+        if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
+    )
+
+
+def write_csv(folder: str | Path, output: str | Path) -> int:
+    """Write ``output`` listing every video under ``folder``; returns how many were listed."""
+    videos = find_videos(Path(folder))
+    if not videos:
+        raise InputError(f"no video ({', '.join(VIDEO_EXTENSIONS)}) under {folder}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path"])
+        writer.writerows([video.as_posix()] for video in videos)
+    return len(videos)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="folder holding the videos (searched recursively)")
+    parser.add_argument("--output", required=True, help="CSV file to write")
+    args = parser.parse_args(argv)
+    try:
+        count = write_csv(args.folder, args.output)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {count} videos to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
