@@ -363,7 +363,7 @@ def trajectories_to_flow(
         image: the first frame, ``(3, H, W)`` float tensor in [0, 1], an ``(H, W, 3)`` uint8 array or a PIL
             image; its size is the generation size and the frame of the track coordinates.
         tracks: tracks of ``(x, y)`` clicks in image pixels (see module docstring).
-        brush_mask: ``(H, W)`` motion brush, 0 outside and 255 inside, or None.
+        brush_mask: ``(H, W)`` motion brush, 0 outside and 255 inside (a bool mask also works), or None.
         num_frames: T, frames of the video including frame 0 (>= 2).
         cmp: sparse-to-dense motion callable (``CMPFunction``); called once per non-empty track group.
         grid: side G of the square CMP grid (384 for the released CMP).
@@ -387,6 +387,8 @@ def trajectories_to_flow(
     brush_grid = None
     if brush_mask is not None:
         brush_mask = np.asarray(brush_mask)
+        if brush_mask.dtype == bool:
+            brush_mask = brush_mask.astype(np.uint8) * 255
         if brush_mask.shape != (height, width):
             raise InputError(f"brush_mask: expected shape ({height}, {width}) like the image, got {brush_mask.shape}")
         brush_grid = resize_brush_to_grid(brush_mask, grid)

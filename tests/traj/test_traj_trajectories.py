@@ -174,6 +174,13 @@ def test_only_in_brush_tracks_confine_motion_to_the_brush():
     assert flow[:, :, :, :8].ne(0).all() and flow[:, :, :, 8:].eq(0).all()
 
 
+def test_bool_brush_means_inside_where_true():
+    brush = np.zeros((8, 16), bool)
+    brush[:, :8] = True
+    _, info = trajectories_to_flow(_image(), [[(0, 0), (8, 4)]], brush, num_frames=2, cmp=TranslatingCMP(), grid=4)
+    assert info.in_brush == [0]
+
+
 def test_pin_only_gives_zero_flow():
     flow, _ = trajectories_to_flow(_image(), [[(3, 3)]], None, num_frames=4, cmp=TranslatingCMP(), grid=4)
     assert flow.shape == (3, 2, 8, 16) and flow.eq(0).all()

@@ -1,0 +1,288 @@
+# Copied from MOFA-Video-Traj/utils/video_io.py
+"""Image and video files: load and check inputs, write outputs atomically.
+
+Every writer writes to a hidden temporary file in the destination folder and moves it into place with
+``os.replace``, so a crash never leaves a half-written output, and refuses to replace an existing file
+unless ``overwrite=True``. Videos are H.264 / yuv420p mp4 written in-process with PyAV; audio is muxed
+with the ffmpeg binary that ships with ``imageio-ffmpeg`` (no system ffmpeg needed).
+"""
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple
+
+import av
+import imageio_ffmpeg
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+Frame = np.ndarray | torch.Tensor | Image.Image
+
+
+class VideoFrames(NamedTuple):
+    """A decoded video: ``frames`` uint8 RGB ``(T, H, W, 3)`` and ``fps``."""
+
+    frames: np.ndarray
+    fps: float
+
+
+# ----------------------------------------------------------------------------------------------------------
+# atomic writes
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; on success moves it to ``path``, on error deletes it.
+
+    The temporary name keeps the suffix of ``path`` so tools that infer the format from it still work.
+    Parent folders are created.
+
+    Raises:
+        InputError: ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; choose another output path or allow overwriting")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# frames
+
+
+def to_uint8_frame(frame: Frame) -> np.ndarray:
+    """Converts one frame to a uint8 RGB ``(H, W, 3)`` array.
+
+    Accepted: a PIL image; a numpy array or tensor shaped ``(H, W, 3)``, ``(3, H, W)`` or ``(H, W)``,
+    either uint8 (0..255) or float (0..1, clipped).
+    """
+    if isinstance(frame, Image.Image):
+        return np.asarray(frame.convert("RGB"))
+    if isinstance(frame, torch.Tensor):
+        frame = frame.detach().cpu()
+        frame = frame.float().numpy() if frame.is_floating_point() else frame.numpy()
+    array = np.asarray(frame)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+        array = array.transpose(1, 2, 0)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"a frame must be (H, W, 3), (3, H, W) or (H, W), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.round(np.clip(array, 0.0, 1.0) * 255.0)
+    return np.ascontiguousarray(array.astype(np.uint8))
+
+
+def _pad_to_even(frame: np.ndarray) -> np.ndarray:
+    """yuv420p needs even sides: repeats the last row / column when a side is odd."""
+    pad_rows, pad_cols = frame.shape[0] % 2, frame.shape[1] % 2
+    if pad_rows or pad_cols:
+        frame = np.pad(frame, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="edge")
+    return frame
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[Frame] | np.ndarray | torch.Tensor,
+    fps: float,
+    crf: int = 10,
+    overwrite: bool = False,
+) -> Path:
+    """Writes frames to an H.264 (yuv420p) mp4, atomically.
+
+    Args:
+        path: destination ``.mp4``.
+        frames: an iterable (a generator works) of frames accepted by ``to_uint8_frame``, or a stacked
+            ``(T, H, W, 3)`` array / tensor. All frames must have the same size; odd sides are padded by
+            one repeated row / column.
+        fps: frames per second (> 0).
+        crf: x264 constant rate factor (0 = lossless, 10 = the demos' setting, 23 = x264's default).
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        InputError: ``path`` exists (and not ``overwrite``), no frames, or a bad ``fps``.
+    """
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps}")
+    path = Path(path)
+    with atomic_output(path, overwrite) as temporary:
+        num_frames = 0
+        with av.open(str(temporary), mode="w", format="mp4") as container:
+            stream = None
+            for frame in frames:
+                array = _pad_to_even(to_uint8_frame(frame))
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(10000))
+                    stream.height, stream.width = array.shape[:2]
+                    stream.pix_fmt = "yuv420p"
+                    stream.options = {"crf": str(crf)}
+                elif array.shape[:2] != (stream.height, stream.width):
+                    raise ValueError(
+                        f"frame {num_frames} is {array.shape[1]}x{array.shape[0]}, "
+                        f"expected {stream.width}x{stream.height} like frame 0"
+                    )
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+                num_frames += 1
+            if stream is None:
+                raise InputError(f"no frames to write to {path}")
+            container.mux(stream.encode())
+    return path
+
+
+def read_video(path: str | os.PathLike) -> VideoFrames:
+    """Decodes every frame of a video file.
+
+    Returns:
+        ``VideoFrames(frames (T, H, W, 3) uint8 RGB, fps)``.
+
+    Raises:
+        InputError: the file is missing, not a video, or has no frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video file not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    except av.error.FFmpegError as error:
+        raise InputError(f"cannot read video {path}: {error}") from None
+    if not frames:
+        raise InputError(f"{path} contains no video frames")
+    return VideoFrames(np.stack(frames), float(rate) if rate else 0.0)
+
+
+def mux_audio(
+    video_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    overwrite: bool = False,
+) -> Path:
+    """Adds an audio track to an mp4: video stream copied, audio encoded to AAC, cut to the shorter stream.
+
+    Args:
+        video_path: input video (its audio, if any, is dropped).
+        audio_path: any audio file ffmpeg reads (wav, mp3, flac, ...).
+        output_path: destination ``.mp4`` (may equal ``video_path`` when ``overwrite``).
+        overwrite: replace an existing ``output_path``.
+
+    Returns:
+        ``output_path`` as a ``Path``.
+
+    Raises:
+        InputError: an input is missing or unreadable, or the output exists (and not ``overwrite``).
+    """
+    for name, source in (("video", video_path), ("audio", audio_path)):
+        if not Path(source).is_file():
+            raise InputError(f"{name} file not found: {source}")
+    output_path = Path(output_path)
+    with atomic_output(output_path, overwrite) as temporary:
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
+            "-i", str(video_path), "-i", str(audio_path),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+            str(temporary),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            details = result.stderr.strip().splitlines()[-1:] or ["unknown ffmpeg error"]
+            raise InputError(f"cannot mux {audio_path} into {video_path}: {details[0]}")
+    return output_path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# images
+
+
+def save_png(path: str | os.PathLike, image: Frame, overwrite: bool = False) -> Path:
+    """Saves an image as PNG, atomically.
+
+    Args:
+        path: destination ``.png``.
+        image: a PIL image (RGBA is kept) or anything ``to_uint8_frame`` accepts.
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(to_uint8_frame(image))
+    path = Path(path)
+    with atomic_output(path, overwrite) as temporary:
+        image.save(temporary, format="PNG")
+    return path
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Opens an image file as RGB, applying its EXIF orientation.
+
+    Raises:
+        InputError: the file is missing, not an image, or corrupt.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"cannot read image {path}: {error}") from None
+
+
+def resize_and_center_crop(
+    image: Image.Image,
+    short_side: int = 512,
+    multiple: int = 64,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> Image.Image:
+    """Scales the short side to ``short_side`` (sizes rounded), then centre-crops both sides down to multiples.
+
+    With the defaults a square image becomes 512x512 and a 16:9 one 896x512 (W x H).
+
+    Args:
+        image: input PIL image.
+        short_side: target length of the shorter side, in pixels.
+        multiple: each output side is the largest multiple of this not above the resized side.
+        resample: PIL resampling filter.
+
+    Returns:
+        RGB PIL image.
+
+    Raises:
+        InputError: the image is so elongated that a side would be cropped to zero.
+    """
+    width, height = image.size
+    ratio = short_side / min(width, height)
+    resized = image.convert("RGB").resize((round(width * ratio), round(height * ratio)), resample)
+    crop_width = resized.width - resized.width % multiple
+    crop_height = resized.height - resized.height % multiple
+    if crop_width == 0 or crop_height == 0:
+        raise InputError(
+            f"image of {width}x{height} cannot be cropped to multiples of {multiple} after resizing to "
+            f"{resized.width}x{resized.height}"
+        )
+    return TF.center_crop(resized, [crop_height, crop_width])
