@@ -1,0 +1,146 @@
+"""The Gradio demo: its session-state helpers, and the app served in tiny mode driven with gradio_client."""
+
+import numpy as np
+
+from utils import ui_state
+
+
+def _session(width: int = 128, height: int = 64) -> ui_state.Session:
+    return ui_state.start_session(np.full((height, width, 3), 100, np.uint8))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# session-state helpers
+
+
+def test_actions_before_an_upload_answer_with_a_message_and_change_nothing():
+    session = ui_state.new_session()
+    actions = [
+        lambda s: ui_state.add_click(s, 3, 4),
+        ui_state.add_trajectory,
+        ui_state.delete_last_trajectory,
+        lambda s: ui_state.add_brush_stamp(s, 3, 4, 10),
+        ui_state.clear_brush,
+    ]
+    for action in actions:
+        after, message = action(session)
+        assert after == session
+        assert message == ui_state.NO_IMAGE_MESSAGE
+    assert ui_state.trajectory_view(session) is None
+    assert ui_state.brush_view(session) is None
+
+
+def test_run_before_an_upload_says_to_upload_an_image():
+    tracks, message = ui_state.tracks_for_run(ui_state.new_session())
+    assert tracks == []
+    assert message.startswith("Upload an image first.")
+
+
+def test_run_without_clicks_asks_for_a_trajectory():
+    tracks, message = ui_state.tracks_for_run(_session())
+    assert tracks == []
+    assert message == ui_state.NO_TRACK_MESSAGE
+
+
+def test_clicks_append_to_the_trajectory_being_drawn():
+    session = _session()
+    assert session["tracks"] == [[]]
+    session, message = ui_state.add_click(session, 10, 20)
+    assert message is None
+    session, _ = ui_state.add_click(session, 30.5, 25)
+    assert session["tracks"] == [[[10.0, 20.0], [30.5, 25.0]]]
+    assert ui_state.tracks_for_run(session) == ([[[10.0, 20.0], [30.5, 25.0]]], None)
+
+
+def test_actions_do_not_modify_the_session_they_are_given():
+    session, _ = ui_state.add_click(_session(), 10, 20)
+    before = [list(track) for track in session["tracks"]]
+    ui_state.add_click(session, 11, 21)
+    ui_state.add_trajectory(session)
+    ui_state.delete_last_trajectory(session)
+    ui_state.add_brush_stamp(session, 5, 5, 3)
+    assert session["tracks"] == before
+    assert session["brush"] == []
+
+
+def test_add_trajectory_starts_a_new_track_for_the_next_clicks():
+    session, _ = ui_state.add_click(_session(), 10, 20)
+    session, message = ui_state.add_trajectory(session)
+    assert message is None
+    session, _ = ui_state.add_click(session, 50, 40)
+    assert session["tracks"] == [[[10.0, 20.0]], [[50.0, 40.0]]]
+
+
+def test_add_trajectory_on_an_empty_track_explains_and_keeps_one_empty_track():
+    session = _session()
+    after, message = ui_state.add_trajectory(session)
+    assert after["tracks"] == [[]]
+    assert "no points yet" in message
+
+
+def test_click_outside_the_image_is_refused_with_its_coordinates():
+    session = _session(width=128, height=64)
+    after, message = ui_state.add_click(session, 128, 10)
+    assert after == session
+    assert message == "Click (128, 10) is outside the 128x64 image."
+
+
+def test_delete_last_trajectory_removes_the_latest_drawn_track():
+    session, _ = ui_state.add_click(_session(), 1, 1)
+    session, _ = ui_state.add_trajectory(session)
+    session, _ = ui_state.add_click(session, 2, 2)
+    session, _ = ui_state.add_trajectory(session)  # trailing empty track
+    session, message = ui_state.delete_last_trajectory(session)
+    assert message is None
+    assert session["tracks"] == [[[1.0, 1.0]], []]
+    session, _ = ui_state.delete_last_trajectory(session)
+    assert session["tracks"] == [[]]
+    after, message = ui_state.delete_last_trajectory(session)
+    assert after == session
+    assert message == "There is no trajectory to delete."
+
+
+def test_brush_stamp_fills_a_circle_of_the_chosen_radius():
+    session, message = ui_state.add_brush_stamp(_session(width=128, height=64), 40, 30, 10)
+    assert message is None
+    mask = ui_state.brush_mask(session)
+    assert mask.shape == (64, 128) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 255}
+    assert mask[30, 40] == 255 and mask[30, 50] == 255 and mask[20, 40] == 255
+    assert mask[30, 52] == 0 and mask[30, 28] == 0 and mask[0, 0] == 0
+    assert abs((mask == 255).sum() - np.pi * 10**2) < 0.1 * np.pi * 10**2
+
+
+def test_brush_stamps_accumulate_and_clear():
+    session, _ = ui_state.add_brush_stamp(_session(), 10, 10, 3)
+    session, _ = ui_state.add_brush_stamp(session, 100, 50, 5)
+    mask = ui_state.brush_mask(session)
+    assert mask[10, 10] == 255 and mask[50, 100] == 255 and mask[30, 60] == 0
+    session, message = ui_state.clear_brush(session)
+    assert message is None
+    assert ui_state.brush_mask(session) is None
+    assert ui_state.clear_brush(session)[1] == "There is no motion brush to clear."
+
+
+def test_brush_view_tints_only_the_brushed_pixels_blue():
+    session, _ = ui_state.add_brush_stamp(_session(), 40, 30, 5)
+    view = ui_state.brush_view(session)
+    assert view.shape == (64, 128, 3)
+    assert tuple(view[30, 40]) == (50, 50, 178)  # 100 * 0.5 + (0, 0, 255) * 0.5, rounded
+    assert tuple(view[0, 0]) == (100, 100, 100)
+
+
+def test_trajectory_view_draws_the_tracks_in_red():
+    session, _ = ui_state.add_click(_session(), 20, 32)
+    session, _ = ui_state.add_click(session, 100, 32)
+    view = ui_state.trajectory_view(session)
+    assert view.shape == (64, 128, 3)
+    assert tuple(view[32, 60]) == (255, 0, 0)
+    assert tuple(view[5, 5]) == (100, 100, 100)
+
+
+def test_describe_summarises_the_session():
+    session, _ = ui_state.add_click(_session(), 1, 1)
+    session, _ = ui_state.add_click(session, 2, 2)
+    session, _ = ui_state.add_brush_stamp(session, 5, 5, 3)
+    assert ui_state.describe(session) == "Image 128x64: 1 trajectories (2 clicks), 1 brush stamps."
