@@ -1,10 +1,13 @@
 """Per-session state of the trajectory demo, as plain dicts changed by pure functions.
 
-A session holds the preprocessed first frame, the tracks clicked so far and the motion-brush circles:
+A session holds the preprocessed first frame, the tracks clicked so far and the motion brush:
 
     {"image": (H, W, 3) uint8 RGB array or None,
      "tracks": [[[x, y], ...], ...],      # clicks in image pixels; the last track is the one being drawn
-     "brush": [[x, y, radius], ...]}      # stamped motion-brush circles, image pixels
+     "brush": [[x, y, radius], ...],      # stamped motion-brush circles, image pixels
+     "painted": (H, W) bool array or None}  # motion brush painted freehand
+
+The motion brush is the union of the stamped circles and the painted area.
 
 Every action returns ``(new_session, message)``: ``message`` is None when the action did what was asked
 and otherwise a sentence for the user saying why nothing changed (the session is then returned as is).
@@ -29,11 +32,12 @@ class Session(TypedDict):
     image: np.ndarray | None
     tracks: list[list[list[float]]]
     brush: list[list[float]]
+    painted: np.ndarray | None
 
 
 def new_session() -> Session:
     """The state before any image is uploaded."""
-    return {"image": None, "tracks": [], "brush": []}
+    return {"image": None, "tracks": [], "brush": [], "painted": None}
 
 
 def start_session(image: np.ndarray) -> Session:
@@ -45,7 +49,7 @@ def start_session(image: np.ndarray) -> Session:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be an (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
-    return {"image": image, "tracks": [[]], "brush": []}
+    return {"image": image, "tracks": [[]], "brush": [], "painted": None}
 
 
 def image_size(session: Session) -> tuple[int, int] | None:
@@ -104,13 +108,43 @@ def add_brush_stamp(session: Session, x: float, y: float, radius: int) -> tuple[
     return {**session, "brush": session["brush"] + [[float(x), float(y), int(radius)]]}, None
 
 
-def clear_brush(session: Session) -> tuple[Session, str | None]:
-    """Removes every motion-brush circle."""
+def set_painted_brush(session: Session, painted: np.ndarray | None) -> tuple[Session, str | None]:
+    """Replaces the painted part of the motion brush.
+
+    Args:
+        painted: ``(H, W)`` bool (or 0/non-zero) array, True where the user painted; None or all False
+            removes the painted area.
+    """
     if session["image"] is None:
         return session, NO_IMAGE_MESSAGE
-    if not session["brush"]:
+    if painted is not None:
+        painted = np.asarray(painted) != 0
+        if painted.shape != session["image"].shape[:2]:
+            width, height = image_size(session)
+            return session, f"The painted brush is {painted.shape[1]}x{painted.shape[0]}, not {width}x{height} like the image."
+        if not painted.any():
+            painted = None
+    return {**session, "painted": painted}, None
+
+
+def painted_area(layers: list[np.ndarray] | None) -> np.ndarray | None:
+    """Where any paint layer is not transparent: ``(H, W)`` bool, or None without layers.
+
+    Args:
+        layers: RGBA ``(H, W, 4)`` paint layers of an image editor, all the same size.
+    """
+    if not layers:
+        return None
+    return np.any([np.asarray(layer)[..., 3] > 0 for layer in layers], axis=0)
+
+
+def clear_brush(session: Session) -> tuple[Session, str | None]:
+    """Removes the whole motion brush (stamped and painted)."""
+    if session["image"] is None:
+        return session, NO_IMAGE_MESSAGE
+    if not session["brush"] and session["painted"] is None:
         return session, "There is no motion brush to clear."
-    return {**session, "brush": []}, None
+    return {**session, "brush": [], "painted": None}, None
 
 
 def completed_tracks(session: Session) -> list[list[list[float]]]:
@@ -130,10 +164,13 @@ def tracks_for_run(session: Session) -> tuple[list[list[list[float]]], str | Non
 
 def brush_layers(session: Session) -> tuple[np.ndarray, np.ndarray] | None:
     """The motion brush as ``(mask, viz)``: ``(H, W)`` uint8 0/255 and ``(H, W, 4)`` uint8 RGBA, or None if empty."""
-    if session["image"] is None or not session["brush"]:
+    if session["image"] is None or (not session["brush"] and session["painted"] is None):
         return None
     height, width = session["image"].shape[:2]
     mask, viz = empty_brush(height, width)
+    if session["painted"] is not None:
+        mask[session["painted"]] = 255
+        viz[session["painted"]] = BRUSH_TINT
     for x, y, radius in session["brush"]:
         mask, viz = stamp_brush(mask, viz, (int(x), int(y)), int(radius), BRUSH_TINT)
     return mask, viz
@@ -175,4 +212,6 @@ def describe(session: Session) -> str:
     summary = f"Image {width}x{height}: {len(tracks)} trajectories ({clicks} clicks)"
     if session["brush"]:
         summary += f", {len(session['brush'])} brush stamps"
+    if session["painted"] is not None:
+        summary += f", painted brush of {int(session['painted'].sum())} pixels"
     return summary + "."

@@ -144,3 +144,35 @@ def test_describe_summarises_the_session():
     session, _ = ui_state.add_click(session, 2, 2)
     session, _ = ui_state.add_brush_stamp(session, 5, 5, 3)
     assert ui_state.describe(session) == "Image 128x64: 1 trajectories (2 clicks), 1 brush stamps."
+
+
+def test_painted_area_is_where_any_layer_is_opaque():
+    first = np.zeros((4, 6, 4), np.uint8)
+    second = np.zeros((4, 6, 4), np.uint8)
+    first[1, 2, 3] = 255
+    second[3, 5, 3] = 10
+    area = ui_state.painted_area([first, second])
+    assert area.dtype == bool and area.sum() == 2 and area[1, 2] and area[3, 5]
+    assert ui_state.painted_area([]) is None
+
+
+def test_painted_brush_joins_the_stamped_circles_in_the_mask():
+    stamped, _ = ui_state.add_brush_stamp(_session(), 10, 10, 2)
+    stamped_pixels = (ui_state.brush_mask(stamped) == 255).sum()
+    painted = np.zeros((64, 128), bool)
+    painted[40:50, 90:100] = True
+    session, message = ui_state.set_painted_brush(stamped, painted)
+    assert message is None
+    mask = ui_state.brush_mask(session)
+    assert (mask[40:50, 90:100] == 255).all() and mask[10, 10] == 255
+    assert (mask == 255).sum() == 100 + stamped_pixels
+    session, _ = ui_state.clear_brush(session)
+    assert ui_state.brush_mask(session) is None
+
+
+def test_painting_nothing_or_the_wrong_size_leaves_no_painted_brush():
+    session, message = ui_state.set_painted_brush(_session(), np.zeros((64, 128), bool))
+    assert message is None and session["painted"] is None
+    after, message = ui_state.set_painted_brush(session, np.ones((10, 10), bool))
+    assert after == session
+    assert message == "The painted brush is 10x10, not 128x64 like the image."
