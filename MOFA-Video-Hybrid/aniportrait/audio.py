@@ -1,0 +1,74 @@
+# Copied from MOFA-Video-Keypoint/aniportrait/audio.py
+"""Audio loading: any common container/codec -> 16 kHz mono float32 waveform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from utils.errors import InputError
+
+SAMPLE_RATE = 16000
+MIN_DURATION_SECONDS = 0.1
+SILENCE_PEAK = 1e-4
+
+
+def _decode_with_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return samples.mean(axis=1), rate
+
+
+def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise InputError(f"{path} has no audio stream")
+        stream = container.streams.audio[0]
+        rate = stream.rate or stream.codec_context.sample_rate
+        resampler = av.AudioResampler(format="fltp", rate=rate)  # planar float, layout kept
+        chunks = []
+        for frame in container.decode(stream):
+            chunks.extend(resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(frame))
+        chunks.extend(resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(None))
+    if not chunks:
+        return np.zeros(0, dtype=np.float32), rate
+    return np.concatenate(chunks).astype(np.float32), rate
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode an audio file (wav, flac, ogg via soundfile; mp3, m4a, ... via PyAV) to mono at `sample_rate`.
+
+    Channels are averaged; resampling uses soxr (high quality). Returns a (L,) float32 array in [-1, 1].
+    Raises InputError when the file is missing, unreadable, shorter than 0.1 s or silent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file not found: {path}")
+    try:
+        samples, rate = _decode_with_soundfile(path)
+    except InputError:
+        raise
+    except Exception:
+        try:
+            samples, rate = _decode_with_pyav(path)
+        except InputError:
+            raise
+        except Exception as error:
+            raise InputError(f"cannot decode audio file {path}: {type(error).__name__}") from error
+    if rate != sample_rate and samples.size:
+        samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32)
+    if samples.size < MIN_DURATION_SECONDS * sample_rate:
+        raise InputError(f"audio file {path} is too short ({samples.size / sample_rate:.3f} s; need >= {MIN_DURATION_SECONDS} s)")
+    if not np.isfinite(samples).all() or np.abs(samples).max() < SILENCE_PEAK:
+        raise InputError(f"audio file {path} is silent")
+    return samples
+
+
+def frame_count(num_samples: int, fps: int = 25, sample_rate: int = SAMPLE_RATE) -> int:
+    """Number of video frames the audio spans: ceil(num_samples / sample_rate * fps)."""
+    return int(np.ceil(num_samples / sample_rate * fps))
