@@ -1,0 +1,73 @@
+"""Hybrid demo session state: landmark mask stamps, the driving file, and messages for out-of-order actions."""
+
+import numpy as np
+
+from utils import hybrid_session, ui_state
+
+
+def _session():
+    return hybrid_session.start_session(np.full((64, 128, 3), 100, np.uint8))
+
+
+def test_actions_before_an_image_answer_with_a_message():
+    session = hybrid_session.new_session()
+    for action in (
+        lambda s: hybrid_session.add_landmark_stamp(s, 3, 4, 5),
+        hybrid_session.clear_landmark_mask,
+        lambda s: hybrid_session.set_driving(s, "speech.wav", "audio"),
+    ):
+        after, message = action(session)
+        assert after == session
+        assert message.startswith(ui_state.NO_IMAGE_MESSAGE)
+    assert hybrid_session.run_problem(session, "audio").startswith(ui_state.NO_IMAGE_MESSAGE)
+    assert hybrid_session.landmark_view(session) is None
+
+
+def test_run_needs_the_driving_file_but_not_trajectories():
+    session = _session()
+    assert hybrid_session.run_problem(session, "video") == "Upload the driving video first."
+    session, message = hybrid_session.set_driving(session, "/tmp/drive.mp4", "video")
+    assert message is None and session["driving"] == "/tmp/drive.mp4"
+    assert hybrid_session.run_problem(session, "video") is None
+
+
+def test_landmark_stamps_build_a_mask_separate_from_the_motion_brush():
+    session, message = hybrid_session.add_landmark_stamp(_session(), 40, 30, 10)
+    assert message is None
+    session, _ = ui_state.add_brush_stamp(session, 100, 30, 5)
+    mask = hybrid_session.painted_landmark_mask(session)
+    assert mask.shape == (64, 128) and mask[30, 40] == 255 and mask[30, 51] == 0 and mask[30, 100] == 0
+    assert ui_state.brush_mask(session)[30, 100] == 255 and ui_state.brush_mask(session)[30, 40] == 0
+    view = hybrid_session.landmark_view(session)
+    assert tuple(view[30, 40]) == (50, 150, 50) and tuple(view[0, 0]) == (100, 100, 100)
+
+
+def test_landmark_stamp_outside_the_image_or_with_a_bad_radius_is_refused():
+    session = _session()
+    assert hybrid_session.add_landmark_stamp(session, 500, 3, 5) == (session, "Click (500, 3) is outside the 128x64 image.")
+    assert "at least 1 pixel" in hybrid_session.add_landmark_stamp(session, 5, 3, 0)[1]
+
+
+def test_clear_landmark_mask():
+    session, _ = hybrid_session.add_landmark_stamp(_session(), 40, 30, 10)
+    session, message = hybrid_session.clear_landmark_mask(session)
+    assert message is None and hybrid_session.painted_landmark_mask(session) is None
+    assert hybrid_session.clear_landmark_mask(session)[1] == "There is no painted landmark mask to clear."
+
+
+def test_new_image_resets_masks_and_tracks_but_keeps_the_driving_file():
+    session, _ = hybrid_session.set_driving(_session(), "/tmp/speech.wav", "audio")
+    session, _ = hybrid_session.add_landmark_stamp(session, 4, 4, 2)
+    session, _ = ui_state.add_click(session, 4, 4)
+    fresh = hybrid_session.start_session(np.zeros((64, 64, 3), np.uint8), session)
+    assert fresh["driving"] == "/tmp/speech.wav"
+    assert fresh["landmark_brush"] == [] and fresh["tracks"] == [[]] and fresh["brush"] == []
+
+
+def test_describe_mentions_the_landmark_mask_and_the_driving_file():
+    session, _ = hybrid_session.add_landmark_stamp(_session(), 4, 4, 2)
+    assert hybrid_session.describe(session, "audio") == (
+        "Image 128x64: 0 trajectories (0 clicks), 1 landmark-mask stamps; driving audio: no audio yet."
+    )
+    session, _ = hybrid_session.set_driving(session, "/tmp/x/speech.mp3", "audio")
+    assert hybrid_session.describe(session, "audio").endswith("driving audio: speech.mp3.")
