@@ -1,0 +1,570 @@
+"""Trajectory animation without any UI: load the models once, then image + tracks (+ motion brush) -> video.
+
+:class:`TrajectoryAnimator` is what the headless CLI (``inference.py``) and the Gradio demo share::
+
+    animator = TrajectoryAnimator(ckpt_dir=None, device=None, dtype=None, memory="high", tiny=False)
+    result = animator.animate(image, tracks, brush_mask=None, num_frames=25, steps=None, seed=42,
+                              control_scale=0.6, height=None, width=None, progress=None)
+    paths = animator.save(result, "out.mp4", fps=20, overwrite=False)   # out.mp4, out_flow.mp4,
+                                                                        # out_hint.png, out.json
+    preview = animator.preview_flow(image, tracks, brush_mask=None, num_frames=25)   # live flow preview
+
+Coordinates: ``tracks`` is a list of tracks, each a list of ``(x, y)`` clicks in pixels of ``image`` as given
+(x = column, y = row; the first click is where the motion starts; a one-click track pins that point).
+``brush_mask`` is an ``(H, W)`` array at the same size, non-zero inside the motion brush. The image is
+resized so its short side is 512 and centre-cropped to multiples of 64 (an image already prepared that way
+is unchanged), or fitted to ``height`` x ``width`` (resized to cover, centre-cropped); tracks and brush follow.
+
+Tiny mode (``tiny=True``) builds random tiny models (tiny CMP on a 64-px grid, 64-px short side cropped to
+multiples of 4, 2 steps by default) and needs no checkpoint: it exercises the whole chain in seconds on a CPU, and its videos are noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
+from pipeline.pipeline import FlowControlNetPipeline
+from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_mode
+from utils.errors import InputError
+from utils.flow_viz import flow_to_rgb, flow_video_frames
+from utils.memory import apply_memory_preset, memory_plan
+from utils.trajectories import draw_hint_image, trajectories_to_flow, validate_tracks
+from utils.video_io import atomic_output, save_png, write_video
+
+SHORT_SIDE = 512
+"""Short side of the generation size when none is given (as the released demo)."""
+DEFAULT_STEPS = 25
+TINY_SHORT_SIDE = 64
+TINY_STEPS = 2
+TINY_CMP_GRID = 64
+TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
+CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
+ADAPTER_DIR = "controlnet"
+BRUSH_RGBA = (0, 0, 255, 255)
+
+ProgressFn = Callable[[int, int], None]
+"""``progress(done_steps, total_steps)``, called after every denoising step."""
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """How an input image maps to the generation frame: scale by ``(scale_x, scale_y)``, then crop.
+
+    A point ``(x, y)`` of the input lands at ``(x * scale_x - left, y * scale_y - top)``.
+    """
+
+    source_width: int
+    source_height: int
+    scale_x: float
+    scale_y: float
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @property
+    def resized_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the input after scaling, before the crop."""
+        return round(self.source_width * self.scale_x), round(self.source_height * self.scale_y)
+
+    def map_tracks(self, tracks: Sequence[Sequence[Sequence[float]]]) -> list[list[tuple[float, float]]]:
+        """Input-pixel tracks -> generation-pixel tracks.
+
+        Raises:
+            InputError: a click lands in the part of the image cropped away.
+        """
+        mapped = []
+        for track_index, track in enumerate(tracks):
+            points = []
+            for click_index, (x, y) in enumerate(track):
+                new_x, new_y = x * self.scale_x - self.left, y * self.scale_y - self.top
+                if not (0 <= new_x < self.width and 0 <= new_y < self.height):
+                    raise InputError(
+                        f"track {track_index}, click {click_index}: ({x:g}, {y:g}) lies in the border cropped away "
+                        f"to make the {self.width}x{self.height} frame; move it inwards or pass --height/--width"
+                    )
+                points.append((new_x, new_y))
+            mapped.append(points)
+        return mapped
+
+    def map_image(self, image: Image.Image, resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
+        """Scale and crop an image (or a mask, with ``NEAREST``) of the input's size to the frame."""
+        resized = image.resize(self.resized_size, resample)
+        return resized.crop((self.left, self.top, self.left + self.width, self.top + self.height))
+
+
+def fit_geometry(
+    source_width: int,
+    source_height: int,
+    width: int | None = None,
+    height: int | None = None,
+    short_side: int = SHORT_SIDE,
+    multiple: int = 64,
+) -> FrameGeometry:
+    """The frame for an input image: ``width`` x ``height`` if both given (resize to cover, centre crop), else
+    short side ``short_side`` and each side cropped down to a multiple of ``multiple``.
+
+    Raises:
+        InputError: only one of ``width``/``height`` given, a non-multiple size, or an image too elongated.
+    """
+    if (width is None) != (height is None):
+        raise InputError("give both --height and --width, or neither")
+    if width is None:
+        ratio = short_side / min(source_width, source_height)
+        resized_width, resized_height = round(source_width * ratio), round(source_height * ratio)
+        width, height = resized_width - resized_width % multiple, resized_height - resized_height % multiple
+        if width == 0 or height == 0:
+            raise InputError(f"an image of {source_width}x{source_height} is too elongated to crop to {multiple}s")
+    elif width <= 0 or height <= 0 or width % multiple or height % multiple:
+        raise InputError(f"height and width must be positive multiples of {multiple}, got {height} and {width}")
+    else:
+        ratio = max(width / source_width, height / source_height)
+        resized_width, resized_height = round(source_width * ratio), round(source_height * ratio)
+        resized_width, resized_height = max(resized_width, width), max(resized_height, height)
+    return FrameGeometry(
+        source_width=source_width,
+        source_height=source_height,
+        scale_x=resized_width / source_width,
+        scale_y=resized_height / source_height,
+        left=round((resized_width - width) / 2),
+        top=round((resized_height - height) / 2),
+        width=width,
+        height=height,
+    )
+
+
+def brush_mask_to_rgba(mask: np.ndarray, color: tuple[int, int, int, int] = BRUSH_RGBA) -> np.ndarray:
+    """``(H, W, 4)`` uint8 drawing of a 0/255 brush mask (``color`` inside, transparent outside)."""
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask > 0] = color
+    return rgba
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class FlowPreview:
+    """The dense flow for the current tracks (``preview_flow``).
+
+    Attributes:
+        flow: ``(T-1, 2, H, W)`` float32 pixels, or None when there is no usable track.
+        last_frame_rgb: ``(H, W, 3)`` uint8 colour-coded flow of the last frame (white when no motion).
+        warnings: e.g. drags CMP cannot express.
+    """
+
+    flow: torch.Tensor | None
+    last_frame_rgb: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnimationResult:
+    """Everything one ``animate`` call produced.
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 RGB video.
+        flow: ``(T-1, 2, H, W)`` float32 CPU tensor, the dense flow the video was conditioned on (pixels).
+        flow_frames: ``(T, H, W, 3)`` uint8 colour-coded flow (a white frame 0, then each flow).
+        hint_image: RGBA PIL image ``H x W``: the frame at 50 % alpha, the tracks and the motion brush.
+        first_frame: RGB PIL image ``H x W``, the input as generated from (after resize/crop).
+        warnings: human-readable warnings (tiny mode, saturated drags).
+        settings: every setting used (JSON-ready); written to ``out.json`` by ``save``.
+    """
+
+    frames: np.ndarray
+    flow: torch.Tensor
+    flow_frames: np.ndarray
+    hint_image: Image.Image
+    first_frame: Image.Image
+    warnings: list[str]
+    settings: dict
+
+
+def output_paths(output_path: str | Path) -> dict[str, Path]:
+    """The four files ``save`` writes for ``out.mp4``: video, flow, hint and settings (``out.json``).
+
+    Raises:
+        InputError: ``output_path`` does not end in ``.mp4``.
+    """
+    output_path = Path(output_path)
+    if output_path.suffix.lower() != ".mp4":
+        raise InputError(f"the output must be an .mp4 path, got {output_path}")
+    stem = output_path.with_suffix("")
+    return {
+        "video": output_path,
+        "flow": stem.with_name(f"{stem.name}_flow.mp4"),
+        "hint": stem.with_name(f"{stem.name}_hint.png"),
+        "settings": stem.with_name(f"{stem.name}.json"),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- animator
+
+
+class TrajectoryAnimator:
+    """Loads the Traj models once and turns (image, tracks, brush) into videos.
+
+    Args:
+        ckpt_dir: the ``ckpts/`` folder (default ``$MOFA_CKPT_DIR`` or ``<repo>/ckpts``); checked with
+            ``require_mode(ckpt_dir, "traj")`` before anything loads.
+        device: execution device (default: CUDA, else MPS, else CPU).
+        dtype: ``fp16`` / ``bf16`` / ``fp32`` / ``auto`` (None = auto: fp16 on accelerators, fp32 on CPU).
+        memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
+        tiny: build random tiny models instead of loading weights (outputs are noise).
+        show_progress: show the pipeline's progress bar over denoising steps.
+
+    Raises:
+        CheckpointError: a checkpoint file is missing (message names it and ``make fetch MODE=traj``).
+        InputError: an unknown preset or dtype.
+    """
+
+    def __init__(
+        self,
+        ckpt_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | None = None,
+        memory: str = "high",
+        tiny: bool = False,
+        show_progress: bool = True,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.tiny = tiny
+        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
+        plan = memory_plan(memory, self.device, dtype)
+        if tiny:
+            self.pipe, self.cmp = build_tiny_components()
+        else:
+            require_mode(self.ckpt_dir, "traj")
+            self.pipe, self.cmp = load_components(self.ckpt_dir, plan.dtype)
+        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
+        self.cmp.to(self.device)  # CMP always runs in fp32
+        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
+        self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
+        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
+        self.size_multiple = self.pipe.controlnet.size_multiple
+        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+
+    # -------------------------------------------------------------------------------------------- inputs
+
+    def prepare(
+        self,
+        image: Image.Image | np.ndarray,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> tuple[Image.Image, list[list[tuple[float, float]]], np.ndarray | None, FrameGeometry]:
+        """Validate and map the inputs to the generation frame.
+
+        Returns:
+            ``(frame, tracks, brush, geometry)``: the RGB frame ``H x W``, the tracks in its pixels, the brush as
+            an ``(H, W)`` uint8 0/255 mask (or None) and the mapping used.
+
+        Raises:
+            InputError: no tracks, an empty track, a click outside the image or in the cropped border, a brush
+                of the wrong size, or a bad size.
+        """
+        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        image = image.convert("RGB")
+        validate_tracks(tracks, image.width, image.height)
+        geometry = fit_geometry(image.width, image.height, width, height, self.short_side, self.size_multiple)
+        frame = geometry.map_image(image)
+        mapped_brush = None
+        if brush_mask is not None:
+            brush_mask = np.asarray(brush_mask)
+            if brush_mask.shape != (image.height, image.width):
+                raise InputError(
+                    f"the motion brush is {brush_mask.shape[1]}x{brush_mask.shape[0]}, "
+                    f"the image {image.width}x{image.height}: they must match"
+                )
+            brush = Image.fromarray(np.where(brush_mask > 0, 255, 0).astype(np.uint8))
+            mapped_brush = np.asarray(geometry.map_image(brush, Image.Resampling.NEAREST))
+        return frame, geometry.map_tracks(tracks), mapped_brush, geometry
+
+    def dense_flow(
+        self, frame: Image.Image, tracks: Sequence[Sequence[Sequence[float]]], brush: np.ndarray | None, num_frames: int
+    ) -> tuple[torch.Tensor, list[str]]:
+        """CMP dense flow for tracks already in ``frame``'s pixels: ``((T-1, 2, H, W) float32 on the device,
+        warnings)``."""
+        pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255).to(self.device)
+        chunk_size = self.memory.cmp_chunk_size
+
+        def cmp(image: torch.Tensor, sparse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            # every hint frame shares the one first frame: encode it once
+            return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            flow, info = trajectories_to_flow(
+                pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device
+            )
+        return flow, list(info.warnings)
+
+    def preview_flow(
+        self,
+        image: Image.Image | np.ndarray,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None = None,
+        num_frames: int = 25,
+    ) -> FlowPreview:
+        """The flow the current tracks ask for, for a live preview (empty tracks are ignored).
+
+        ``image`` must already be the generation frame (e.g. from :meth:`prepare_image`); tracks and brush
+        are in its pixels.
+        """
+        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        frame = image.convert("RGB")
+        tracks = [track for track in tracks if len(track) > 0]
+        if not tracks:
+            return FlowPreview(None, np.full((frame.height, frame.width, 3), 255, np.uint8))
+        validate_tracks(tracks, frame.width, frame.height)
+        brush = None if brush_mask is None else np.where(np.asarray(brush_mask) > 0, 255, 0).astype(np.uint8)
+        flow, messages = self.dense_flow(frame, tracks, brush, num_frames)
+        return FlowPreview(flow.float().cpu(), flow_to_rgb(flow[-1]), messages)
+
+    def prepare_image(
+        self, image: Image.Image | np.ndarray, height: int | None = None, width: int | None = None
+    ) -> Image.Image:
+        """The generation frame for an image (short side 512 cropped to multiples of 64, or in tiny mode 64
+        cropped to multiples of 4; or fitted to ``height`` x ``width``). Clicks on this frame can be passed to :meth:`animate` as they are."""
+        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        image = image.convert("RGB")
+        geometry = fit_geometry(image.width, image.height, width, height, self.short_side, self.size_multiple)
+        return geometry.map_image(image)
+
+    # -------------------------------------------------------------------------------------------- animate
+
+    def animate(
+        self,
+        image: Image.Image | np.ndarray,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None = None,
+        num_frames: int = 25,
+        steps: int | None = None,
+        seed: int = 42,
+        control_scale: float = 0.6,
+        height: int | None = None,
+        width: int | None = None,
+        min_guidance_scale: float = 1.0,
+        max_guidance_scale: float = 3.0,
+        fps_id: int = 6,
+        motion_bucket_id: int = 128,
+        noise_aug_strength: float = 0.02,
+        normalize_clip_input: bool = False,
+        decode_chunk_size: int | None = None,
+        window_size: int = 25,
+        window_stride: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> AnimationResult:
+        """Animate ``image`` along ``tracks``.
+
+        Args:
+            image: PIL image or ``(H, W, 3)`` uint8 array, any size.
+            tracks: tracks of ``(x, y)`` clicks in ``image`` pixels (see the module docstring).
+            brush_mask: ``(H, W)`` motion brush at ``image``'s size, non-zero inside, or None. Tracks starting in
+                the brush move only the brushed area.
+            num_frames: T >= 2 (25 as trained; more uses overlapping 25-frame windows).
+            steps: denoising steps (None: 25, or 2 in tiny mode).
+            seed: seeds the noise augmentation and the initial latents.
+            control_scale: adapter strength (0.6 as the demo recommends; 1.0 tends to distort).
+            height, width: generation size (multiples of 64; 4 in tiny mode); None = short side 512 (64 in tiny
+                mode), cropped to those multiples.
+            min_guidance_scale, max_guidance_scale: per-frame guidance ramp (1 -> 3); max <= 1 turns it off.
+            fps_id, motion_bucket_id, noise_aug_strength: SVD micro-conditioning (6, 128, 0.02 as released).
+            normalize_clip_input: CLIP mean/std normalisation (off, as released).
+            decode_chunk_size: frames per VAE decode (None: the memory preset's).
+            window_size, window_stride: periodic-sampling windows for long videos (25, 12).
+            progress: ``progress(done, total)`` after every denoising step.
+
+        Returns:
+            :class:`AnimationResult`.
+
+        Raises:
+            InputError: bad tracks, brush, size, frame count or step count.
+        """
+        if int(num_frames) != num_frames or num_frames < 2:
+            raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+        steps = self.default_steps if steps is None else steps
+        if int(steps) != steps or steps < 1:
+            raise InputError(f"steps must be a positive integer, got {steps}")
+        if not math.isfinite(control_scale):
+            raise InputError(f"control_scale must be a number, got {control_scale}")
+        decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
+        frame, frame_tracks, brush, geometry = self.prepare(image, tracks, brush_mask, height, width)
+        flow, messages = self.dense_flow(frame, frame_tracks, brush, num_frames)
+        if self.tiny:
+            messages.insert(0, TINY_NOTICE)
+
+        def on_step_end(pipe, step_index, timestep, tensors):
+            progress(step_index + 1, steps)
+            return {}
+
+        output = self.pipe(
+            image=frame,
+            controlnet_flow=flow[None],
+            height=frame.height,
+            width=frame.width,
+            num_frames=num_frames,
+            num_inference_steps=steps,
+            min_guidance_scale=min_guidance_scale,
+            max_guidance_scale=max_guidance_scale,
+            fps=fps_id + 1,
+            motion_bucket_id=motion_bucket_id,
+            noise_aug_strength=noise_aug_strength,
+            controlnet_cond_scale=control_scale,
+            normalize_clip_input=normalize_clip_input,
+            decode_chunk_size=decode_chunk_size,
+            window_size=window_size,
+            window_stride=window_stride,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="np",
+            callback_on_step_end=on_step_end if progress is not None else None,
+        )
+        frames = np.round(np.clip(output.frames[0], 0.0, 1.0) * 255).astype(np.uint8)
+        flow = flow.float().cpu()
+        brush_viz = None if brush is None else brush_mask_to_rgba(brush)
+        settings = {
+            "num_frames": num_frames,
+            "steps": steps,
+            "seed": seed,
+            "control_scale": control_scale,
+            "height": frame.height,
+            "width": frame.width,
+            "min_guidance_scale": min_guidance_scale,
+            "max_guidance_scale": max_guidance_scale,
+            "fps_id": fps_id,
+            "motion_bucket_id": motion_bucket_id,
+            "noise_aug_strength": noise_aug_strength,
+            "normalize_clip_input": normalize_clip_input,
+            "decode_chunk_size": decode_chunk_size,
+            "window_size": window_size,
+            "window_stride": window_stride if window_stride is not None else window_size // 2,
+            "tracks": [[[float(value) for value in point] for point in track] for track in tracks],
+            "tracks_in_frame": [[[float(value) for value in point] for point in track] for track in frame_tracks],
+            "brush": brush is not None,
+            "geometry": {
+                "scale_x": geometry.scale_x, "scale_y": geometry.scale_y,
+                "left": geometry.left, "top": geometry.top,
+            },  # fmt: skip
+            "cmp_grid": self.cmp_grid,
+            "memory": self.memory.as_dict(),
+            "tiny": self.tiny,
+            "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
+            "warnings": messages,
+        }
+        return AnimationResult(
+            frames=frames,
+            flow=flow,
+            flow_frames=flow_video_frames(flow),
+            hint_image=draw_hint_image(frame, frame_tracks, brush_viz),
+            first_frame=frame,
+            warnings=messages,
+            settings=settings,
+        )
+
+    # ----------------------------------------------------------------------------------------------- save
+
+    @staticmethod
+    def save(
+        result: AnimationResult,
+        output_path: str | Path,
+        fps: float = 20,
+        overwrite: bool = False,
+        extra_settings: dict | None = None,
+    ) -> dict[str, Path]:
+        """Write ``out.mp4``, ``out_flow.mp4``, ``out_hint.png`` and ``out.json`` (every setting) next to each other.
+
+        Each file is written to a temporary name and renamed, so nothing is left half-written. Nothing is
+        written if any of the four exists and ``overwrite`` is False.
+
+        Args:
+            result: from :meth:`animate`.
+            output_path: the video path, ending in ``.mp4``.
+            fps: playback rate of the mp4s (20, as the released demo exported).
+            overwrite: replace existing files.
+            extra_settings: more entries for ``out.json`` (e.g. the input paths).
+
+        Returns:
+            ``{"video", "flow", "hint", "settings"}`` -> path.
+
+        Raises:
+            InputError: an output exists (and not ``overwrite``), or the path is not an ``.mp4``.
+        """
+        paths = output_paths(output_path)
+        existing = [str(path) for path in paths.values() if path.exists()]
+        if existing and not overwrite:
+            raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+        write_video(paths["video"], result.frames, fps=fps, overwrite=overwrite)
+        write_video(paths["flow"], result.flow_frames, fps=fps, overwrite=overwrite)
+        save_png(paths["hint"], result.hint_image, overwrite=overwrite)
+        settings = {**result.settings, **(extra_settings or {}), "export_fps": fps}
+        settings["outputs"] = {name: str(path) for name, path in paths.items()}
+        with atomic_output(paths["settings"], overwrite=overwrite) as temporary:
+            temporary.write_text(json.dumps(settings, indent=2) + "\n")
+        return paths
+
+
+# ------------------------------------------------------------------------------------------------- builders
+
+
+def build_tiny_components(seed: int = 0) -> tuple[FlowControlNetPipeline, CMP]:
+    """A pipeline of random tiny models and a tiny CMP (seeded; outputs are noise)."""
+    from utils import tiny
+
+    unet = tiny.tiny_unet(seed)
+    pipe = FlowControlNetPipeline(
+        vae=tiny.tiny_vae(seed),
+        image_encoder=tiny.tiny_image_encoder(seed),
+        unet=unet,
+        controlnet=tiny.tiny_flow_controlnet(seed, unet),
+        scheduler=tiny.tiny_scheduler(),
+        feature_extractor=tiny.tiny_feature_extractor(),
+    )
+    return pipe, build_tiny_cmp(seed)
+
+
+def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[FlowControlNetPipeline, CMP]:
+    """The released SVD-xt 1.1 parts (fp16 files), the Traj adapter and CMP, from ``ckpt_dir``."""
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from models.flow_controlnet import FlowControlNet
+    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+
+    svd = Path(ckpt_dir) / SVD_DIR
+    pipe = FlowControlNetPipeline(
+        vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
+        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
+            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
+        ),
+        unet=UNetSpatioTemporalConditionControlNetModel.from_pretrained(
+            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
+        ),
+        controlnet=FlowControlNet.from_pretrained(Path(ckpt_dir) / ADAPTER_DIR, torch_dtype=dtype),
+        scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
+        feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
+    )
+    return pipe, CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT)
