@@ -35,8 +35,8 @@ from torch import nn
 from models.softsplat import softsplat
 from models.unet_spatio_temporal_condition_controlnet import (
     UNetSpatioTemporalConditionControlNetModel,
+    embed_time,
     run_down_block,
-    time_embedding,
 )
 from utils.errors import InputError
 
@@ -106,6 +106,11 @@ def check_size_multiple(height: int, width: int, multiple: int) -> None:
         raise InputError(
             f"frame size {width}x{height} (WxH) is not supported: width and height must be multiples of {multiple}"
         )
+
+
+def _check_rank(name: str, tensor: torch.Tensor, rank: int, layout: str) -> None:
+    if tensor.ndim != rank:
+        raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")
 
 
 def add_all(hidden_states: torch.Tensor, additions: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -359,7 +364,7 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
 
         Args:
             sample: ``(B·T, C_in, h, w)`` flattened latents.
-            emb: ``(B·T, C_emb)`` from :func:`time_embedding`.
+            emb: ``(B·T, C_emb)`` from :func:`embed_time`.
             encoder_hidden_states: ``(B·T, L, D)``.
             image_only_indicator: ``(B, T)`` zeros.
             injections: ``len(down_blocks) + 2`` lists of tensors added in order: after ``conv_in``, after each
@@ -472,7 +477,7 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
         batch_size, num_frames = sample.shape[:2]
 
         # time: (B·T, C_emb); conditioning repeated per frame
-        emb = time_embedding(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
+        emb = embed_time(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(
             num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
         )
@@ -493,8 +498,3 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
             mid_block_res_sample=mid_residual,
             controlnet_flow=controlnet_flow,
         )
-
-
-def _check_rank(name: str, tensor: torch.Tensor, rank: int, layout: str) -> None:
-    if tensor.ndim != rank:
-        raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")

@@ -189,6 +189,18 @@ def test_runs_in_bfloat16_with_float32_splatting(unet, inputs, output):
     torch.testing.assert_close(out.mid_block_res_sample.float(), output.mid_block_res_sample, atol=0.1, rtol=0.1)
 
 
+def test_trains_with_gradient_checkpointing_and_backpropagates_through_the_warp(unet, inputs):
+    controlnet = tiny_flow_controlnet(seed=0, unet=unet).train()
+    controlnet.enable_gradient_checkpointing()
+    flow = inputs["controlnet_flow"].clone().requires_grad_(True)
+    out = controlnet(**dict(inputs, controlnet_flow=flow))
+    loss = sum(r.square().mean() for r in out.down_block_res_samples) + out.mid_block_res_sample.square().mean()
+    loss.backward()
+    assert controlnet.controlnet_cond_embedding.conv_in.weight.grad.abs().sum() > 0
+    assert controlnet.down_blocks[0].resnets[0].spatial_res_block.conv1.weight.grad.abs().sum() > 0
+    assert flow.grad.abs().sum() > 0
+
+
 # ----------------------------------------------------------------------------------------------- building
 
 
