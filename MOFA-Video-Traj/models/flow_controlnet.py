@@ -35,8 +35,8 @@ from torch import nn
 from models.softsplat import softsplat
 from models.unet_spatio_temporal_condition_controlnet import (
     UNetSpatioTemporalConditionControlNetModel,
-    embed_time,
     run_down_block,
+    time_embedding,
 )
 from utils.errors import InputError
 
@@ -364,7 +364,7 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
 
         Args:
             sample: ``(B·T, C_in, h, w)`` flattened latents.
-            emb: ``(B·T, C_emb)`` from :func:`embed_time`.
+            emb: ``(B·T, C_emb)`` from :func:`time_embedding`.
             encoder_hidden_states: ``(B·T, L, D)``.
             image_only_indicator: ``(B, T)`` zeros.
             injections: ``len(down_blocks) + 2`` lists of tensors added in order: after ``conv_in``, after each
@@ -477,7 +477,7 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
         batch_size, num_frames = sample.shape[:2]
 
         # time: (B·T, C_emb); conditioning repeated per frame
-        emb = embed_time(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
+        emb = time_embedding(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(
             num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
         )

@@ -10,7 +10,7 @@ the one that produced it to the last: with the SVD layout the 12 residuals count
 times. This model reproduces that by scaling residual ``j`` by its multiplier once (see
 :func:`down_residual_multipliers`).
 
-The helpers :func:`embed_time` and :func:`run_down_block` are shared with the adapters, whose encoder
+The helpers :func:`time_embedding` and :func:`run_down_block` are shared with the adapters, whose encoder
 half is a copy of this UNet's.
 """
 
@@ -42,7 +42,7 @@ def down_residual_multipliers(down_blocks: Sequence[nn.Module]) -> tuple[int, ..
     return tuple(multipliers)
 
 
-def embed_time(
+def time_embedding(
     model: nn.Module,
     timestep: torch.Tensor | float | int,
     added_time_ids: torch.Tensor,
@@ -153,7 +153,7 @@ class UNetSpatioTemporalConditionControlNetModel(UNetSpatioTemporalConditionMode
 
         # 1. time: (B·T, C_emb); conditioning repeated per frame
         batch_size, num_frames = sample.shape[:2]
-        emb = embed_time(
+        emb = time_embedding(
             self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device
         )
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(
