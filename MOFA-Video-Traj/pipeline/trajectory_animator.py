@@ -3,11 +3,13 @@
 :class:`TrajectoryAnimator` is what the headless CLI (``inference.py``) and the Gradio demo share::
 
     animator = TrajectoryAnimator(ckpt_dir=None, device=None, dtype=None, memory="high", tiny=False)
+    # or TrajectoryAnimator.from_pretrained(ckpt_dir, device=..., memory=...) / TrajectoryAnimator.tiny(device=...)
     result = animator.animate(image, tracks, brush_mask=None, num_frames=25, steps=None, seed=42,
-                              control_scale=0.6, height=None, width=None, progress=None)
-    paths = animator.save(result, "out.mp4", fps=20, overwrite=False)   # out.mp4, out_flow.mp4,
-                                                                        # out_hint.png, out.json
-    preview = animator.preview_flow(image, tracks, brush_mask=None, num_frames=25)   # live flow preview
+                              control_scale=0.6, height=None, width=None, memory=None, progress=None)
+    paths = animator.save(result, "out.mp4", fps=20, overwrite=False)
+    # paths.video out.mp4, paths.flow_video out_flow.mp4, paths.hint out_hint.png, paths.settings out.json
+    preview = animator.preview_flow(frame, tracks, brush_mask=None, num_frames=25)
+    # preview.last_frame_rgb (H, W, 3) uint8 for a live preview, preview.flow, preview.warnings
 
 Coordinates: ``tracks`` is a list of tracks, each a list of ``(x, y)`` clicks in pixels of ``image`` as given
 (x = column, y = row; the first click is where the motion starts; a one-click track pins that point).
@@ -37,7 +39,7 @@ from pipeline.pipeline import FlowControlNetPipeline
 from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_to_rgb, flow_video_frames
-from utils.memory import apply_memory_preset, memory_plan
+from utils.memory import apply_memory_preset, dtype_name, memory_plan
 from utils.trajectories import draw_hint_image, trajectories_to_flow, validate_tracks
 from utils.video_io import atomic_output, save_png, write_video
 
@@ -188,6 +190,7 @@ class AnimationResult:
         frames: ``(T, H, W, 3)`` uint8 RGB video.
         flow: ``(T-1, 2, H, W)`` float32 CPU tensor, the dense flow the video was conditioned on (pixels).
         flow_frames: ``(T, H, W, 3)`` uint8 colour-coded flow (a white frame 0, then each flow).
+        flow_preview: ``(H, W, 3)`` uint8 colour-coded flow of the last frame (``flow_frames[-1]``).
         hint_image: RGBA PIL image ``H x W``: the frame at 50 % alpha, the tracks and the motion brush.
         first_frame: RGB PIL image ``H x W``, the input as generated from (after resize/crop).
         warnings: human-readable warnings (tiny mode, saturated drags).
@@ -197,28 +200,46 @@ class AnimationResult:
     frames: np.ndarray
     flow: torch.Tensor
     flow_frames: np.ndarray
+    flow_preview: np.ndarray
     hint_image: Image.Image
     first_frame: Image.Image
     warnings: list[str]
     settings: dict
 
 
-def output_paths(output_path: str | Path) -> dict[str, Path]:
-    """The four files ``save`` writes for ``out.mp4``: video, flow, hint and settings (``out.json``).
+@dataclass(frozen=True)
+class OutputPaths:
+    """The four files of one run, side by side: ``out.mp4``, ``out_flow.mp4``, ``out_hint.png``, ``out.json``."""
 
-    Raises:
-        InputError: ``output_path`` does not end in ``.mp4``.
-    """
-    output_path = Path(output_path)
-    if output_path.suffix.lower() != ".mp4":
-        raise InputError(f"the output must be an .mp4 path, got {output_path}")
-    stem = output_path.with_suffix("")
-    return {
-        "video": output_path,
-        "flow": stem.with_name(f"{stem.name}_flow.mp4"),
-        "hint": stem.with_name(f"{stem.name}_hint.png"),
-        "settings": stem.with_name(f"{stem.name}.json"),
-    }
+    video: Path
+    flow_video: Path
+    hint: Path
+    settings: Path
+
+    @classmethod
+    def for_video(cls, output_path: str | Path) -> OutputPaths:
+        """The paths for the video ``output_path``.
+
+        Raises:
+            InputError: ``output_path`` does not end in ``.mp4``.
+        """
+        output_path = Path(output_path)
+        if output_path.suffix.lower() != ".mp4":
+            raise InputError(f"the output must be an .mp4 path, got {output_path}")
+        stem = output_path.stem
+        return cls(
+            video=output_path,
+            flow_video=output_path.with_name(f"{stem}_flow.mp4"),
+            hint=output_path.with_name(f"{stem}_hint.png"),
+            settings=output_path.with_name(f"{stem}.json"),
+        )
+
+    def all(self) -> tuple[Path, Path, Path, Path]:
+        return self.video, self.flow_video, self.hint, self.settings
+
+    def existing(self) -> list[Path]:
+        """The ones already on disk."""
+        return [path for path in self.all() if path.exists()]
 
 
 # ------------------------------------------------------------------------------------------------- animator
@@ -251,7 +272,7 @@ class TrajectoryAnimator:
         show_progress: bool = True,
     ):
         self.device = torch.device(device) if device is not None else default_device()
-        self.tiny = tiny
+        self.is_tiny = tiny
         self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
         plan = memory_plan(memory, self.device, dtype)
         if tiny:
@@ -266,6 +287,21 @@ class TrajectoryAnimator:
         self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
         self.size_multiple = self.pipe.controlnet.size_multiple
         self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+
+    @classmethod
+    def from_pretrained(cls, ckpt_dir: str | Path | None = None, **kwargs) -> TrajectoryAnimator:
+        """The animator with the released weights from ``ckpt_dir`` (keyword arguments as the constructor's)."""
+        return cls(ckpt_dir=ckpt_dir, tiny=False, **kwargs)
+
+    @classmethod
+    def tiny(cls, **kwargs) -> TrajectoryAnimator:
+        """The animator with random tiny models (no checkpoint; outputs are noise)."""
+        return cls(tiny=True, **kwargs)
+
+    def set_memory(self, preset: str) -> None:
+        """Switch the memory preset (keeps the dtype); a no-op when ``preset`` is the current one."""
+        if preset != self.memory.preset:
+            self.memory = apply_memory_preset(self.pipe, preset, self.device, dtype_name(self.memory.dtype))
 
     # -------------------------------------------------------------------------------------------- inputs
 
@@ -377,6 +413,7 @@ class TrajectoryAnimator:
         decode_chunk_size: int | None = None,
         window_size: int = 25,
         window_stride: int | None = None,
+        memory: str | None = None,
         progress: ProgressFn | None = None,
     ) -> AnimationResult:
         """Animate ``image`` along ``tracks``.
@@ -397,6 +434,7 @@ class TrajectoryAnimator:
             normalize_clip_input: CLIP mean/std normalisation (off, as released).
             decode_chunk_size: frames per VAE decode (None: the memory preset's).
             window_size, window_stride: periodic-sampling windows for long videos (25, 12).
+            memory: switch to this memory preset first (None: keep the current one).
             progress: ``progress(done, total)`` after every denoising step.
 
         Returns:
@@ -407,6 +445,8 @@ class TrajectoryAnimator:
         """
         if int(num_frames) != num_frames or num_frames < 2:
             raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+        if memory is not None:
+            self.set_memory(memory)
         steps = self.default_steps if steps is None else steps
         if int(steps) != steps or steps < 1:
             raise InputError(f"steps must be a positive integer, got {steps}")
@@ -415,7 +455,7 @@ class TrajectoryAnimator:
         decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
         frame, frame_tracks, brush, geometry = self.prepare(image, tracks, brush_mask, height, width)
         flow, messages = self.dense_flow(frame, frame_tracks, brush, num_frames)
-        if self.tiny:
+        if self.is_tiny:
             messages.insert(0, TINY_NOTICE)
 
         def on_step_end(pipe, step_index, timestep, tensors):
@@ -471,14 +511,16 @@ class TrajectoryAnimator:
             },  # fmt: skip
             "cmp_grid": self.cmp_grid,
             "memory": self.memory.as_dict(),
-            "tiny": self.tiny,
+            "tiny": self.is_tiny,
             "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
             "warnings": messages,
         }
+        flow_frames = flow_video_frames(flow)
         return AnimationResult(
             frames=frames,
             flow=flow,
-            flow_frames=flow_video_frames(flow),
+            flow_frames=flow_frames,
+            flow_preview=flow_frames[-1],
             hint_image=draw_hint_image(frame, frame_tracks, brush_viz),
             first_frame=frame,
             warnings=messages,
@@ -494,11 +536,12 @@ class TrajectoryAnimator:
         fps: float = 20,
         overwrite: bool = False,
         extra_settings: dict | None = None,
-    ) -> dict[str, Path]:
-        """Write ``out.mp4``, ``out_flow.mp4``, ``out_hint.png`` and ``out.json`` (every setting) next to each other.
+    ) -> OutputPaths:
+        """Write ``out.mp4``, ``out_flow.mp4``, ``out_hint.png`` and ``out.json`` (every setting) side by side.
 
-        Each file is written to a temporary name and renamed, so nothing is left half-written. Nothing is
-        written if any of the four exists and ``overwrite`` is False.
+        Each file is written to a temporary name and renamed, so nothing is left half-written; ``out.json`` is
+        written last and marks a finished run. Nothing is written if any of the four exists and ``overwrite``
+        is False.
 
         Args:
             result: from :meth:`animate`.
@@ -508,21 +551,22 @@ class TrajectoryAnimator:
             extra_settings: more entries for ``out.json`` (e.g. the input paths).
 
         Returns:
-            ``{"video", "flow", "hint", "settings"}`` -> path.
+            :class:`OutputPaths`.
 
         Raises:
             InputError: an output exists (and not ``overwrite``), or the path is not an ``.mp4``.
         """
-        paths = output_paths(output_path)
-        existing = [str(path) for path in paths.values() if path.exists()]
+        paths = OutputPaths.for_video(output_path)
+        existing = paths.existing()
         if existing and not overwrite:
             raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
-        write_video(paths["video"], result.frames, fps=fps, overwrite=overwrite)
-        write_video(paths["flow"], result.flow_frames, fps=fps, overwrite=overwrite)
-        save_png(paths["hint"], result.hint_image, overwrite=overwrite)
+        write_video(paths.video, result.frames, fps=fps, overwrite=overwrite)
+        write_video(paths.flow_video, result.flow_frames, fps=fps, overwrite=overwrite)
+        save_png(paths.hint, result.hint_image, overwrite=overwrite)
         settings = {**result.settings, **(extra_settings or {}), "export_fps": fps}
-        settings["outputs"] = {name: str(path) for name, path in paths.items()}
-        with atomic_output(paths["settings"], overwrite=overwrite) as temporary:
+        settings["outputs"] = {name: str(path) for name, path in zip(("video", "flow_video", "hint", "settings"),
+                                                                     paths.all())}
+        with atomic_output(paths.settings, overwrite=overwrite) as temporary:
             temporary.write_text(json.dumps(settings, indent=2) + "\n")
         return paths
 
