@@ -109,6 +109,11 @@ def check_size_multiple(height: int, width: int, multiple: int) -> None:
         )
 
 
+def _check_rank(name: str, tensor: torch.Tensor, rank: int, layout: str) -> None:
+    if tensor.ndim != rank:
+        raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")
+
+
 def add_all(hidden_states: torch.Tensor, additions: Sequence[torch.Tensor]) -> torch.Tensor:
     """``hidden_states + a_0 + a_1 + ...`` in order (out of place: skips already collected stay untouched)."""
     for addition in additions:
@@ -494,8 +499,3 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
             mid_block_res_sample=mid_residual,
             controlnet_flow=controlnet_flow,
         )
-
-
-def _check_rank(name: str, tensor: torch.Tensor, rank: int, layout: str) -> None:
-    if tensor.ndim != rank:
-        raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")

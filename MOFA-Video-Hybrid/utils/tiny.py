@@ -3,7 +3,8 @@
 
 They have the real classes and the released data flow at toy widths, so a whole pipeline runs on a CPU in
 seconds without any checkpoint. Their outputs are noise. Each builder takes a ``seed`` and leaves the global
-random state untouched. Nothing heavy is imported until a builder is called.
+random state untouched and returns its model in eval mode (as ``from_pretrained`` does). Nothing heavy
+is imported until a builder is called.
 
 Geometry of the tiny stack: the VAE has two blocks, so latents are 1/2 of the frame size; the UNet and the
 adapter have two levels, so the adapter's flow features sit at strides 2 and 4 and frame sides must be
@@ -51,7 +52,7 @@ def tiny_unet(seed: int = 0) -> UNetSpatioTemporalConditionControlNetModel:
             cross_attention_dim=TINY_CROSS_ATTENTION_DIM,
             num_attention_heads=(2, 4),
             num_frames=TINY_NUM_FRAMES,
-        )
+        ).eval()
 
 
 def tiny_flow_controlnet(seed: int = 0, unet: UNetSpatioTemporalConditionControlNetModel | None = None) -> FlowControlNet:
@@ -78,7 +79,7 @@ def tiny_flow_controlnet(seed: int = 0, unet: UNetSpatioTemporalConditionControl
             for layer in zero_initialised:
                 layer.weight.normal_(0.0, 0.05)
                 layer.bias.normal_(0.0, 0.05)
-    return controlnet
+    return controlnet.eval()
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKLTemporalDecoder:
@@ -93,7 +94,7 @@ def tiny_vae(seed: int = 0) -> AutoencoderKLTemporalDecoder:
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
             block_out_channels=(32, 64),
             latent_channels=4,
-        )
+        ).eval()
 
 
 def tiny_image_encoder(seed: int = 0) -> CLIPVisionModelWithProjection:
