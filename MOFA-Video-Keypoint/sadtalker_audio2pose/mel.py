@@ -9,6 +9,7 @@ earlier.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import librosa
@@ -37,7 +38,9 @@ MEL_COLUMNS_PER_SECOND = SAMPLE_RATE / HOP_LENGTH
 def load_audio(path: Path) -> np.ndarray:
     """Read any audio file librosa can, as mono float32 at 16 kHz. Raises InputError if unreadable or silent-empty."""
     try:
-        wav, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+        with warnings.catch_warnings():  # librosa warns before falling back from soundfile to audioread
+            warnings.simplefilter("ignore", (UserWarning, FutureWarning))
+            wav, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
     except Exception as error:  # noqa: BLE001 - librosa/soundfile/audioread raise many types for a bad file
         raise InputError(f"cannot read audio {path}: {error}") from error
     if wav.size == 0:
