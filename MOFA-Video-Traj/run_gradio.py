@@ -1,21 +1,373 @@
-"""MOFA-Video-Traj Gradio demo (placeholder page until the trajectory app lands)."""
+"""MOFA-Video-Traj Gradio demo: upload an image, draw trajectories (and a motion brush), animate it.
+
+    python run_gradio.py                 # real weights from ckpts/ (falls back to tiny mode if missing)
+    python run_gradio.py --tiny          # tiny random models: the workflow on a CPU, outputs are noise
+    python run_gradio.py --port 7861 --memory low
+
+The page is served on 127.0.0.1 unless ``--host`` says otherwise; ``--share`` makes a public link.
+Each browser session keeps its own image, tracks and brush (``utils.ui_state``); the models are loaded
+once and shared. Every run writes its files to a new folder under ``--output_dir``.
+"""
+
+from __future__ import annotations
 
 import argparse
+import os
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
 
 import gradio as gr
+import numpy as np
+
+from pipeline.trajectory_animator import TrajectoryAnimator
+from utils import ui_state
+from utils.checkpoints import fetch_command
+from utils.errors import CheckpointError, InputError
+from utils.memory import DTYPES, MEMORY_PRESETS
+from utils.video_io import load_image, resize_and_center_crop, save_png
+
+TITLE = "MOFA-Video-Traj"
+MAX_FRAMES = 125
+CSS = "#tiny-banner {background: #fff4e5; border: 1px solid #f0a020; border-radius: 8px; padding: 6px 12px;}"
+INSTRUCTIONS = """\
+1. **Upload Image** (any size; it is resized to a short side of 512 and cropped to multiples of 64).
+2. Click points on **Add Trajectory Here**: the first click is where the motion starts, later clicks are
+   where it goes. Press **Add Trajectory** to start another one. A single click pins a point in place.
+3. Optional motion brush: click on **Add Motion Brush Here** to stamp circles (radius slider), or paint
+   freehand in the editor below it and press its ✓ button. Trajectories that start inside the brush move
+   only the brushed area.
+4. Press **Run**. Control scale 0.6 is a good start; 1.0 follows the drags harder but can distort the image.
+"""
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
+def tiny_banner(reason: str | None = None) -> str:
+    """The banner shown in tiny mode: outputs are noise, and how to get the real weights."""
+    why = f" ({reason})" if reason else ""
+    return (
+        f"⚠️ **Tiny mode{why}.** The models are tiny and randomly initialised, so every video is noise: "
+        "this shows the workflow only. Fetch the real weights with "
+        f"`{fetch_command('traj')}` and restart the demo."
+    )
+
+
+def new_run_dir(output_dir: Path) -> Path:
+    """A fresh, uniquely named folder for one run's files (``<output_dir>/<date-time>-<id>``)."""
+    run_dir = Path(output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        gr.Warning(message)
+
+
+def _status(session: ui_state.Session, message: str | None = None) -> str:
+    return message or ui_state.describe(session)
+
+
+def _blank_canvas(session: ui_state.Session) -> dict:
+    """Painter value: the session's image with no paint on it."""
+    return {"background": session["image"], "layers": [], "composite": None}
+
+
+def _click_position(evt: gr.SelectData) -> tuple[float, float]:
+    x, y = evt.index
+    return float(x), float(y)
+
+
+class DemoHandlers:
+    """The demo's event handlers: each takes the session state (plus widget values) and returns updates.
+
+    Args:
+        animator: the loaded models (real or tiny weights).
+        output_dir: parent folder of the per-run folders.
+    """
+
+    def __init__(self, animator: TrajectoryAnimator, output_dir: Path):
+        self.animator = animator
+        self.output_dir = Path(output_dir)
+
+    def flow_preview(self, session: ui_state.Session) -> np.ndarray | None:
+        """Colour image of the flow the tracks ask for at the last frame, or None without tracks."""
+        tracks = ui_state.completed_tracks(session)
+        if session["image"] is None or not tracks:
+            return None
+        # the last frame's flow depends only on each track's first and last clicks, so two frames suffice
+        preview = self.animator.preview_flow(session["image"], tracks, ui_state.brush_mask(session), num_frames=2)
+        for warning in preview.warnings:
+            _warn(warning)
+        return preview.last_frame_rgb
+
+    def upload(self, path: str | None, session: ui_state.Session):
+        """Image file -> new session; returns (session, trajectory view, brush view, painter, preview, status)."""
+        unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        if not path:
+            message = "No file received; choose an image to upload."
+            _warn(message)
+            return session, *unchanged, _status(session, message)
+        try:
+            image = resize_and_center_crop(load_image(path))
+        except InputError as error:
+            message = f"Cannot use this file: {error}"
+            _warn(message)
+            return session, *unchanged, _status(session, message)
+        session = ui_state.start_session(np.asarray(image))
+        views = ui_state.trajectory_view(session), ui_state.brush_view(session), _blank_canvas(session)
+        return session, *views, None, _status(session)
+
+    def click_trajectory(self, session: ui_state.Session, evt: gr.SelectData):
+        """A click on the trajectory image adds a point; returns (session, trajectory view, preview, status)."""
+        session, message = ui_state.add_click(session, *_click_position(evt))
+        _warn(message)
+        if message:
+            return session, gr.skip(), gr.skip(), _status(session, message)
+        return session, ui_state.trajectory_view(session), self.flow_preview(session), _status(session)
+
+    def add_trajectory(self, session: ui_state.Session):
+        """Starts a new track; returns (session, trajectory view, status)."""
+        session, message = ui_state.add_trajectory(session)
+        _warn(message)
+        return session, ui_state.trajectory_view(session) if not message else gr.skip(), _status(session, message)
+
+    def delete_last_trajectory(self, session: ui_state.Session):
+        """Removes the last track; returns (session, trajectory view, preview, status)."""
+        session, message = ui_state.delete_last_trajectory(session)
+        _warn(message)
+        if message:
+            return session, gr.skip(), gr.skip(), _status(session, message)
+        return session, ui_state.trajectory_view(session), self.flow_preview(session), _status(session)
+
+    def click_brush(self, session: ui_state.Session, radius: float, evt: gr.SelectData):
+        """A click on the brush image stamps a circle; returns (session, brush view, preview, status)."""
+        session, message = ui_state.add_brush_stamp(session, *_click_position(evt), int(radius))
+        _warn(message)
+        if message:
+            return session, gr.skip(), gr.skip(), _status(session, message)
+        return session, ui_state.brush_view(session), self.flow_preview(session), _status(session)
+
+    def paint_brush(self, session: ui_state.Session, canvas: dict | None):
+        """The painted layers become part of the brush; returns (session, brush view, preview, status)."""
+        layers = canvas["layers"] if canvas else None
+        session, message = ui_state.set_painted_brush(session, ui_state.painted_area(layers))
+        _warn(message)
+        if message:
+            return session, gr.skip(), gr.skip(), _status(session, message)
+        return session, ui_state.brush_view(session), self.flow_preview(session), _status(session)
+
+    def clear_brush(self, session: ui_state.Session):
+        """Removes the motion brush; returns (session, brush view, painter, preview, status)."""
+        session, message = ui_state.clear_brush(session)
+        _warn(message)
+        if message:
+            return session, gr.skip(), gr.skip(), gr.skip(), _status(session, message)
+        views = ui_state.brush_view(session), _blank_canvas(session)
+        return session, *views, self.flow_preview(session), _status(session)
+
+    def run(
+        self,
+        session: ui_state.Session,
+        num_frames: float,
+        steps: float,
+        seed: float,
+        control_scale: float,
+        memory: str,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Animates the image; returns (video, flow video, hint image, preview, status)."""
+        unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        tracks, message = ui_state.tracks_for_run(session)
+        if message:
+            _warn(message)
+            return *unchanged, message
+
+        def on_step(done: int, total: int) -> None:
+            progress((done, total), desc="Denoising")
+
+        progress(0, desc="Preparing")
+        try:
+            result = self.animator.animate(
+                image=session["image"],
+                tracks=tracks,
+                brush_mask=ui_state.brush_mask(session),
+                num_frames=int(num_frames),
+                steps=int(steps),
+                seed=int(seed),
+                control_scale=float(control_scale),
+                memory=memory,
+                progress=on_step,
+            )
+            progress(1.0, desc="Writing videos")
+            run_dir = new_run_dir(self.output_dir)
+            input_path = save_png(run_dir / "input.png", session["image"])
+            paths = self.animator.save(result, run_dir / "output.mp4", extra_settings={"input": str(input_path)})
+        except InputError as error:
+            message = f"Cannot run: {error}"
+            _warn(message)
+            return *unchanged, message
+        for warning in result.warnings:
+            _warn(warning)
+        status = f"Done: {len(result.frames)} frames written to {run_dir}."
+        return str(paths.video), str(paths.flow_video), str(paths.hint), result.flow_preview, status
+
+
+def build_demo(
+    animator: TrajectoryAnimator, output_dir: Path, banner: str | None = None, memory: str = "balanced"
+) -> gr.Blocks:
+    """The Gradio page wired to ``animator``.
+
+    Args:
+        animator: the loaded models.
+        output_dir: parent folder of the per-run output folders.
+        banner: Markdown shown at the top (the tiny-mode notice), or None.
+        memory: initial value of the memory-preset dropdown.
+    """
+    handlers = DemoHandlers(animator, output_dir)
+    with gr.Blocks(title=TITLE) as demo:
+        session = gr.State(ui_state.new_session())
+        gr.Markdown(f"# {TITLE}\nAnimate an image by drawing where things should move.")
+        if banner:
+            gr.Markdown(banner, elem_id="tiny-banner")
+        with gr.Accordion("How to use", open=False):
+            gr.Markdown(INSTRUCTIONS)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                upload = gr.UploadButton("Upload Image", file_types=["image"], type="filepath", variant="primary")
+                add_trajectory = gr.Button("Add Trajectory")
+                delete_trajectory = gr.Button("Delete Last Trajectory")
+                clear_brush = gr.Button("Clear Motion Brush")
+                brush_radius = gr.Slider(1, 100, value=10, step=1, label="Motion Brush Radius")
+                control_scale = gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale")
+                num_frames = gr.Slider(2, MAX_FRAMES, value=25, step=1, label="Number of Frames", elem_id="num-frames")
+                steps = gr.Slider(1, 100, value=25, step=1, label="Denoising Steps", elem_id="steps")
+                seed = gr.Number(42, precision=0, label="Seed")
+                memory_preset = gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset")
+                run = gr.Button("Run", variant="primary", elem_id="run-button")
+                status = gr.Markdown(ui_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
+            with gr.Column(scale=3):
+                with gr.Row():
+                    trajectory_image = gr.Image(
+                        label="Add Trajectory Here", format="png", interactive=False, elem_id="trajectory-image"
+                    )
+                    brush_image = gr.Image(
+                        label="Add Motion Brush Here", format="png", interactive=False, elem_id="brush-image"
+                    )
+                with gr.Accordion("Paint the motion brush freehand (press ✓ in the editor to apply)", open=False):
+                    painter = gr.ImageEditor(
+                        label="Paint Motion Brush",
+                        type="numpy",
+                        image_mode="RGBA",
+                        sources=[],
+                        transforms=(),
+                        layers=False,
+                        brush=gr.Brush(default_size=20, colors=["#0000ff"], color_mode="fixed"),
+                        eraser=gr.Eraser(default_size=20),
+                        elem_id="brush-painter",
+                    )
+                with gr.Row():
+                    flow_preview = gr.Image(label="Visualized Flow (last frame)", format="png", interactive=False)
+                    hint_image = gr.Image(label="Visualized Hint Image", type="filepath", interactive=False)
+                with gr.Row():
+                    output_video = gr.Video(label="Output Video", interactive=False, loop=True, elem_id="output-video")
+                    flow_video = gr.Video(label="Output Flow", interactive=False, loop=True, elem_id="flow-video")
+
+        upload.upload(
+            handlers.upload,
+            [upload, session],
+            [session, trajectory_image, brush_image, painter, flow_preview, status],
+            api_name="upload_image",
+        )
+        trajectory_image.select(
+            handlers.click_trajectory,
+            [session],
+            [session, trajectory_image, flow_preview, status],
+            api_name="add_point",
+        )
+        add_trajectory.click(
+            handlers.add_trajectory, [session], [session, trajectory_image, status], api_name="add_trajectory"
+        )
+        delete_trajectory.click(
+            handlers.delete_last_trajectory,
+            [session],
+            [session, trajectory_image, flow_preview, status],
+            api_name="delete_last_trajectory",
+        )
+        brush_image.select(
+            handlers.click_brush,
+            [session, brush_radius],
+            [session, brush_image, flow_preview, status],
+            api_name="add_brush",
+        )
+        painter.apply(
+            handlers.paint_brush,
+            [session, painter],
+            [session, brush_image, flow_preview, status],
+            api_name="paint_brush",
+        )
+        clear_brush.click(
+            handlers.clear_brush,
+            [session],
+            [session, brush_image, painter, flow_preview, status],
+            api_name="clear_brush",
+        )
+        run.click(
+            handlers.run,
+            [session, num_frames, steps, seed, control_scale, memory_preset],
+            [output_video, flow_video, hint_image, flow_preview, status],
+            api_name="run",
+        )
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="MOFA-Video-Traj Gradio demo.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0: the whole network)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true")
-    parser.add_argument("--tiny", action="store_true")
-    args = parser.parse_args()
-    with gr.Blocks(title="MOFA-Video-Traj") as demo:
-        gr.Markdown("# MOFA-Video-Traj\nThe trajectory demo is being built; this page confirms the set-up works.")
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    parser.add_argument(
+        "--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
+        help="tiny random models, no weights needed; outputs are noise (also MOFA_TINY=1)",
+    )  # fmt: skip
+    parser.add_argument("--ckpt_dir", type=Path, default=None, help="weights folder (default: ckpts/ or MOFA_CKPT_DIR)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda, else mps, else cpu)")
+    parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="weight dtype (auto: fp16 on GPUs)")
+    parser.add_argument("--memory", choices=MEMORY_PRESETS, default="balanced", help="initial memory preset")
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="parent folder of per-run outputs")
+    return parser.parse_args(argv)
+
+
+def load_animator(args: argparse.Namespace) -> tuple[TrajectoryAnimator, str | None]:
+    """Loads the models once; returns ``(animator, banner)`` (banner None with real weights).
+
+    Missing weights switch to tiny mode with a one-line notice on stderr instead of failing.
+    """
+    settings = {"device": args.device, "dtype": args.dtype, "memory": args.memory}
+    if args.tiny:
+        return TrajectoryAnimator.tiny(**settings), tiny_banner()
+    try:
+        return TrajectoryAnimator.from_pretrained(args.ckpt_dir, **settings), None
+    except CheckpointError as error:
+        print(f"{error}: starting in tiny mode instead (outputs are noise)", file=sys.stderr)
+    return TrajectoryAnimator.tiny(**settings), tiny_banner("real weights not found")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        animator, banner = load_animator(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    output_dir = args.output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    demo = build_demo(animator, output_dir, banner, args.memory)
+    demo.queue().launch(
+        server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(output_dir)], css=CSS
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,24 @@
 """The Gradio demo: its session-state helpers, and the app served in tiny mode driven with gradio_client."""
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
+from PIL import Image
 
 from utils import ui_state
+from utils.video_io import read_video
+
+SERVER_START_TIMEOUT_S = 180
 
 
 def _session(width: int = 128, height: int = 64) -> ui_state.Session:
@@ -176,3 +192,131 @@ def test_painting_nothing_or_the_wrong_size_leaves_no_painted_brush():
     after, message = ui_state.set_painted_brush(session, np.ones((10, 10), bool))
     assert after == session
     assert message == "The painted brush is 10x10, not 128x64 like the image."
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the app in a subprocess, driven with gradio_client
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_served(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the demo exited with code {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the demo did not answer on {url} within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory, request):
+    """The demo started without weights (an empty --ckpt_dir): it must fall back to tiny mode."""
+    subproject = Path(request.config.rootpath) / "MOFA-Video-Traj"
+    work = tmp_path_factory.mktemp("demo")
+    port = _free_port()
+    stdout, stderr = work / "stdout.log", work / "stderr.log"
+    command = [
+        sys.executable, "run_gradio.py", "--port", str(port), "--device", "cpu",
+        "--ckpt_dir", str(work / "no_weights"), "--output_dir", str(work / "outputs"),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "MOFA_TINY": "0"}
+    with open(stdout, "w") as out, open(stderr, "w") as err:
+        process = subprocess.Popen(command, cwd=subproject, env=env, stdout=out, stderr=err, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_served(url, process, stderr)
+        yield SimpleNamespace(url=url, stderr=stderr, outputs=work / "outputs")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def client(demo_server, tmp_path):
+    from gradio_client import Client
+
+    return Client(demo_server.url, verbose=False, download_files=str(tmp_path))
+
+
+def _select(client, api_name: str, x: int, y: int, *inputs):
+    """Sends a click at pixel (x, y) on an image, as the browser's select event does."""
+    fn_index = next(index for index, endpoint in client.endpoints.items() if endpoint.api_name == api_name)
+    send = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
+    return send(*inputs, event_data={"index": [x, y], "value": None})
+
+
+def _status(outputs) -> str:
+    return outputs[-1]
+
+
+def test_without_weights_the_demo_falls_back_to_tiny_mode_with_a_banner(demo_server, client):
+    notices = [line for line in demo_server.stderr.read_text().splitlines() if "starting in tiny mode" in line]
+    assert len(notices) == 1
+    assert "missing checkpoint" in notices[0] and "make fetch MODE=traj" in notices[0]
+    markdown = [c["props"].get("value") or "" for c in client.config["components"] if c["type"] == "markdown"]
+    banner = next(text for text in markdown if "Tiny mode" in text)
+    assert "noise" in banner and "make fetch MODE=traj" in banner
+
+
+def test_every_action_before_an_upload_answers_with_a_message(client):
+    assert _status(client.predict(api_name="/run")).startswith("Upload an image first.")
+    assert _status(_select(client, "/add_point", 10, 10)) == "Upload an image first."
+    assert _status(client.predict(api_name="/add_trajectory")) == "Upload an image first."
+    assert _status(client.predict(api_name="/delete_last_trajectory")) == "Upload an image first."
+    assert _status(_select(client, "/add_brush", 10, 10, 5)) == "Upload an image first."
+    assert _status(client.predict(api_name="/clear_brush")) == "Upload an image first."
+
+
+def test_upload_is_resized_to_short_side_512_and_cropped_to_multiples_of_64(client, tmp_path):
+    from gradio_client import handle_file
+
+    Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(tmp_path / "wide.png")
+    trajectory_view, brush_view, _, _, status = client.predict(handle_file(tmp_path / "wide.png"), api_name="/upload_image")
+    assert Image.open(trajectory_view).size == (640, 512)  # 400x300 -> 683x512 -> crop 640x512
+    assert Image.open(brush_view).size == (640, 512)
+    assert status == "Image 640x512: 0 trajectories (0 clicks)."
+    (tmp_path / "notes.png").write_text("not an image")
+    status = _status(client.predict(handle_file(tmp_path / "notes.png"), api_name="/upload_image"))
+    assert status.startswith("Cannot use this file: cannot read image")
+
+
+def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, demo_server, tmp_path):
+    from gradio_client import handle_file
+
+    gradient = np.linspace(0, 255, 256 * 256 * 3).reshape(256, 256, 3).astype(np.uint8)
+    Image.fromarray(gradient).save(tmp_path / "square.png")
+    client.predict(handle_file(tmp_path / "square.png"), api_name="/upload_image")
+    _select(client, "/add_point", 200, 250)
+    trajectory_view, preview, status = _select(client, "/add_point", 260, 230)
+    assert status == "Image 512x512: 1 trajectories (2 clicks)."
+    assert tuple(np.asarray(Image.open(trajectory_view))[240, 230]) == (255, 0, 0)  # the drawn track
+    assert np.asarray(Image.open(preview)).shape == (512, 512, 3)
+    assert _status(client.predict(api_name="/add_trajectory")) == status
+
+    video, flow_video, hint, _, status = client.predict(3, 2, 7, 0.6, "low", api_name="/run")
+    assert status.startswith("Done: 3 frames written to ")
+    assert read_video(video).frames.shape[0] == 3
+    assert read_video(flow_video).frames.shape[0] == 3
+    assert Image.open(hint).size == read_video(video).frames.shape[2:0:-1]
+    run_dir = Path(status.removeprefix("Done: 3 frames written to ").rstrip("."))
+    assert run_dir.parent == demo_server.outputs
+    names = {"input.png", "output.mp4", "output_flow.mp4", "output_hint.png", "output.json"}
+    assert {path.name for path in run_dir.iterdir()} == names
+    settings = json.loads((run_dir / "output.json").read_text())
+    assert settings["num_frames"] == 3 and settings["steps"] == 2 and settings["seed"] == 7
+    assert settings["tracks"] == [[[200.0, 250.0], [260.0, 230.0]]]
+    assert settings["memory"]["preset"] == "low"
