@@ -1,0 +1,351 @@
+"""The training loop shared by both stages, on top of `accelerate` (one GPU to many nodes).
+
+Stage 1 trains the whole adapter on dense flow; stage 2 freezes its reference encoder and feeds it
+CMP's flow propagated from sparse hints. Launch through ``train_stage1.sh`` / ``train_stage2.sh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
+from diffusers.optimization import get_scheduler
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from train_utils.arguments import parse_args, save_args
+from train_utils.checkpointing import (
+    ADAPTER_FOLDER,
+    checkpoint_step,
+    prune_checkpoints,
+    register_adapter_hooks,
+    resolve_resume_checkpoint,
+)
+from train_utils.components import TrainingComponents, freeze, load_components, set_trainable_parameters
+from train_utils.conditioning import ConditioningDropout, TrainingConventions
+from train_utils.dataset import SkippedVideos, VideoClipDataset, collate_clips, read_video_csv
+from train_utils.flow_estimation import FlowEstimator, RAFTFlowEstimator, build_flow_estimator
+from train_utils.synthetic import make_synthetic_dataset
+from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
+from train_utils.validation import ValidationSettings, endless_clips, run_validation
+from utils.errors import InputError
+
+logger = logging.getLogger("train_utils.trainer")
+
+TINY_NOTICE = (
+    "--tiny: random tiny models, synthetic clips, OpenCV Farneback flow (no RAFT weights offline); "
+    "the adapter learns nothing useful"
+)
+
+
+@dataclass
+class TrainingResult:
+    """What a run did: last step, per-step loss (averaged over processes), skipped videos."""
+
+    global_step: int
+    losses: dict[int, float] = field(default_factory=dict)
+    skipped_videos: int = 0
+    skip_summary: str = ""
+
+
+def main(stage: int, argv: list[str] | None = None) -> int:
+    """Entry point of ``train_stage{stage}.py``: parse, train, print errors as one line (exit 2)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        train(parse_args(stage, argv))
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_accelerator(args: argparse.Namespace) -> Accelerator:
+    output_dir = Path(args.output_dir)
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        cpu=args.tiny,
+    )
+
+
+def prepare_tiny_data(args: argparse.Namespace, accelerator: Accelerator) -> None:
+    """``--tiny`` without ``--train_csv``: write synthetic clips under ``--data_root`` once."""
+    if args.train_csv is not None:
+        return
+    csv_path = Path(args.data_root) / "train.csv"
+    if accelerator.is_main_process and not csv_path.is_file():
+        frames_needed = args.num_frames * args.sample_stride + 8
+        make_synthetic_dataset(args.data_root, num_videos=2, num_frames=frames_needed, height=64, width=64, seed=args.seed)
+    accelerator.wait_for_everyone()
+    args.train_csv = str(csv_path)
+
+
+def build_optimizer(args: argparse.Namespace, parameters: list[torch.nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, or bitsandbytes AdamW8bit with ``--use_8bit_adam`` when it is installed and on CUDA."""
+    optimizer_class = torch.optim.AdamW
+    if args.use_8bit_adam:
+        try:
+            import bitsandbytes
+        except ImportError:
+            logger.warning("--use_8bit_adam: bitsandbytes is not installed (pip install bitsandbytes); using torch AdamW")
+        else:
+            if device.type == "cuda":
+                optimizer_class = bitsandbytes.optim.AdamW8bit
+            else:
+                logger.warning("--use_8bit_adam: 8-bit AdamW needs CUDA; using torch AdamW on %s", device.type)
+    return optimizer_class(
+        parameters,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+
+
+def place_frozen_networks(components: TrainingComponents, device: torch.device, weight_dtype: torch.dtype) -> None:
+    """Frozen SVD parts to ``device`` in ``weight_dtype``; CMP in float32 (it always runs in fp32)."""
+    freeze(components.vae, components.image_encoder, components.unet, components.cmp)
+    for module in (components.vae, components.image_encoder, components.unet):
+        module.to(device)
+        if module.dtype != weight_dtype:
+            module.to(dtype=weight_dtype)
+    if components.cmp is not None:
+        components.cmp.to(device)
+
+
+def write_parameter_lists(output_dir: Path, trainable: list[str], frozen: list[str]) -> None:
+    (output_dir / "trainable_parameters.txt").write_text("".join(f"{name}\n" for name in trainable))
+    (output_dir / "frozen_parameters.txt").write_text("".join(f"{name}\n" for name in frozen))
+
+
+def make_flow_estimator(args: argparse.Namespace, device: torch.device) -> FlowEstimator | None:
+    estimator = build_flow_estimator(args.flow_estimator, args.raft_weights)
+    if isinstance(estimator, RAFTFlowEstimator):
+        estimator.pairs_per_call = args.raft_pairs_per_call
+    if isinstance(estimator, torch.nn.Module):
+        estimator.to(device)
+    return estimator
+
+
+def tracker_config(args: argparse.Namespace) -> dict:
+    """Arguments TensorBoard can record as hyper-parameters (scalars and strings)."""
+    return {key: value for key, value in vars(args).items() if isinstance(value, (int, float, str, bool))}
+
+
+def train(args: argparse.Namespace) -> TrainingResult:
+    """Run one stage as configured by ``args`` (see :func:`train_utils.arguments.build_parser`)."""
+    output_dir = Path(args.output_dir)
+    accelerator = build_accelerator(args)
+    if args.tiny:
+        logger.warning(TINY_NOTICE)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        save_args(args, output_dir / "args.json")
+    if args.tiny:
+        prepare_tiny_data(args, accelerator)
+    if args.train_csv is None:
+        raise InputError("--train_csv is required (or use --tiny for synthetic clips)")
+    if args.allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    # networks
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    components = load_components(args, weight_dtype)
+    place_frozen_networks(components, accelerator.device, weight_dtype)
+    controlnet = components.controlnet
+    trainable, frozen = set_trainable_parameters(controlnet, args.stage)
+    if accelerator.is_main_process:
+        write_parameter_lists(output_dir, trainable, frozen)
+    logger.info("stage %d: %d trainable adapter tensors, %d frozen", args.stage, len(trainable), len(frozen))
+    if args.gradient_checkpointing:
+        controlnet.enable_gradient_checkpointing()
+    controlnet.train()
+    parameters = [parameter for parameter in controlnet.parameters() if parameter.requires_grad]
+    optimizer = build_optimizer(args, parameters, accelerator.device)
+
+    # data
+    dataset = VideoClipDataset(
+        read_video_csv(args.train_csv, args.data_root),
+        args.num_frames,
+        args.sample_stride,
+        args.train_height,
+        args.train_width,
+        args.resize_mode,
+        seed=args.seed,
+        use_precomputed_flow=args.flow_estimator == "precomputed",
+    )
+    loader = DataLoader(
+        dataset, batch_size=args.per_gpu_batch_size, shuffle=True, num_workers=args.num_workers, collate_fn=collate_clips
+    )
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+
+    controlnet, optimizer, loader, lr_scheduler = accelerator.prepare(controlnet, optimizer, loader, lr_scheduler)
+    register_adapter_hooks(accelerator)
+    randomness = TrainingRandomness(args.seed, accelerator.process_index)
+    dropout = ConditioningDropout(args.conditioning_dropout_prob)
+    accelerator.register_for_checkpointing(randomness, dropout)
+    flow_estimator = make_flow_estimator(args, accelerator.device)
+    step_config = StepConfig(
+        stage=args.stage,
+        conventions=TrainingConventions.from_flags(args.fix_train_inference_mismatch, args.time_ids_order),
+        fps=args.fps,
+        motion_bucket_id=args.motion_bucket_id,
+        noise_aug_strength=args.noise_aug_strength,
+        s2d_size=args.s2d_size,
+        vae_encode_chunk_size=args.vae_encode_chunk_size,
+    )
+    training_step = AdapterTrainingStep(
+        components, step_config, flow_estimator, dropout, randomness, accelerator.device, weight_dtype
+    )
+    if accelerator.is_main_process and accelerator.log_with:
+        accelerator.init_trackers(f"mofa_adapter_stage{args.stage}", config=tracker_config(args))
+
+    # resume
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    resume_path = resolve_resume_checkpoint(output_dir, args.resume_from_checkpoint)
+    if resume_path is not None:
+        logger.info("resuming from %s", resume_path)
+        accelerator.load_state(str(resume_path))
+        global_step = checkpoint_step(resume_path)
+        first_epoch = global_step // steps_per_epoch
+        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+    elif args.resume_from_checkpoint:
+        logger.info("no checkpoint in %s yet: starting from step 0", output_dir)
+
+    validation = Validator(args, components, dataset, flow_estimator, accelerator)
+    result = TrainingResult(global_step=global_step)
+    skipped = SkippedVideos()
+    logger.info(
+        "%d clips, %d steps per epoch, training to step %d (%d epochs), %d process(es)",
+        len(dataset), steps_per_epoch, max_train_steps, num_epochs, accelerator.num_processes,
+    )
+    progress = tqdm(range(max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
+
+    for epoch in range(first_epoch, num_epochs):
+        if global_step >= max_train_steps:
+            break
+        dataset.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch and resume_batches else loader
+        for batch in batches:
+            skipped.add(batch["skipped"])
+            with accelerator.accumulate(controlnet):
+                output = training_step(batch, controlnet)
+                accelerator.backward(output.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(parameters, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            loss = accelerator.gather(output.loss.detach()).mean().item()
+            result.losses[global_step] = loss
+            accelerator.log({"train_loss": loss, "lr": lr_scheduler.get_last_lr()[0]}, step=global_step)
+            progress.update(1)
+            progress.set_postfix(step_loss=f"{loss:.4f}", lr=lr_scheduler.get_last_lr()[0])
+            if global_step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+            if validation.due(global_step):
+                validation(controlnet, global_step)
+            if global_step >= max_train_steps:
+                break
+
+    result.global_step = global_step
+    save_final_adapter(accelerator, controlnet, output_dir)
+    result.skipped_videos, result.skip_summary = summarise_skipped(accelerator, skipped)
+    logger.info("finished at step %d; %s", global_step, result.skip_summary)
+    accelerator.end_training()
+    return result
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, global_step: int, keep: int) -> None:
+    """``output_dir/checkpoint-<step>``: adapter + optimizer/scheduler/scaler/RNG state, keeping the last ``keep``."""
+    if accelerator.is_main_process and keep:
+        prune_checkpoints(output_dir, keep)
+    accelerator.wait_for_everyone()
+    path = output_dir / f"checkpoint-{global_step}"
+    accelerator.save_state(str(path))
+    logger.info("saved %s", path)
+
+
+def save_final_adapter(accelerator: Accelerator, controlnet: torch.nn.Module, output_dir: Path) -> None:
+    """``output_dir/controlnet``: the adapter alone, loadable by ``FlowControlNet.from_pretrained``."""
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(controlnet)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(controlnet).save_pretrained(output_dir / ADAPTER_FOLDER, state_dict=state_dict)
+        logger.info("saved the adapter to %s", output_dir / ADAPTER_FOLDER)
+
+
+def summarise_skipped(accelerator: Accelerator, skipped: SkippedVideos) -> tuple[int, str]:
+    """Merge every process's skipped videos; returns (distinct videos, one-line summary)."""
+    merged = SkippedVideos()
+    for names, hits in gather_object([(sorted(skipped.names), skipped.hits)]):
+        merged.names.update(names)
+        merged.hits += hits
+    return len(merged.names), merged.summary()
+
+
+class Validator:
+    """Runs validation on the main process at step 1 and every ``--validation_steps`` (0 disables it)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        components: TrainingComponents,
+        train_dataset: VideoClipDataset,
+        flow_estimator: FlowEstimator | None,
+        accelerator: Accelerator,
+    ) -> None:
+        self.args = args
+        self.components = components
+        self.flow_estimator = flow_estimator
+        self.accelerator = accelerator
+        self.settings = ValidationSettings(
+            stage=args.stage,
+            num_videos=args.num_validation_images,
+            num_inference_steps=args.num_inference_steps,
+            decode_chunk_size=args.decode_chunk_size,
+            s2d_size=args.s2d_size,
+            seed=args.seed,
+        )
+        entries = read_video_csv(args.val_csv, args.data_root) if args.val_csv else train_dataset.entries
+        self.dataset = VideoClipDataset(
+            entries, args.num_frames, args.sample_stride, args.height, args.width, args.resize_mode,
+            seed=args.seed, use_precomputed_flow=train_dataset.use_precomputed_flow,
+        )
+        self.clips = endless_clips(self.dataset)
+
+    def due(self, global_step: int) -> bool:
+        every = self.args.validation_steps
+        return self.accelerator.is_main_process and every > 0 and (global_step == 1 or global_step % every == 0)
+
+    def __call__(self, controlnet: torch.nn.Module, global_step: int) -> None:
+        adapter = self.accelerator.unwrap_model(controlnet)
+        adapter.eval()
+        with self.accelerator.autocast():
+            run_validation(
+                self.components, adapter, self.clips, self.flow_estimator, self.settings,
+                global_step, Path(self.args.output_dir), self.accelerator.device,
+            )
+        adapter.train()

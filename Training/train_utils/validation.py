@@ -1,0 +1,138 @@
+"""Validation videos: generate from validation clips with the Traj pipeline and save side-by-side grids.
+
+Each video is ``[first frame | flow | generated | ground truth]`` (stage 1) or
+``[first frame | dense flow | sparse hints | CMP flow | generated | ground truth]`` (stage 2), written to
+``<output_dir>/validation_images/step_<N>_val_img/<i>-<video name>.mp4`` at 8 fps.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+
+from train_utils.components import TrainingComponents
+from train_utils.dataset import VideoClipDataset, collate_clips
+from train_utils.flow_estimation import FlowEstimator
+from train_utils.sparse_to_dense import cmp_flow_from_hints, resize_flows
+from utils.flow_viz import flow_video_frames
+from utils.video_io import write_video
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_FPS = 8
+HINT_DOT_SIZE = 5
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """How validation videos are generated."""
+
+    stage: int
+    num_videos: int
+    num_inference_steps: int
+    decode_chunk_size: int
+    s2d_size: int
+    seed: int
+
+
+def endless_clips(dataset: VideoClipDataset) -> Iterator[dict]:
+    """Validation clips in CSV order, forever (each validation continues where the last one stopped)."""
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0, collate_fn=collate_clips)
+    while True:
+        yield from loader
+
+
+def build_pipeline(components: TrainingComponents, controlnet: nn.Module) -> nn.Module:
+    """The Traj inference pipeline around the training networks (no copies)."""
+    from pipeline.pipeline import FlowControlNetPipeline
+
+    return FlowControlNetPipeline(
+        vae=components.vae,
+        image_encoder=components.image_encoder,
+        unet=components.unet,
+        controlnet=controlnet,
+        scheduler=components.scheduler,
+        feature_extractor=components.feature_extractor,
+    )
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """``[T, 3, H, W]`` in [0, 1] -> ``[T, H, W, 3]`` uint8."""
+    return (frames.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def hint_frames(flows: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Hint locations as small squares coloured by the flow there: ``[T, H, W, 3]``, white frame first.
+
+    Args:
+        flows: ``[T-1, 2, G, G]`` dense flow on the hint grid; mask: ``[T-1, 2, G, G]`` 1 at hints.
+    """
+    dots = F.max_pool2d(mask[:, :1].float(), HINT_DOT_SIZE, stride=1, padding=HINT_DOT_SIZE // 2)
+    return flow_video_frames(F.interpolate(flows * dots, size=size, mode="nearest"))
+
+
+def generated_frames(pipeline: nn.Module, first_frame: torch.Tensor, flow: torch.Tensor, settings: ValidationSettings) -> np.ndarray:
+    """Run the pipeline on one clip: ``first_frame`` ``[3, H, W]`` in [0, 1], ``flow`` ``[1, T-1, 2, H, W]``."""
+    height, width = first_frame.shape[-2:]
+    image = Image.fromarray(to_uint8(first_frame[None])[0])
+    output = pipeline(
+        image,
+        controlnet_condition=image,
+        controlnet_flow=flow,
+        height=height,
+        width=width,
+        num_frames=flow.shape[1] + 1,
+        num_inference_steps=settings.num_inference_steps,
+        decode_chunk_size=settings.decode_chunk_size,
+        generator=torch.Generator().manual_seed(settings.seed),
+        output_type="pil",
+    )
+    return np.stack([np.asarray(frame.convert("RGB").resize((width, height))) for frame in output.frames[0]])
+
+
+@torch.no_grad()
+def run_validation(
+    components: TrainingComponents,
+    controlnet: nn.Module,
+    clips: Iterator[dict],
+    flow_estimator: FlowEstimator | None,
+    settings: ValidationSettings,
+    step: int,
+    output_dir: Path,
+    device: torch.device,
+) -> list[Path]:
+    """Generate ``settings.num_videos`` validation videos and write their grids; returns the files.
+
+    The global random state is left untouched, so validating does not change the training run.
+    """
+    pipeline = build_pipeline(components, controlnet)
+    folder = output_dir / "validation_images" / f"step_{step}_val_img"
+    written = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        rng = np.random.default_rng(settings.seed)
+        for index in range(settings.num_videos):
+            clip = next(clips)
+            pixel_values = clip["pixel_values"].to(device)
+            flows = clip["flow"].to(device) if "flow" in clip else flow_estimator(pixel_values)
+            size = tuple(pixel_values.shape[-2:])
+            columns = [to_uint8(pixel_values[0, :1]).repeat(pixel_values.shape[1], axis=0), flow_video_frames(flows[0])]
+            adapter_flow = flows
+            if settings.stage == 2:
+                hinted = cmp_flow_from_hints(components.cmp, pixel_values[:, 0], flows, settings.s2d_size, rng)
+                adapter_flow = hinted.dense
+                grid_flows = resize_flows(flows[:1], (settings.s2d_size, settings.s2d_size))[0]
+                columns += [hint_frames(grid_flows, hinted.mask[0], size), flow_video_frames(adapter_flow[0])]
+            columns += [generated_frames(pipeline, pixel_values[0, 0], adapter_flow, settings), to_uint8(pixel_values[0])]
+            name = clip["video_name"][0].replace("/", "_")
+            written.append(write_video(folder / f"{index:03d}-{name}.mp4", np.concatenate(columns, axis=2), VALIDATION_FPS, overwrite=True))
+    logger.info("validation at step %d: wrote %d videos to %s", step, len(written), folder)
+    return written

@@ -1,0 +1,186 @@
+"""Training end to end with tiny models on CPU: steps, checkpoints, resume, stage 2, skipped videos, over-fitting."""
+
+import csv
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
+
+from models.flow_controlnet import FlowControlNet
+from train_utils.arguments import parse_args
+from train_utils.checkpointing import prune_checkpoints
+from train_utils.components import freeze, load_components, set_trainable_parameters
+from train_utils.conditioning import ConditioningDropout, TrainingConventions
+from train_utils.dataset import VideoClipDataset, read_video_csv
+from train_utils.synthetic import make_synthetic_dataset
+from train_utils.trainer import main, train
+from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
+
+TINY_CLIP_ARGS = [
+    "--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--sample_stride", "2",
+    "--validation_steps", "0", "--report_to", "none",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread_and_fresh_accelerate_state():
+    """Tiny models run fastest on one thread; each run gets its own accelerate state."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> tuple[Path, Path]:
+    """Two 12-frame moving-square mp4s and their WebVid-style CSV: (data_root, csv)."""
+    root = tmp_path_factory.mktemp("clips")
+    return root, make_synthetic_dataset(root, num_videos=2, num_frames=12, height=32, width=32)
+
+
+def run(stage, output_dir, clips, *extra):
+    data_root, csv_path = clips
+    argv = [*TINY_CLIP_ARGS, "--output_dir", str(output_dir), "--data_root", str(data_root), "--train_csv", str(csv_path)]
+    return train(parse_args(stage, argv + [str(arg) for arg in extra]))
+
+
+def adapter_state(folder):
+    return load_file(Path(folder) / "diffusion_pytorch_model.safetensors")
+
+
+def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(tmp_path, clips):
+    result = run(1, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 2, "--report_to", "tensorboard")
+    assert result.global_step == 2 and sorted(result.losses) == [1, 2]
+    assert all(np.isfinite(loss) for loss in result.losses.values())
+    checkpoint = tmp_path / "checkpoint-2"
+    files = sorted(str(path.relative_to(checkpoint)) for path in checkpoint.rglob("*") if path.is_file())
+    assert files == [
+        "controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors",
+        "custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "optimizer.bin", "random_states_0.pkl", "scheduler.bin",
+    ]
+    final = FlowControlNet.from_pretrained(tmp_path / "controlnet")
+    saved = adapter_state(checkpoint / "controlnet")
+    assert all(torch.equal(saved[name], value) for name, value in final.state_dict().items())
+    trainable = (tmp_path / "trainable_parameters.txt").read_text().split()
+    assert trainable == [name for name, _ in final.named_parameters()]
+    assert (tmp_path / "frozen_parameters.txt").read_text() == ""
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_resume_from_latest_continues_at_the_same_step_with_identical_state(tmp_path, clips):
+    uninterrupted = run(1, tmp_path / "straight", clips, "--max_train_steps", 4, "--checkpointing_steps", 2)
+    run(1, tmp_path / "resumed", clips, "--max_train_steps", 2, "--checkpointing_steps", 2)
+    resumed = run(
+        1, tmp_path / "resumed", clips, "--max_train_steps", 4, "--checkpointing_steps", 2, "--resume_from_checkpoint", "latest"
+    )
+    assert sorted(resumed.losses) == [3, 4] and resumed.global_step == 4
+    assert resumed.losses[3] == pytest.approx(uninterrupted.losses[3], rel=1e-5)
+    assert resumed.losses[4] == pytest.approx(uninterrupted.losses[4], rel=1e-5)
+    straight_state = torch.load(tmp_path / "straight/checkpoint-4/optimizer.bin", weights_only=False)
+    resumed_state = torch.load(tmp_path / "resumed/checkpoint-4/optimizer.bin", weights_only=False)
+    assert straight_state["state"].keys() == resumed_state["state"].keys()
+    for index, moments in straight_state["state"].items():
+        for key, value in moments.items():
+            torch.testing.assert_close(resumed_state["state"][index][key], value, rtol=1e-5, atol=1e-7)
+    straight_adapter = adapter_state(tmp_path / "straight/checkpoint-4/controlnet")
+    resumed_adapter = adapter_state(tmp_path / "resumed/checkpoint-4/controlnet")
+    for name, value in straight_adapter.items():
+        torch.testing.assert_close(resumed_adapter[name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_checkpoint_limit_keeps_the_last_n(tmp_path, clips):
+    run(1, tmp_path, clips, "--max_train_steps", 3, "--checkpointing_steps", 1, "--checkpoints_total_limit", 2)
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    for step in (5, 10, 7):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    removed = prune_checkpoints(tmp_path, keep=3)
+    assert [path.name for path in removed] == ["checkpoint-2", "checkpoint-3", "checkpoint-5"]
+
+
+def test_stage2_trains_the_fusion_encoder_and_leaves_the_reference_encoder_untouched(tmp_path, clips):
+    run(1, tmp_path / "stage1", clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
+    start = adapter_state(tmp_path / "stage1/controlnet")
+    result = run(
+        2, tmp_path / "stage2", clips, "--max_train_steps", 2, "--checkpointing_steps", 2,
+        "--controlnet_model_name_or_path", tmp_path / "stage1/controlnet", "--learning_rate", 1e-3,
+    )
+    assert result.global_step == 2 and all(np.isfinite(loss) for loss in result.losses.values())
+    end = adapter_state(tmp_path / "stage2/controlnet")
+    frozen = (tmp_path / "stage2/frozen_parameters.txt").read_text().split()
+    assert frozen and all(name.startswith(("controlnet_cond_embedding.", "flow_encoder.")) for name in frozen)
+    assert all(torch.equal(end[name], start[name]) for name in frozen)
+    changed = [name for name in end if name not in frozen and not torch.equal(end[name], start[name])]
+    assert "conv_in.weight" in changed and "controlnet_mid_block.weight" in changed
+
+
+def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, clips, caplog):
+    data_root, _ = clips
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom not really a video" * 20)
+    with (tmp_path / "list.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerows([["path"], ["videos/synthetic/clip000.mp4"], ["missing.mp4"], [str(tmp_path / "corrupt.mp4")],
+                          ["videos/synthetic/clip001.mp4"]])
+    with caplog.at_level(logging.INFO):
+        result = run(1, tmp_path / "out", (data_root, tmp_path / "list.csv"), "--max_train_steps", 4, "--checkpointing_steps", 100)
+    assert result.global_step == 4
+    assert result.skipped_videos == 2
+    assert "skipped 2 unreadable or too-short videos" in caplog.text
+    assert "skipping video missing.mp4" in caplog.text
+
+
+def test_overfitting_one_clip_lowers_the_loss(clips):
+    data_root, csv_path = clips
+    args = parse_args(1, [*TINY_CLIP_ARGS, "--output_dir", "unused", "--data_root", str(data_root)])
+    components = load_components(args)
+    freeze(components.vae, components.image_encoder, components.unet)
+    set_trainable_parameters(components.controlnet, stage=1)
+    batch = {"pixel_values": VideoClipDataset(read_video_csv(csv_path, data_root), 3, 2, 16, 16)[0]["pixel_values"][None]}
+    randomness = TrainingRandomness(seed=0)
+    step = AdapterTrainingStep(
+        components, StepConfig(stage=1, conventions=TrainingConventions()), flow_estimator=lambda frames: torch.zeros(
+            frames.shape[0], frames.shape[1] - 1, 2, *frames.shape[-2:]),
+        dropout=ConditioningDropout(0.0), randomness=randomness, device=torch.device("cpu"), weight_dtype=torch.float32,
+    )
+    optimizer = torch.optim.AdamW(components.controlnet.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        randomness.torch.manual_seed(3)  # the same noise level and noise every step
+        loss = step(batch, components.controlnet).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_entry_point_reports_missing_weights_as_one_error_line(tmp_path, clips, capsys):
+    _, csv_path = clips
+    code = main(1, ["--ckpt_dir", str(tmp_path), "--train_csv", str(csv_path), "--output_dir", str(tmp_path / "out"),
+                    "--report_to", "none", "--mixed_precision", "no"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert error[-1].startswith("error: missing checkpoint ") and "make fetch MODE=training" in error[-1]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_shell_script_runs_tiny_stage2_through_accelerate_launch(tmp_path, subproject_dir):
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        ["bash", str(subproject_dir / "train_stage2.sh"), "--tiny", "--output_dir", str(tmp_path), "--max_train_steps", "2",
+         "--validation_steps", "0", "--num_frames", "3", "--height", "16", "--width", "16", "--report_to", "none"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "checkpoint-2/controlnet/config.json").is_file()
+    assert FlowControlNet.from_pretrained(tmp_path / "controlnet").config.conditioning_channels == 3
