@@ -143,7 +143,8 @@ class Audio2PoseNet(ModelMixin, ConfigMixin):
 
     def forward(self, ref_pose: torch.Tensor, mels: torch.Tensor, latent: torch.Tensor,
                 style: torch.Tensor) -> torch.Tensor:
-        """One chunk. ref_pose (B, 6), mels (B, seq_len, 1, 80, 16), latent (B, 64), style (B,) -> motion (B, seq_len, 6)."""
+        """One chunk: ref_pose (B, 6), mels (B, seq_len, 1, 80, 16), latent (B, 64), style (B,) long
+        -> motion (B, seq_len, 6) relative to ref_pose."""
         return self.netG.decoder(ref_pose, latent, style, self.audio_encoder(mels))
 
 

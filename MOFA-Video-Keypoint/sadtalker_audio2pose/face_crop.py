@@ -166,8 +166,7 @@ class FaceAlignmentDetector:
             from face_alignment.models import FAN
         except ImportError as error:
             raise InputError(
-                "the face detector needs the face-alignment package: "
-                "pip install --no-deps -r requirements-nodeps.txt"
+                "the face detector needs the face-alignment package: pip install --no-deps face-alignment==1.5.0"
             ) from error
         self.device = str(device)
         self.box_detector = SFDDetector(self.device, path_to_detector=str(s3fd_path), filter_threshold=threshold)

@@ -119,7 +119,8 @@ class FaceCoefficientLandmarker:
 
     @classmethod
     def from_checkpoints(cls, ckpt_dir: Path | None = None, device: str | torch.device = "cpu",
-                         detector: LandmarkDetector | None = None, with_audio: bool = True) -> FaceCoefficientLandmarker:
+                         detector: LandmarkDetector | None = None,
+                         with_audio: bool = True) -> FaceCoefficientLandmarker:
         """Load everything from ``ckpt_dir`` (default ``ckpts/``); raises CheckpointError naming a missing file.
 
         ``detector`` defaults to :class:`FaceAlignmentDetector` with weights under ``<ckpt_dir>/face_alignment/``.
@@ -134,8 +135,9 @@ class FaceCoefficientLandmarker:
         if with_audio:
             audio2exp = load_part(Audio2ExpNet(), weights, AUDIO2EXP_PREFIX)
             audio2pose = load_part(Audio2PoseNet(), weights, AUDIO2POSE_PREFIX, TRAINING_ONLY_PREFIXES)
-        return cls(recon, BFMLandmarks.from_mat(ckpt_dir / BFM_MODEL), load_landmark_template(ckpt_dir / LANDMARK_TEMPLATE),
-                   detector, audio2exp, audio2pose, device)
+        bfm = BFMLandmarks.from_mat(ckpt_dir / BFM_MODEL)
+        template = load_landmark_template(ckpt_dir / LANDMARK_TEMPLATE)
+        return cls(recon, bfm, template, detector, audio2exp, audio2pose, device)
 
     def find_face_box(self, image: np.ndarray) -> CropBox | None:
         """The face crop box of an (H, W, 3) uint8 RGB image, or None when no face is found."""

@@ -45,7 +45,8 @@ def test_expression_is_per_frame_so_batching_does_not_change_it():
 
 def test_pose_net_maps_one_chunk_to_32_frames_of_motion():
     torch.manual_seed(0)
-    motion = Audio2PoseNet().eval()(torch.zeros(2, 6), torch.randn(2, 32, 1, 80, 16), torch.randn(2, 64), torch.tensor([0, 45]))
+    net = Audio2PoseNet().eval()
+    motion = net(torch.zeros(2, 6), torch.randn(2, 32, 1, 80, 16), torch.randn(2, 64), torch.tensor([0, 45]))
     assert motion.shape == (2, 32, 6)
 
 

@@ -160,3 +160,9 @@ def test_facexlib_wrapper_offsets_converted_points_by_the_first_box(tmp_path, mo
 def test_facexlib_wrapper_needs_its_local_weights(tmp_path):
     with pytest.raises(CheckpointError, match="detection_Resnet50_Final.pth"):
         FacexlibDetector(tmp_path)
+
+
+def test_without_the_face_alignment_package_the_error_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "face_alignment.detection.sfd.sfd_detector", None)
+    with pytest.raises(face_crop.InputError, match=r"pip install --no-deps face-alignment==1\.5\.0"):
+        FaceAlignmentDetector(tmp_path / "s3fd.pth", tmp_path / "fan.pth")
