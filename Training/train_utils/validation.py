@@ -15,7 +15,6 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -81,12 +80,14 @@ def hint_frames(flows: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) 
 
 
 def generated_frames(pipeline: nn.Module, first_frame: torch.Tensor, flow: torch.Tensor, settings: ValidationSettings) -> np.ndarray:
-    """Run the pipeline on one clip: ``first_frame`` ``[3, H, W]`` in [0, 1], ``flow`` ``[1, T-1, 2, H, W]``."""
+    """Run the pipeline on one clip: ``first_frame`` ``[3, H, W]`` in [0, 1], ``flow`` ``[1, T-1, 2, H, W]``.
+
+    Returns:
+        ``[T, H, W, 3]`` uint8.
+    """
     height, width = first_frame.shape[-2:]
-    image = Image.fromarray(to_uint8(first_frame[None])[0])
     output = pipeline(
-        image,
-        controlnet_condition=image,
+        first_frame,
         controlnet_flow=flow,
         height=height,
         width=width,
@@ -94,9 +95,9 @@ def generated_frames(pipeline: nn.Module, first_frame: torch.Tensor, flow: torch
         num_inference_steps=settings.num_inference_steps,
         decode_chunk_size=settings.decode_chunk_size,
         generator=torch.Generator().manual_seed(settings.seed),
-        output_type="pil",
+        output_type="pt",
     )
-    return np.stack([np.asarray(frame.convert("RGB").resize((width, height))) for frame in output.frames[0]])
+    return to_uint8(output.frames[0])
 
 
 @torch.no_grad()
@@ -115,6 +116,7 @@ def run_validation(
     The global random state is left untouched, so validating does not change the training run.
     """
     pipeline = build_pipeline(components, controlnet)
+    pipeline.set_progress_bar_config(disable=True)
     folder = output_dir / "validation_images" / f"step_{step}_val_img"
     written = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -132,7 +134,7 @@ def run_validation(
                 grid_flows = resize_flows(flows[:1], (settings.s2d_size, settings.s2d_size))[0]
                 columns += [hint_frames(grid_flows, hinted.mask[0], size), flow_video_frames(adapter_flow[0])]
             columns += [generated_frames(pipeline, pixel_values[0, 0], adapter_flow, settings), to_uint8(pixel_values[0])]
-            name = clip["video_name"][0].replace("/", "_")
+            name = str(Path(clip["video_name"][0]).with_suffix("")).replace("/", "_")
             written.append(write_video(folder / f"{index:03d}-{name}.mp4", np.concatenate(columns, axis=2), VALIDATION_FPS, overwrite=True))
     logger.info("validation at step %d: wrote %d videos to %s", step, len(written), folder)
     return written

@@ -19,6 +19,7 @@ from train_utils.dataset import (
     sample_frame_indices,
 )
 from train_utils.make_csv import main as make_csv_main
+from train_utils.precompute_flow import main as precompute_main
 from train_utils.synthetic import make_synthetic_dataset, write_video
 from utils.errors import InputError
 
@@ -167,3 +168,21 @@ def test_make_csv_lists_every_video_under_a_folder(tmp_path, capsys):
     assert all(entry.path.is_file() for entry in entries)
     assert make_csv_main([str(tmp_path / "empty"), "--output", str(tmp_path / "x.csv")]) == 2
     assert "error: no such folder" in capsys.readouterr().err
+
+
+def test_precompute_flow_writes_files_the_dataset_reads_back(tmp_path, capsys):
+    csv_path = make_synthetic_dataset(tmp_path, num_videos=2, num_frames=10, height=32, width=32)
+    (tmp_path / "list.csv").write_text(csv_path.read_text() + "missing,synthetic,gone\n")
+    argv = ["--train_csv", str(tmp_path / "list.csv"), "--data_root", str(tmp_path), "--num_frames", "3",
+            "--sample_stride", "2", "--height", "32", "--width", "32", "--flow_estimator", "farneback", "--device", "cpu"]
+    assert precompute_main(argv) == 0
+    assert "wrote 2 flow files, skipped 1" in capsys.readouterr().out
+    entries = read_video_csv(csv_path, tmp_path)
+    with np.load(precomputed_flow_path(entries[0].path)) as stored:
+        assert stored["flow"].shape == (2, 2, 32, 32) and stored["flow"].dtype == np.float16
+        indices = stored["frame_indices"].tolist()
+    assert indices == [indices[0], indices[0] + 2, indices[0] + 4]
+    sample = VideoClipDataset(entries, 3, 2, 16, 16, use_precomputed_flow=True)[0]
+    assert sample["flow"].shape == (2, 2, 16, 16)
+    square_motion = sample["flow"].abs().amax()
+    assert 0 < square_motion < 16

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from models.flow_controlnet import FlowControlNet
+from pipeline.pipeline import FlowControlNetPipeline
 from train_utils.arguments import parse_args
 from train_utils.checkpointing import prune_checkpoints
 from train_utils.components import freeze, load_components, set_trainable_parameters
@@ -96,6 +98,39 @@ def test_resume_from_latest_continues_at_the_same_step_with_identical_state(tmp_
     resumed_adapter = adapter_state(tmp_path / "resumed/checkpoint-4/controlnet")
     for name, value in straight_adapter.items():
         torch.testing.assert_close(resumed_adapter[name], value, rtol=1e-5, atol=1e-7)
+
+
+def frame_count_and_size(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream)), stream.width, stream.height
+
+
+def test_validation_at_step_1_and_every_n_writes_side_by_side_videos(tmp_path, clips):
+    run(2, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 100, "--validation_steps", 2)
+    videos = sorted(path.relative_to(tmp_path).as_posix() for path in (tmp_path / "validation_images").rglob("*.mp4"))
+    assert videos == [
+        "validation_images/step_1_val_img/000-synthetic_clip000.mp4",
+        "validation_images/step_2_val_img/000-synthetic_clip001.mp4",
+    ]
+    # stage 2: first frame | dense flow | hints | CMP flow | generated | ground truth, 16 px each, 3 frames
+    assert frame_count_and_size(tmp_path / videos[0]) == (3, 6 * 16, 16)
+
+
+def test_saved_adapter_loads_into_the_traj_pipeline(tmp_path, clips):
+    run(1, tmp_path, clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
+    args = parse_args(1, [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path)])
+    components = load_components(args)
+    pipeline = FlowControlNetPipeline(
+        vae=components.vae, image_encoder=components.image_encoder, unet=components.unet,
+        controlnet=FlowControlNet.from_pretrained(tmp_path / "controlnet"), scheduler=components.scheduler,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    frames = pipeline(
+        torch.rand(3, 16, 16), controlnet_flow=torch.zeros(1, 2, 2, 16, 16), num_inference_steps=1, output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).frames
+    assert frames.shape == (1, 3, 16, 16, 3) and np.isfinite(frames).all()
 
 
 def test_checkpoint_limit_keeps_the_last_n(tmp_path, clips):
