@@ -1,0 +1,359 @@
+"""HybridFlowControlNetPipeline: SVD image-to-video steered by two MOFA-Adapters at once.
+
+At every denoising step, on the same classifier-free-guidance-doubled input,
+
+- the trajectory adapter (:class:`models.flow_controlnet.FlowControlNet`) reads the drag flow and the first
+  frame, its residuals scaled by ``trajectory_cond_scale`` (0.6 as in the demos);
+- the landmark adapter (:class:`models.ldmk_controlnet.LandmarkFlowControlNet`) reads the landmark flow, the
+  rendered pose images and the first frame, its residuals scaled by ``landmark_cond_scale`` (1.0);
+- their residuals are fused per resolution as ``face * M + traj * (1 - M)`` with the landmark mask ``M``
+  (:mod:`pipeline.residual_fusion`), and the UNet denoises with the fused residuals.
+
+Everything else is the trajectory pipeline's (:class:`pipeline.flow_controlnet_pipeline.FlowControlNetPipeline`,
+whose encoders, latents and decoding are reused): per-frame guidance ``linspace(1, 3, window)``, zero
+unconditional image embedding and latents but the same adapter conditions in both halves, micro-conditioning
+``[6, 128, 0.02]``, CLIP input without mean/std normalisation, unscaled ``mode()`` image latents. Videos longer
+than ``window_size`` (25) frames are denoised by periodic sampling (:mod:`utils.periodic_sampling`), so a
+hybrid video may have any number of frames; the CLIP and VAE encodings are computed once.
+
+When the mask is empty only the trajectory adapter runs, and when it is full only the landmark adapter runs:
+the fusion would discard the other's residuals anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+from diffusers.utils import BaseOutput
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+from models.flow_controlnet import FlowControlNet
+from models.ldmk_controlnet import LandmarkFlowControlNet
+from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, ImageInput
+from pipeline.residual_fusion import fuse_residuals, mask_to_tensor
+from utils.errors import InputError
+from utils.periodic_sampling import get_views, periodic_denoise_step, window_frame_indices
+
+
+@dataclass
+class HybridPipelineOutput(BaseOutput):
+    """Output of :class:`HybridFlowControlNetPipeline`.
+
+    Args:
+        frames: as :class:`~pipeline.flow_controlnet_pipeline.FlowControlNetPipelineOutput` (``pil`` lists,
+            ``np`` ``(B, T, H, W, 3)`` / ``pt`` ``(B, T, 3, H, W)`` in [0, 1], or ``latent``).
+        trajectory_flow: ``(B, T-1, 2, H, W)`` float32 pixels, the drag flow used.
+        landmark_flow: ``(B, T-1, 2, H, W)`` float32 pixels, the landmark flow used.
+        landmark_mask: ``(H, W)`` float32 in [0, 1], the mask the residuals were fused with.
+    """
+
+    frames: list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor
+    trajectory_flow: torch.Tensor
+    landmark_flow: torch.Tensor
+    landmark_mask: torch.Tensor
+
+
+class HybridFlowControlNetPipeline(FlowControlNetPipeline):
+    """Image + drag flow + landmark flow and pose images + landmark mask -> video (SVD-xt and two MOFA-Adapters).
+
+    Args:
+        vae, image_encoder, unet, scheduler, feature_extractor: as :class:`FlowControlNetPipeline`.
+        controlnet: the trajectory adapter.
+        ldmk_controlnet: the landmark adapter.
+    """
+
+    model_cpu_offload_seq = "image_encoder->unet->vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKLTemporalDecoder,
+        image_encoder: CLIPVisionModelWithProjection,
+        unet: UNetSpatioTemporalConditionControlNetModel,
+        controlnet: FlowControlNet,
+        ldmk_controlnet: LandmarkFlowControlNet,
+        scheduler: EulerDiscreteScheduler,
+        feature_extractor: CLIPImageProcessor | None = None,
+    ):
+        super().__init__(vae, image_encoder, unet, controlnet, scheduler, feature_extractor)
+        self.register_modules(ldmk_controlnet=ldmk_controlnet)
+
+    # ------------------------------------------------------------------------------------------------ inputs
+
+    def check_hybrid_inputs(
+        self,
+        trajectory_flow: torch.Tensor,
+        landmark_flow: torch.Tensor,
+        landmark_images: torch.Tensor,
+        landmark_mask: np.ndarray | torch.Tensor,
+    ) -> None:
+        """Raise :class:`InputError` naming the landmark input whose shape does not match the drag flow's."""
+        batch, num_flows, _, height, width = trajectory_flow.shape
+        if not isinstance(landmark_flow, torch.Tensor) or tuple(landmark_flow.shape) != tuple(trajectory_flow.shape):
+            shape = tuple(landmark_flow.shape) if isinstance(landmark_flow, torch.Tensor) else type(landmark_flow)
+            raise InputError(f"`landmark_flow` must have the drag flow's shape {tuple(trajectory_flow.shape)}, got {shape}")
+        expected = (batch, num_flows + 1, 3, height, width)
+        if not isinstance(landmark_images, torch.Tensor) or tuple(landmark_images.shape) != expected:
+            shape = tuple(landmark_images.shape) if isinstance(landmark_images, torch.Tensor) else type(landmark_images)
+            raise InputError(f"`landmark_images` must be (B, T, 3, H, W) = {expected}, got {shape}")
+        if tuple(landmark_mask.shape) != (height, width):
+            raise InputError(f"`landmark_mask` must be (H, W) = ({height}, {width}), got {tuple(landmark_mask.shape)}")
+
+    # ------------------------------------------------------------------------------------------ denoising
+
+    def predict_hybrid_window(
+        self,
+        frame_indices: torch.Tensor,
+        scaled_latents: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        guidance_scale: torch.Tensor,
+        trajectory_cond_scale: float,
+        landmark_cond_scale: float,
+    ) -> torch.Tensor:
+        """The guided v-prediction for one window of frames, with fused adapter residuals.
+
+        Args:
+            frame_indices: ``(L,)`` the window's frames in the video, frame 0 first.
+            scaled_latents: ``(B, L, 4, h, w)`` noisy latents already divided by ``sqrt(sigma^2 + 1)``.
+            timestep: the UNet timestep (``0.25·ln sigma``).
+            conditioning: ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)``, ``added_time_ids
+                (B', 3)``, ``controlnet_cond (B', 3, H, W)`` (B' = 2B with guidance, unconditional half first),
+                and, not doubled, ``trajectory_flow`` / ``landmark_flow`` ``(B, T-1, 2, H, W)``,
+                ``landmark_images (B, T, 3, H, W)`` and ``landmark_mask (1, 1, H, W)``.
+            guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
+            trajectory_cond_scale, landmark_cond_scale: multiply each adapter's residuals.
+
+        Returns:
+            ``(B, L, 4, h, w)`` model output.
+        """
+        do_cfg = conditioning["image_embeddings"].shape[0] != scaled_latents.shape[0]
+        copies = 2 if do_cfg else 1
+        num_window_frames = len(frame_indices)
+        sample = torch.cat([scaled_latents] * copies)
+        image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
+        sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
+        shared = {
+            "encoder_hidden_states": conditioning["image_embeddings"],
+            "added_time_ids": conditioning["added_time_ids"],
+            "controlnet_cond": conditioning["controlnet_cond"],
+            "return_dict": False,
+        }
+        flow_frames = frame_indices[1:] - 1
+        mask = conditioning["landmark_mask"]
+
+        traj = face = None
+        if bool(mask.lt(1).any()):
+            traj = self.controlnet(
+                sample,
+                timestep,
+                controlnet_flow=torch.cat([conditioning["trajectory_flow"][:, flow_frames]] * copies),
+                conditioning_scale=trajectory_cond_scale,
+                **shared,
+            )[:2]
+        if bool(mask.gt(0).any()):
+            face = self.ldmk_controlnet(
+                sample,
+                timestep,
+                controlnet_flow=torch.cat([conditioning["landmark_flow"][:, flow_frames]] * copies),
+                landmarks=torch.cat([conditioning["landmark_images"][:, frame_indices]] * copies).to(sample.dtype),
+                conditioning_scale=landmark_cond_scale,
+                **shared,
+            )[:2]
+        if traj is None:
+            down_residuals, mid_residual = face
+        elif face is None:
+            down_residuals, mid_residual = traj
+        else:
+            down_residuals, mid_residual = fuse_residuals(*face, *traj, mask)
+
+        model_output = self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states=conditioning["image_embeddings"],
+            added_time_ids=conditioning["added_time_ids"],
+            down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual,
+            return_dict=False,
+        )[0]
+        if do_cfg:
+            uncond, cond = model_output.chunk(2)
+            model_output = uncond + guidance_scale.to(model_output.dtype) * (cond - uncond)
+        return model_output
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        trajectory_flow: torch.Tensor,
+        landmark_flow: torch.Tensor,
+        landmark_images: torch.Tensor,
+        landmark_mask: np.ndarray | torch.Tensor,
+        controlnet_condition: ImageInput | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int = 25,
+        min_guidance_scale: float = 1.0,
+        max_guidance_scale: float = 3.0,
+        fps: int = 7,
+        motion_bucket_id: int = 128,
+        noise_aug_strength: float = 0.02,
+        trajectory_cond_scale: float = 0.6,
+        landmark_cond_scale: float = 1.0,
+        normalize_clip_input: bool = False,
+        decode_chunk_size: int | None = None,
+        window_size: int = 25,
+        window_stride: int | None = None,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        return_dict: bool = True,
+    ) -> HybridPipelineOutput | tuple:
+        """Generate videos that start at ``image``, follow the drags outside the face and the landmarks inside it.
+
+        Args:
+            image: first frame(s): a PIL image, a list of B PIL images, or a float tensor ``(3, H, W)`` /
+                ``(B, 3, H, W)`` in [0, 1].
+            trajectory_flow: ``(B, T-1, 2, H, W)`` drag flow from frame 0 to frames 1..T-1 in pixels (x first).
+            landmark_flow: ``(B, T-1, 2, H, W)`` landmark (CMP) flow, same layout.
+            landmark_images: ``(B, T, 3, H, W)`` rendered pose image of every frame in [0, 1], frame 0 first.
+            landmark_mask: ``(H, W)`` where the landmark adapter drives the video: uint8 0/255, bool, or float
+                in [0, 1] (:func:`pipeline.residual_fusion.mask_to_tensor`).
+            controlnet_condition: the adapters' first frame (default: ``image``).
+            height, width: frame size; default the flows'; multiples of the adapters' ``size_multiple`` (64).
+            num_frames: T (>= 2); default ``trajectory_flow.shape[1] + 1``.
+            num_inference_steps: denoising steps (25).
+            min_guidance_scale, max_guidance_scale: per-position guidance ramp over a window (1 -> 3);
+                ``max_guidance_scale <= 1`` disables classifier-free guidance.
+            fps, motion_bucket_id, noise_aug_strength: micro-conditioning (7 -> id 6, 128, 0.02).
+            trajectory_cond_scale: multiplies the trajectory adapter's residuals (0.6).
+            landmark_cond_scale: multiplies the landmark adapter's residuals (1.0).
+            normalize_clip_input: apply CLIP's mean/std before the image encoder (off, as released).
+            decode_chunk_size: frames decoded at a time (default: all T).
+            window_size, window_stride: periodic-sampling windows (25 frames, frame 0 included; stride 12).
+            num_videos_per_prompt: videos per input image.
+            generator: random generator(s) for the noise augmentation and the initial latents.
+            latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
+            output_type: ``pil``, ``np``, ``pt`` or ``latent``.
+            callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step; a returned
+                ``latents`` replaces the current ones.
+            callback_on_step_end_tensor_inputs: names passed in ``tensors`` (default ``["latents"]``).
+            return_dict: return a :class:`HybridPipelineOutput` rather than a tuple.
+
+        Returns:
+            :class:`HybridPipelineOutput`.
+        """
+        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        height = height or trajectory_flow.shape[-2]
+        width = width or trajectory_flow.shape[-1]
+        num_frames = num_frames if num_frames is not None else trajectory_flow.shape[1] + 1
+        decode_chunk_size = decode_chunk_size or num_frames
+        self.check_inputs(
+            image, controlnet_condition, trajectory_flow, height, width, num_frames, num_inference_steps,
+            decode_chunk_size, num_videos_per_prompt, window_size, window_stride, output_type,
+            callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
+        self.check_hybrid_inputs(trajectory_flow, landmark_flow, landmark_images, landmark_mask)
+        device = self._execution_device
+        batch_size = self.batch_size_of(image) * num_videos_per_prompt
+        do_cfg = max_guidance_scale > 1.0
+
+        # 1. conditions, encoded once; the adapters' inputs are doubled per window, not here
+        pixels = self.image_to_tensor(image)
+        image_embeddings = self.encode_image(pixels, device, normalize_clip_input)
+        image_latents = self.encode_vae_image(image, height, width, noise_aug_strength, generator, device)
+        dtype = image_embeddings.dtype
+        image_embeddings = image_embeddings.repeat_interleave(num_videos_per_prompt, dim=0)
+        image_latents = image_latents.to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        added_time_ids = self.get_add_time_ids(fps, motion_bucket_id, noise_aug_strength, batch_size, dtype)
+        cond_image = self.video_processor.preprocess(
+            image if controlnet_condition is None else controlnet_condition, height=height, width=width
+        )  # (B, 3, H, W) in [-1, 1]
+        cond_image = cond_image.to(device, dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        conditioning = {
+            "image_embeddings": image_embeddings,
+            "image_latents": image_latents,
+            "added_time_ids": added_time_ids.to(device),
+            "controlnet_cond": cond_image,
+            "trajectory_flow": trajectory_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
+            "landmark_flow": landmark_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
+            "landmark_images": landmark_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
+            "landmark_mask": mask_to_tensor(landmark_mask, device, dtype),
+        }
+        if do_cfg:
+            conditioning["image_embeddings"] = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
+            conditioning["image_latents"] = torch.cat([torch.zeros_like(image_latents), image_latents])
+            for name in ("added_time_ids", "controlnet_cond"):
+                conditioning[name] = torch.cat([conditioning[name]] * 2)
+
+        # 2. schedule and noise
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        latent_shape = (
+            batch_size, num_frames, self.vae.config.latent_channels,
+            height // self.vae_scale_factor, width // self.vae_scale_factor,
+        )  # fmt: skip
+        latents = self.prepare_latents(latent_shape, dtype, device, generator, latents)
+
+        # 3. windows and guidance (per position inside a window)
+        views = get_views(num_frames, window_size, window_stride)
+        window_length = min(num_frames, window_size)
+        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, window_length, device=device)
+        guidance_scale = guidance_scale.view(1, window_length, 1, 1, 1)
+        if len(views) > 1:
+            self.check_periodic_scheduler()
+        scales = (trajectory_cond_scale, landmark_cond_scale)
+
+        # 4. denoising loop
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for step_index, timestep in enumerate(timesteps):
+                if len(views) == 1:
+                    scaled = self.scheduler.scale_model_input(latents, timestep)
+                    model_output = self.predict_hybrid_window(
+                        window_frame_indices(views[0], device), scaled, timestep, conditioning, guidance_scale, *scales
+                    )
+                    latents = self.scheduler.step(model_output, timestep, latents).prev_sample
+                else:
+                    sigma = self.scheduler.sigmas[step_index].item()
+                    sigma_next = self.scheduler.sigmas[step_index + 1].item()
+
+                    def denoise_window(frame_indices: torch.Tensor, window_latents: torch.Tensor) -> torch.Tensor:
+                        scaled = window_latents / (sigma**2 + 1) ** 0.5
+                        return self.predict_hybrid_window(
+                            frame_indices, scaled, timestep, conditioning, guidance_scale, *scales
+                        )
+
+                    latents = periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
+
+                if callback_on_step_end is not None:
+                    tensors = {name: locals()[name] for name in callback_on_step_end_tensor_inputs}
+                    latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
+                progress_bar.update()
+
+        # 5. decode
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = self.decode_latents(latents, decode_chunk_size)
+            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
+        self.maybe_free_model_hooks()
+
+        outputs = (
+            frames,
+            trajectory_flow.float().repeat_interleave(num_videos_per_prompt, dim=0),
+            landmark_flow.float().repeat_interleave(num_videos_per_prompt, dim=0),
+            conditioning["landmark_mask"][0, 0].float().cpu(),
+        )
+        if not return_dict:
+            return outputs
+        return HybridPipelineOutput(*outputs)

@@ -1,0 +1,183 @@
+"""HybridFlowControlNetPipeline end to end with tiny models: two adapters, fused residuals, any length."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline
+from pipeline.pipeline import HybridFlowControlNetPipeline
+from utils import tiny
+from utils.errors import InputError
+from utils.tiny_keypoint import tiny_ldmk_controlnet
+
+SIZE = 32  # frame side: tiny latents are 16x16
+
+
+@pytest.fixture(scope="module")
+def parts():
+    unet = tiny.tiny_unet(0)
+    return {
+        "vae": tiny.tiny_vae(0),
+        "image_encoder": tiny.tiny_image_encoder(0),
+        "unet": unet,
+        "controlnet": tiny.tiny_flow_controlnet(0, unet),
+        "scheduler": tiny.tiny_scheduler(),
+        "feature_extractor": tiny.tiny_feature_extractor(),
+    }
+
+
+@pytest.fixture(scope="module")
+def pipe(parts):
+    pipeline = HybridFlowControlNetPipeline(ldmk_controlnet=tiny_ldmk_controlnet(0, parts["unet"]), **parts)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _inputs(num_frames, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.rand(3, SIZE, SIZE, generator=generator),
+        "trajectory_flow": torch.randn(1, num_frames - 1, 2, SIZE, SIZE, generator=generator) * 3,
+        "landmark_flow": torch.randn(1, num_frames - 1, 2, SIZE, SIZE, generator=generator) * 3,
+        "landmark_images": torch.rand(1, num_frames, 3, SIZE, SIZE, generator=generator),
+    }
+
+
+def _mask(kind):
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    if kind == "full":
+        mask[:] = 255
+    elif kind == "left":
+        mask[:, : SIZE // 2] = 255
+    return mask
+
+
+def _run(pipe, mask="left", num_frames=4, inputs=None, **kwargs):
+    inputs = inputs or _inputs(num_frames)
+    kwargs.setdefault("num_inference_steps", 2)
+    kwargs.setdefault("output_type", "np")
+    return pipe(**inputs, landmark_mask=_mask(mask), generator=torch.Generator().manual_seed(7), **kwargs)
+
+
+def test_video_has_the_requested_frames_and_returns_its_conditions(pipe):
+    inputs = _inputs(4)
+    output = _run(pipe, inputs=inputs)
+    assert output.frames.shape == (1, 4, SIZE, SIZE, 3)
+    assert 0.0 <= output.frames.min() and output.frames.max() <= 1.0 and output.frames.std() > 0
+    torch.testing.assert_close(output.trajectory_flow, inputs["trajectory_flow"])
+    torch.testing.assert_close(output.landmark_flow, inputs["landmark_flow"])
+    assert output.landmark_mask.shape == (SIZE, SIZE) and output.landmark_mask[:, 0].eq(1).all()
+
+
+def test_empty_mask_gives_exactly_the_trajectory_pipeline(pipe, parts):
+    inputs = _inputs(4)
+    hybrid = _run(pipe, mask="empty", inputs=inputs, trajectory_cond_scale=0.6).frames
+    trajectory_only = FlowControlNetPipeline(**parts)
+    trajectory_only.set_progress_bar_config(disable=True)
+    reference = trajectory_only(
+        inputs["image"], inputs["trajectory_flow"], num_inference_steps=2, output_type="np",
+        controlnet_cond_scale=0.6, generator=torch.Generator().manual_seed(7),
+    ).frames  # fmt: skip
+    np.testing.assert_array_equal(hybrid, reference)
+
+
+def test_each_adapter_only_matters_where_the_mask_gives_it_weight(pipe):
+    inputs = _inputs(4)
+    moved_drags = {**inputs, "trajectory_flow": -inputs["trajectory_flow"]}
+    moved_landmarks = {**inputs, "landmark_flow": -inputs["landmark_flow"]}
+    full, full_other_drags = (_run(pipe, "full", inputs=given).frames for given in (inputs, moved_drags))
+    np.testing.assert_array_equal(full, full_other_drags)
+    empty, empty_other_landmarks = (_run(pipe, "empty", inputs=given).frames for given in (inputs, moved_landmarks))
+    np.testing.assert_array_equal(empty, empty_other_landmarks)
+    half = _run(pipe, "left", inputs=inputs).frames
+    assert np.abs(half - full).max() > 1e-3 and np.abs(half - empty).max() > 1e-3
+
+
+class Capture:
+    """Records the outputs of both adapters and the residuals the UNet receives, for every call."""
+
+    def __init__(self, pipe):
+        self.traj, self.face, self.unet = [], [], []
+        self.handles = [
+            pipe.controlnet.register_forward_hook(lambda module, args, output: self.traj.append(output[:2])),
+            pipe.ldmk_controlnet.register_forward_hook(lambda module, args, output: self.face.append(output[:2])),
+            pipe.unet.register_forward_pre_hook(self.record_unet, with_kwargs=True),
+        ]
+
+    def record_unet(self, module, args, kwargs):
+        self.unet.append((kwargs["down_block_additional_residuals"], kwargs["mid_block_additional_residual"]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_unet_receives_face_residuals_left_and_trajectory_residuals_right(pipe):
+    with Capture(pipe) as capture:
+        _run(pipe, "left", trajectory_cond_scale=0.5, landmark_cond_scale=0.9)
+    assert len(capture.unet) == len(capture.traj) == len(capture.face) == 2  # one window, two steps
+    for (face_down, face_mid), (traj_down, traj_mid), (down, mid) in zip(capture.face, capture.traj, capture.unet):
+        assert len(down) == len(face_down) == 6  # the tiny UNet's encoder skips
+        for face, traj, fused in zip((*face_down, face_mid), (*traj_down, traj_mid), (*down, mid)):
+            half = fused.shape[-1] // 2
+            torch.testing.assert_close(fused[..., :half], face[..., :half], rtol=0, atol=0)
+            torch.testing.assert_close(fused[..., half:], traj[..., half:], rtol=0, atol=0)
+
+
+def test_both_cfg_halves_get_the_same_adapter_conditions(pipe):
+    with Recorder(pipe.ldmk_controlnet) as recorder:
+        _run(pipe, "left")
+    kwargs = recorder.calls[0]
+    for name in ("controlnet_flow", "landmarks", "controlnet_cond"):
+        uncond, cond = kwargs[name].chunk(2)
+        torch.testing.assert_close(uncond, cond)
+    assert kwargs["conditioning_scale"] == 1.0
+
+
+class Recorder:
+    """Keeps the keyword inputs of every call of a module."""
+
+    def __init__(self, module):
+        self.calls = []
+        self.handle = module.register_forward_pre_hook(lambda m, args, kwargs: self.calls.append(kwargs), with_kwargs=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_fifty_frames_run_by_periodic_sampling_with_windows_of_the_right_conditions(pipe):
+    with Recorder(pipe.ldmk_controlnet) as recorder:
+        output = _run(pipe, "left", num_frames=50, num_inference_steps=1, max_guidance_scale=1.0)
+    assert output.frames.shape == (1, 50, SIZE, SIZE, 3)
+    # views for 50 frames and windows of 25: (1, 25) (13, 37) (25, 49) (26, 50)
+    assert len(recorder.calls) == 4
+    inputs = _inputs(50)
+    last = recorder.calls[-1]
+    assert last["landmarks"].shape == (1, 25, 3, SIZE, SIZE)
+    torch.testing.assert_close(last["landmarks"][0, 1:], inputs["landmark_images"][0, 26:50])
+    torch.testing.assert_close(last["landmarks"][0, 0], inputs["landmark_images"][0, 0])
+    torch.testing.assert_close(last["controlnet_flow"][0], inputs["landmark_flow"][0, 25:49])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"landmark_flow": torch.zeros(1, 2, 2, SIZE, SIZE)}, "`landmark_flow` must have the drag flow's shape"),
+        ({"landmark_images": torch.zeros(1, 3, 3, SIZE, SIZE)}, r"`landmark_images` must be \(B, T, 3, H, W\)"),
+        ({"trajectory_flow": torch.zeros(1, 3, 2, SIZE, 18)}, "`height` and `width` must be multiples of 4"),
+    ],
+)
+def test_mismatched_inputs_are_refused_naming_the_argument(pipe, change, message):
+    with pytest.raises(InputError, match=message):
+        _run(pipe, inputs={**_inputs(4), **change})
+
+
+def test_mask_of_the_wrong_size_is_refused(pipe):
+    with pytest.raises(InputError, match="`landmark_mask` must be"):
+        pipe(**_inputs(4), landmark_mask=np.zeros((8, 8), np.uint8), num_inference_steps=1)
