@@ -189,16 +189,20 @@ class FaceCoefficientLandmarker:
             projected = self.bfm.project(coeffs)
         return to_image_pixels(projected, source.alignment, source.box)
 
-    def audio_coefficients(self, source: FaceFit, audio_path: Path, seed: int = 42,
+    def audio_coefficients(self, source: FaceFit, audio: str | Path | np.ndarray, seed: int = 42,
                            pose_style: int = 0) -> np.ndarray:
-        """Per-frame (T, 70) exp | angle | trans driven by an audio file (T = whole 25 fps frames of audio).
+        """Per-frame (T, 70) exp | angle | trans driven by audio (T = whole 25 fps frames of audio).
 
-        Expression starts from the source's expression with seeded random blinks; the pose is the source pose
-        plus seeded CVAE motion, smoothed with :func:`smooth_pose`.
+        ``audio`` is a file path or an (L,) float waveform already at 16 kHz mono. Expression starts from the
+        source's expression with seeded random blinks; the pose is the source pose plus seeded CVAE motion,
+        smoothed with :func:`smooth_pose`.
         """
         if self.audio2exp is None or self.audio2pose is None:
             raise ValueError("this landmarker was built without the audio networks")
-        mels = torch.from_numpy(audio_mel_windows(load_audio(audio_path))).to(self.device)
+        waveform = np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else load_audio(Path(audio))
+        if waveform.ndim != 1:
+            raise InputError(f"a waveform must be mono (L,) samples at 16 kHz, got shape {waveform.shape}")
+        mels = torch.from_numpy(audio_mel_windows(waveform)).to(self.device)
         coeffs = torch.from_numpy(source.coeffs).to(self.device)
         blink = torch.from_numpy(random_blinks(len(mels), random.Random(seed))).to(self.device)
         expression = predict_expression(self.audio2exp, mels, coeffs[COEFF_SLICES["exp"]], blink)
@@ -208,8 +212,14 @@ class FaceCoefficientLandmarker:
         pose = smooth_pose(pose.cpu().numpy().astype(np.float64))
         return np.concatenate([expression.cpu().numpy(), pose], axis=1).astype(np.float32)
 
+    def __call__(self, image: np.ndarray, audio: str | Path | np.ndarray, seed: int = 42,
+                 pose_style: int = 0) -> np.ndarray:
+        """Audio-driven landmarks of ``image``: (1 + T, 68, 2) float64 pixels (see :func:`audio_to_landmarks`)."""
+        source = self.fit_image(image)
+        return self.landmarks(source, self.audio_coefficients(source, audio, seed, pose_style))
 
-def audio_to_landmarks(image: np.ndarray, audio_path: str | Path, ckpt_dir: str | Path | None = None,
+
+def audio_to_landmarks(image: np.ndarray, audio: str | Path | np.ndarray, ckpt_dir: str | Path | None = None,
                        device: str | torch.device = "cpu", seed: int = 42, pose_style: int = 0,
                        detector: LandmarkDetector | None = None,
                        landmarker: FaceCoefficientLandmarker | None = None) -> np.ndarray:
@@ -217,7 +227,7 @@ def audio_to_landmarks(image: np.ndarray, audio_path: str | Path, ckpt_dir: str 
 
     Args:
         image: (H, W, 3) RGB portrait (uint8, or float in [0, 1]).
-        audio_path: any audio librosa reads; resampled to 16 kHz mono.
+        audio: a file librosa reads (resampled to 16 kHz mono), or an (L,) float waveform at 16 kHz mono.
         ckpt_dir: checkpoint folder (default ``ckpts/``, or ``$MOFA_CKPT_DIR``).
         device: torch device for the networks.
         seed: seeds the blinks and the pose latents.
@@ -232,5 +242,4 @@ def audio_to_landmarks(image: np.ndarray, audio_path: str | Path, ckpt_dir: str 
     """
     if landmarker is None:
         landmarker = FaceCoefficientLandmarker.from_checkpoints(ckpt_dir, device=device, detector=detector)
-    source = landmarker.fit_image(image)
-    return landmarker.landmarks(source, landmarker.audio_coefficients(source, Path(audio_path), seed, pose_style))
+    return landmarker(image, audio, seed, pose_style)

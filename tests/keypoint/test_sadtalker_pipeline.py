@@ -69,11 +69,18 @@ def test_audio_gives_one_frame_per_25fps_audio_frame_after_the_source_frame(land
     np.testing.assert_allclose(landmarks[0], landmarker.landmarks(source, np.zeros((0, 70)))[0])
 
 
-def test_audio_coefficients_are_seeded(landmarker, source, speech):
-    first = landmarker.audio_coefficients(source, speech, seed=42)
+def test_audio_coefficients_are_seeded_and_a_16khz_waveform_equals_its_file(landmarker, source, tmp_path):
+    waveform = (0.3 * np.sin(2 * np.pi * 180 * np.arange(6400) / 16000)).astype(np.float32)
+    soundfile.write(tmp_path / "speech16k.wav", waveform, 16000, subtype="FLOAT")
+    first = landmarker.audio_coefficients(source, tmp_path / "speech16k.wav", seed=42)
     assert first.shape == (10, 70)
-    np.testing.assert_array_equal(first, landmarker.audio_coefficients(source, speech, seed=42))
-    assert not np.allclose(first[:, 64:], landmarker.audio_coefficients(source, speech, seed=1)[:, 64:])
+    np.testing.assert_array_equal(first, landmarker.audio_coefficients(source, waveform, seed=42))
+    assert not np.allclose(first[:, 64:], landmarker.audio_coefficients(source, waveform, seed=1)[:, 64:])
+
+
+def test_a_stereo_waveform_is_rejected(landmarker, source):
+    with pytest.raises(InputError, match=r"a waveform must be mono \(L,\) samples at 16 kHz"):
+        landmarker.audio_coefficients(source, np.zeros((2, 6400), np.float32))
 
 
 def test_a_float_image_in_0_1_is_accepted(landmarker, portrait, source):
