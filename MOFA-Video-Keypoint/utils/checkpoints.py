@@ -97,8 +97,16 @@ MODE_SOURCES: dict[str, tuple[str, ...]] = {
     "sadtalker": ("sadtalker",),
 }
 
+# Files that are not on the Hugging Face hub: local path -> download URL (the face-alignment package's weights).
+URL_FILES: dict[str, str] = {
+    "face_alignment/s3fd-619a316812.pth": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+    "face_alignment/2DFAN4-11f355bf06.pth.tar": "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+}
+MODE_URL_FILES: dict[str, tuple[str, ...]] = {"sadtalker": tuple(URL_FILES)}
+
 MODE_FILES: dict[str, list[str]] = {
-    mode: [path for name in names for path in SOURCES[name].local_paths()] for mode, names in MODE_SOURCES.items()
+    mode: [path for name in names for path in SOURCES[name].local_paths()] + list(MODE_URL_FILES.get(mode, ()))
+    for mode, names in MODE_SOURCES.items()
 }
 
 
@@ -183,6 +191,26 @@ def _move_tree(src: Path, dst: Path) -> None:
             os.replace(path, target)
 
 
+def fetch_url(relpath: str, ckpt_dir: Path, mode: str) -> None:
+    """Download one file that lives outside the hub (skipped when present), atomically, with a progress bar."""
+    from torch.hub import download_url_to_file
+
+    target = Path(ckpt_dir) / relpath
+    if target.is_file():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        download_url_to_file(URL_FILES[relpath], str(partial), progress=True)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"cannot download {URL_FILES[relpath]}; copy it to {target} or run `{fetch_command(mode)}` "
+            f"on a connected machine"
+        ) from error
+    os.replace(partial, target)
+
+
 def fetch(mode: str, ckpt_dir: Path | None = None, svd_source: str = "svd") -> None:
     """Download every file ``mode`` needs. ``svd_source`` is ``svd`` (the adapter authors' ungated copy)
     or ``svd-stabilityai`` (the gated original; needs the licence accepted and ``HF_TOKEN``)."""
@@ -191,6 +219,8 @@ def fetch(mode: str, ckpt_dir: Path | None = None, svd_source: str = "svd") -> N
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else default_ckpt_dir()
     for name in MODE_SOURCES[mode]:
         fetch_source(SOURCES[svd_source if name == "svd" else name], ckpt_dir, mode)
+    for relpath in MODE_URL_FILES.get(mode, ()):
+        fetch_url(relpath, ckpt_dir, mode)
     shutil.rmtree(ckpt_dir / ".download", ignore_errors=True)
 
 

@@ -110,3 +110,32 @@ def test_check_cli_reports_missing_and_exit_codes(tmp_path, capsys):
     assert "traj" in capsys.readouterr().out
     assert checkpoints.main(["fetch", "--mode", "traj", "--ckpt_dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: cannot reach the Hugging Face hub")
+
+
+def test_files_outside_the_hub_are_downloaded_atomically(tmp_path, monkeypatch):
+    import torch.hub
+
+    def fake_download(url, dst, progress=True):
+        assert dst.endswith(".part") and progress
+        Path(dst).write_bytes(url.encode())
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    relpath = "face_alignment/s3fd-619a316812.pth"
+    checkpoints.fetch_url(relpath, tmp_path, "sadtalker")
+    assert (tmp_path / relpath).read_bytes() == checkpoints.URL_FILES[relpath].encode()
+    assert not list(tmp_path.rglob("*.part"))
+    assert relpath in checkpoints.MODE_FILES["sadtalker"]
+
+
+def test_failed_url_download_leaves_nothing_and_says_what_to_do(tmp_path, monkeypatch):
+    import torch.hub
+
+    def failing_download(url, dst, progress=True):
+        Path(dst).write_bytes(b"half")
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
+    relpath = "face_alignment/2DFAN4-11f355bf06.pth.tar"
+    with pytest.raises(CheckpointError, match="make fetch MODE=sadtalker"):
+        checkpoints.fetch_url(relpath, tmp_path, "sadtalker")
+    assert not list(tmp_path.rglob("*2DFAN4*"))
