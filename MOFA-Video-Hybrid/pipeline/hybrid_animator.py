@@ -1,0 +1,646 @@
+"""Hybrid animation without any UI: load the models once, then image + drags + landmarks -> video.
+
+:class:`HybridAnimator` is what both Hybrid demos use::
+
+    animator = HybridAnimator.from_pretrained(ckpt_dir)            # or HybridAnimator.tiny()
+    frame = animator.prepare_image(image)                          # the generation frame; click on this
+    landmarks = animator.landmarks_from_audio(frame, "speech.mp3", renderer="aniportrait")
+    # or: landmarks = animator.landmarks_from_video(frame, "driving.mp4")
+    result = animator.animate(frame, landmarks, tracks, brush_mask=None, painted_landmark_mask=None,
+                              mask_mode="auto", num_frames=None, seed=42)
+    paths = animator.save(result, run_dir, audio_path="speech.mp3")   # audio muxed into output.mp4
+
+Landmarks are ``(1 + N, 68, 2)`` pixels of the frame; frame 0 is the reference face. Tracks, the motion brush
+and the painted landmark mask are in the frame's pixels too. The video has ``num_frames`` frames (default: as
+many as landmarks; a shorter landmark sequence is extended by holding its last pose); drags are resampled to
+that length, and videos longer than 25 frames are denoised by periodic sampling.
+
+Tiny mode builds random tiny models (64-px short side, a 64-px CMP grid, 2 steps) and replaces the landmark
+generators by deterministic stand-ins (a schematic face driven by the audio's loudness or the video's motion):
+it runs on a CPU in seconds and its videos are noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
+from pipeline.pipeline import HybridFlowControlNetPipeline
+from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_mode
+from utils.errors import InputError
+from utils.face_mask import LandmarkMask, resolve_landmark_mask
+from utils.flow_viz import flow_to_rgb, flow_video_frames
+from utils.landmark_conditions import (
+    check_landmarks,
+    dense_landmark_flow,
+    draw_landmark_dots,
+    render_pose_images,
+    sparse_landmark_flow,
+)
+from utils.memory import apply_memory_preset, dtype_name, memory_plan
+from utils.trajectories import draw_hint_image, trajectories_to_flow, validate_tracks
+from utils.audio_mux import mux_audio_keep_video
+from utils.video_io import atomic_output, read_video, resize_and_center_crop, save_png, write_video
+
+SHORT_SIDE = 512
+DEFAULT_STEPS = 25
+FPS = 25
+"""Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
+TINY_SHORT_SIDE = 64
+TINY_STEPS = 2
+TINY_CMP_GRID = 64
+TINY_NOTICE = "tiny mode: random tiny weights and synthetic landmarks, the video is noise (fetch the checkpoints for real results)"
+CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
+TRAJ_ADAPTER_DIR = "mofa/traj_controlnet"
+LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
+AUDIO_RENDERERS = ("aniportrait", "sadtalker")
+BRUSH_RGBA = (0, 0, 255, 255)
+LANDMARK_MASK_RGBA = (0, 200, 0, 160)
+
+ProgressFn = Callable[[int, int], None]
+"""``progress(done_steps, total_steps)``, called after every denoising step."""
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def mask_to_rgba(mask: np.ndarray, color: tuple[int, int, int, int]) -> np.ndarray:
+    """``(H, W, 4)`` uint8 drawing of a 0/255 mask: ``color`` inside, transparent outside."""
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask > 0] = color
+    return rgba
+
+
+def fit_landmarks_length(landmarks: np.ndarray, num_frames: int) -> tuple[np.ndarray, str | None]:
+    """Cuts a ``(N, 68, 2)`` sequence to ``num_frames`` frames, or extends it by holding its last pose.
+
+    Returns:
+        ``(landmarks, warning)``; the warning says how many frames were held (None when none).
+    """
+    if len(landmarks) >= num_frames:
+        return landmarks[:num_frames], None
+    held = num_frames - len(landmarks)
+    extended = np.concatenate([landmarks, np.repeat(landmarks[-1:], held, axis=0)])
+    return extended, f"the landmarks cover {len(landmarks)} frames; the last pose is held for the {held} more requested"
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class HybridResult:
+    """Everything one :meth:`HybridAnimator.animate` call produced.
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 RGB video.
+        first_frame: RGB PIL image ``H x W`` the video starts from.
+        landmarks: ``(T, 68, 2)`` float64 pixels, the landmarks the video followed.
+        trajectory_flow: ``(T-1, 2, H, W)`` float32 drag flow (pixels; zeros without trajectories).
+        landmark_flow: ``(T-1, 2, H, W)`` float32 landmark (CMP) flow.
+        pose_frames: ``(T, H, W, 3)`` uint8 rendered pose images.
+        landmark_mask: the mask in force and its source (:class:`utils.face_mask.LandmarkMask`).
+        hint_image: RGBA PIL image: the frame at 50 % alpha, the drags, the motion brush and the landmark mask.
+        warnings: human-readable warnings (tiny mode, held landmarks, drags CMP cannot express).
+        settings: every setting used (JSON-ready), written to ``settings.json`` by :meth:`HybridAnimator.save`.
+    """
+
+    frames: np.ndarray
+    first_frame: Image.Image
+    landmarks: np.ndarray
+    trajectory_flow: torch.Tensor
+    landmark_flow: torch.Tensor
+    pose_frames: np.ndarray
+    landmark_mask: LandmarkMask
+    hint_image: Image.Image
+    warnings: list[str]
+    settings: dict
+
+
+@dataclass(frozen=True)
+class HybridOutputPaths:
+    """The files of one run, all in one folder."""
+
+    video: Path
+    trajectory_flow: Path
+    landmark_flow: Path
+    landmark_video: Path
+    video_with_landmarks: Path
+    hint: Path
+    landmark_mask: Path
+    landmarks: Path
+    comparison: Path | None
+    settings: Path
+
+    @classmethod
+    def in_folder(cls, run_dir: Path, comparison: bool) -> HybridOutputPaths:
+        return cls(
+            video=run_dir / "output.mp4",
+            trajectory_flow=run_dir / "trajectory_flow.mp4",
+            landmark_flow=run_dir / "landmark_flow.mp4",
+            landmark_video=run_dir / "landmarks.mp4",
+            video_with_landmarks=run_dir / "output_with_landmarks.mp4",
+            hint=run_dir / "hint.png",
+            landmark_mask=run_dir / "landmark_mask.png",
+            landmarks=run_dir / "landmarks.npy",
+            comparison=run_dir / "comparison.mp4" if comparison else None,
+            settings=run_dir / "settings.json",
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: str(path) for name, path in self.__dict__.items() if path is not None}
+
+
+def comparison_frames(result: HybridResult) -> np.ndarray:
+    """The 7-panel strip of every frame: first frame | hint | drag flow | landmark flow | pose image | output with
+    landmarks | output. Returns ``(T, H, 7W, 3)`` uint8."""
+    num_frames = len(result.frames)
+    first = np.asarray(result.first_frame)
+    hint = np.asarray(Image.alpha_composite(Image.new("RGBA", result.hint_image.size, "white"), result.hint_image).convert("RGB"))
+    trajectory, landmark = flow_video_frames(result.trajectory_flow), flow_video_frames(result.landmark_flow)
+    panels = []
+    for index in range(num_frames):
+        dotted = draw_landmark_dots(result.frames[index], result.landmarks[index])
+        row = [first, hint, trajectory[index], landmark[index], result.pose_frames[index], dotted, result.frames[index]]
+        panels.append(np.concatenate(row, axis=1))
+    return np.stack(panels)
+
+
+# ------------------------------------------------------------------------------------------------- animator
+
+
+class HybridAnimator:
+    """Loads the Hybrid models once and turns (image, landmarks, drags, masks) into videos.
+
+    Args:
+        ckpt_dir: the ``ckpts/`` folder (default ``$MOFA_CKPT_DIR`` or ``<repo>/ckpts``); checked with
+            ``require_mode(ckpt_dir, "hybrid")`` before anything loads.
+        device: execution device (default: CUDA, else MPS, else CPU).
+        dtype: ``fp16`` / ``bf16`` / ``fp32`` / ``auto`` (None: fp16 on accelerators, fp32 on the CPU).
+        memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
+        tiny: random tiny models and synthetic landmarks instead of weights (outputs are noise).
+        show_progress: show the pipeline's progress bar.
+
+    Raises:
+        CheckpointError: a checkpoint is missing (the message names it and ``make fetch MODE=hybrid``).
+    """
+
+    def __init__(
+        self,
+        ckpt_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | None = None,
+        memory: str = "balanced",
+        tiny: bool = False,
+        show_progress: bool = True,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.is_tiny = tiny
+        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
+        plan = memory_plan(memory, self.device, dtype)
+        if tiny:
+            self.pipe, self.cmp = build_tiny_components()
+        else:
+            require_mode(self.ckpt_dir, "hybrid")
+            self.pipe, self.cmp = load_components(self.ckpt_dir, plan.dtype)
+        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
+        self.cmp.to(self.device)  # CMP always runs in fp32
+        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
+        self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
+        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
+        self.size_multiple = self.pipe.controlnet.size_multiple
+        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+        self._aniportrait = None
+        self._landmark_cache: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def from_pretrained(cls, ckpt_dir: str | Path | None = None, **kwargs) -> HybridAnimator:
+        """The animator with the released weights from ``ckpt_dir`` (keyword arguments as the constructor's)."""
+        return cls(ckpt_dir=ckpt_dir, tiny=False, **kwargs)
+
+    @classmethod
+    def tiny(cls, **kwargs) -> HybridAnimator:
+        """The animator with random tiny models and synthetic landmarks (no checkpoint; outputs are noise)."""
+        return cls(tiny=True, **kwargs)
+
+    def set_memory(self, preset: str) -> None:
+        """Switch the memory preset (keeps the dtype); a no-op when ``preset`` is the current one."""
+        if preset != self.memory.preset:
+            self.memory = apply_memory_preset(self.pipe, preset, self.device, dtype_name(self.memory.dtype))
+
+    # -------------------------------------------------------------------------------------------- inputs
+
+    def prepare_image(self, image: Image.Image | np.ndarray) -> Image.Image:
+        """The generation frame: short side 512 (64 in tiny mode), centre-cropped to multiples of the adapters'
+        size multiple (64; 4 in tiny mode). Clicks and masks on this frame are used as they are."""
+        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        return resize_and_center_crop(image.convert("RGB"), self.short_side, self.size_multiple)
+
+    def _check_frame(self, frame: Image.Image | np.ndarray) -> Image.Image:
+        frame = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        if frame.width % self.size_multiple or frame.height % self.size_multiple:
+            raise InputError(
+                f"the frame is {frame.width}x{frame.height}; both sides must be multiples of {self.size_multiple} "
+                "(use prepare_image)"
+            )
+        return frame.convert("RGB")
+
+    def _cached(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Landmark sequences are reused while the frame, driving file and renderer stay the same."""
+        if key not in self._landmark_cache:
+            self._landmark_cache = {key: compute()}
+        return self._landmark_cache[key]
+
+    @staticmethod
+    def _key(frame: Image.Image, path: str | Path, renderer: str) -> tuple:
+        path = Path(path)
+        stat = path.stat()
+        return hashlib.sha1(frame.tobytes()).hexdigest(), str(path.resolve()), stat.st_mtime_ns, stat.st_size, renderer
+
+    def landmarks_from_audio(self, frame: Image.Image | np.ndarray, audio_path: str | Path, renderer: str = "aniportrait") -> np.ndarray:
+        """Landmarks of the face in ``frame`` talking along with an audio file (any common format).
+
+        Args:
+            frame: the generation frame (:meth:`prepare_image`).
+            audio_path: speech audio.
+            renderer: ``aniportrait`` (audio -> 3D face mesh) or ``sadtalker`` (audio -> 3DMM coefficients);
+                ignored in tiny mode (a schematic face opens its mouth with the loudness).
+
+        Returns:
+            ``(1 + N, 68, 2)`` float64 pixels of ``frame``, N = 25 frames per second of audio.
+
+        Raises:
+            InputError: an unknown renderer, unreadable or silent audio, no face, or missing checkpoints.
+        """
+        if renderer not in AUDIO_RENDERERS:
+            raise InputError(f"renderer must be one of {', '.join(AUDIO_RENDERERS)}; got {renderer!r}")
+        frame = self._check_frame(frame)
+        from aniportrait.audio import load_audio
+
+        if self.is_tiny:
+            from aniportrait.synthetic import synthetic_landmarks
+
+            return synthetic_landmarks(frame.width, frame.height, load_audio(audio_path))
+        pixels = np.asarray(frame)
+
+        def compute() -> np.ndarray:
+            if renderer == "sadtalker":
+                from sadtalker_audio2pose.pipeline import audio_to_landmarks
+
+                require_mode(self.ckpt_dir, "sadtalker")
+                return audio_to_landmarks(pixels, audio_path, ckpt_dir=self.ckpt_dir, device=self.device)
+            if self._aniportrait is None:
+                from aniportrait.generator import AniPortraitLandmarkGenerator
+
+                self._aniportrait = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
+            return self._aniportrait(pixels, load_audio(audio_path))
+
+        return self._cached(self._key(frame, audio_path, renderer), compute)
+
+    def landmarks_from_video(self, frame: Image.Image | np.ndarray, video_path: str | Path) -> np.ndarray:
+        """Landmarks of the face in ``frame`` following a driving video's expression and head pose.
+
+        In tiny mode a schematic face follows the video's global motion instead (no face detector).
+
+        Returns:
+            ``(1 + N, 68, 2)`` float64 pixels of ``frame``, one frame per driving frame after the reference.
+
+        Raises:
+            InputError: an unreadable video, no face, or missing checkpoints.
+        """
+        frame = self._check_frame(frame)
+        if self.is_tiny:
+            from utils.synthetic_video_landmarks import synthetic_video_landmarks
+
+            return synthetic_video_landmarks(frame.width, frame.height, read_video(video_path).frames)
+
+        def compute() -> np.ndarray:
+            from sadtalker_video2pose.pipeline import video_to_landmarks
+
+            require_mode(self.ckpt_dir, "sadtalker")
+            return video_to_landmarks(np.asarray(frame), video_path, ckpt_dir=self.ckpt_dir, device=self.device)
+
+        return self._cached(self._key(frame, video_path, "sadtalker-video"), compute)
+
+    # -------------------------------------------------------------------------------------------- flows
+
+    def trajectory_flow(
+        self, frame: Image.Image, tracks: Sequence[Sequence[Sequence[float]]], brush_mask: np.ndarray | None, num_frames: int
+    ) -> tuple[torch.Tensor, list[str]]:
+        """Drag flow ``(T-1, 2, H, W)`` float32 on the device (zeros without tracks: the scene is held still)."""
+        if not tracks:
+            return torch.zeros(num_frames - 1, 2, frame.height, frame.width, device=self.device), []
+        pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255).to(self.device)
+        chunk_size = self.memory.cmp_chunk_size
+
+        def cmp(image: torch.Tensor, sparse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            flow, info = trajectories_to_flow(pixels, tracks, brush_mask, num_frames, cmp, grid=self.cmp_grid, device=self.device)
+        return flow, list(info.warnings)
+
+    def preview_flow(
+        self, frame: Image.Image | np.ndarray, tracks: Sequence[Sequence[Sequence[float]]], brush_mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Colour-coded drag flow at the last frame, ``(H, W, 3)`` uint8 (white without tracks)."""
+        frame = self._check_frame(frame)
+        tracks = [track for track in tracks if len(track) > 0]
+        if not tracks:
+            return np.full((frame.height, frame.width, 3), 255, np.uint8)
+        validate_tracks(tracks, frame.width, frame.height)
+        # the last frame's flow depends only on each track's first and last clicks, so two frames suffice
+        flow, _ = self.trajectory_flow(frame, tracks, brush_mask, 2)
+        return flow_to_rgb(flow[-1])
+
+    def landmark_flow(self, frame: Image.Image, landmarks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pose images (T, 3, H, W) in [0, 1], landmark flow (T-1, 2, H, W) float32)`` for a landmark sequence."""
+        pose_images = render_pose_images(landmarks, frame.width, frame.height)[0]
+        sparse, mask = sparse_landmark_flow(landmarks, frame.width, frame.height, grid=self.cmp_grid)
+        pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255)
+        flow = dense_landmark_flow(self.cmp, pixels, sparse, mask, frame.width, frame.height, self.memory.cmp_chunk_size)
+        return pose_images, flow[0].float()
+
+    # -------------------------------------------------------------------------------------------- animate
+
+    def animate(
+        self,
+        frame: Image.Image | np.ndarray,
+        landmarks: np.ndarray,
+        tracks: Sequence[Sequence[Sequence[float]]] = (),
+        brush_mask: np.ndarray | None = None,
+        painted_landmark_mask: np.ndarray | None = None,
+        mask_mode: str = "auto",
+        mask_dilation: int | None = None,
+        num_frames: int | None = None,
+        steps: int | None = None,
+        seed: int = 42,
+        trajectory_scale: float = 0.6,
+        landmark_scale: float = 1.0,
+        min_guidance_scale: float = 1.0,
+        max_guidance_scale: float = 3.0,
+        window_size: int = 25,
+        window_stride: int | None = None,
+        decode_chunk_size: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> HybridResult:
+        """Animate ``frame``: the face follows ``landmarks`` inside the landmark mask, the rest follows ``tracks``.
+
+        Args:
+            frame: the generation frame (:meth:`prepare_image`), PIL or ``(H, W, 3)`` uint8.
+            landmarks: ``(1 + N, 68, 2)`` pixels of ``frame``, frame 0 the reference face.
+            tracks: tracks of ``(x, y)`` clicks in ``frame`` pixels; none = keep everything outside the face still.
+            brush_mask: ``(H, W)`` motion brush (non-zero inside), or None.
+            painted_landmark_mask: ``(H, W)`` painted landmark mask (non-zero inside), or None.
+            mask_mode: ``auto`` (painted if any, else the dilated hull of the reference landmarks), ``painted``,
+                ``landmarks`` or ``none`` (:func:`utils.face_mask.resolve_landmark_mask`).
+            mask_dilation: dilation of the automatic mask in pixels (None: 15 % of the face size).
+            num_frames: T >= 2 (None: as many as landmarks); drags are resampled to T.
+            steps: denoising steps (None: 25, 2 in tiny mode).
+            seed: seeds the noise augmentation and the initial latents.
+            trajectory_scale, landmark_scale: adapter strengths (0.6 and 1.0 as in the demos).
+            min_guidance_scale, max_guidance_scale: per-frame guidance ramp (1 -> 3).
+            window_size, window_stride: periodic-sampling windows (25, 12).
+            decode_chunk_size: frames per VAE decode (None: the memory preset's).
+            progress: ``progress(done, total)`` after every denoising step.
+
+        Returns:
+            :class:`HybridResult`.
+
+        Raises:
+            InputError: bad landmarks, tracks, masks, frame count, step count or scales.
+        """
+        frame = self._check_frame(frame)
+        width, height = frame.size
+        landmarks = check_landmarks(landmarks)
+        num_frames = len(landmarks) if num_frames is None else num_frames
+        if int(num_frames) != num_frames or num_frames < 2:
+            raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+        num_frames = int(num_frames)
+        steps = self.default_steps if steps is None else steps
+        if int(steps) != steps or steps < 1:
+            raise InputError(f"steps must be a positive integer, got {steps}")
+        for name, value in (("trajectory_scale", trajectory_scale), ("landmark_scale", landmark_scale)):
+            if not math.isfinite(value):
+                raise InputError(f"{name} must be a number, got {value}")
+        tracks = [list(track) for track in tracks if len(track) > 0]
+        if tracks:
+            validate_tracks(tracks, width, height)
+        brush_mask = _binary_mask("brush_mask", brush_mask, height, width)
+        painted_landmark_mask = _binary_mask("painted_landmark_mask", painted_landmark_mask, height, width)
+
+        messages = [TINY_NOTICE] if self.is_tiny else []
+        landmarks, held = fit_landmarks_length(landmarks, num_frames)
+        if held:
+            messages.append(held)
+        landmark_mask = resolve_landmark_mask(mask_mode, painted_landmark_mask, landmarks[0], height, width, mask_dilation)
+        trajectory_flow, flow_warnings = self.trajectory_flow(frame, tracks, brush_mask, num_frames)
+        messages += flow_warnings
+        pose_images, landmark_flow = self.landmark_flow(frame, landmarks)
+
+        def on_step_end(pipe, step_index, timestep, tensors):
+            progress(step_index + 1, steps)
+            return {}
+
+        decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
+        output = self.pipe(
+            image=frame,
+            trajectory_flow=trajectory_flow[None],
+            landmark_flow=landmark_flow[None],
+            landmark_images=pose_images[None],
+            landmark_mask=landmark_mask.mask,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_inference_steps=int(steps),
+            min_guidance_scale=min_guidance_scale,
+            max_guidance_scale=max_guidance_scale,
+            trajectory_cond_scale=float(trajectory_scale),
+            landmark_cond_scale=float(landmark_scale),
+            decode_chunk_size=decode_chunk_size,
+            window_size=window_size,
+            window_stride=window_stride,
+            generator=torch.Generator("cpu").manual_seed(int(seed)),
+            output_type="np",
+            callback_on_step_end=on_step_end if progress is not None else None,
+        )
+        frames = np.round(np.clip(output.frames[0], 0.0, 1.0) * 255).astype(np.uint8)
+        pose_frames = np.round(pose_images.permute(0, 2, 3, 1).float().clamp(0, 1).numpy() * 255).astype(np.uint8)
+        settings = {
+            "num_frames": num_frames,
+            "steps": int(steps),
+            "seed": int(seed),
+            "trajectory_scale": float(trajectory_scale),
+            "landmark_scale": float(landmark_scale),
+            "height": height,
+            "width": width,
+            "min_guidance_scale": min_guidance_scale,
+            "max_guidance_scale": max_guidance_scale,
+            "window_size": window_size,
+            "window_stride": window_stride if window_stride is not None else window_size // 2,
+            "decode_chunk_size": decode_chunk_size,
+            "fps_id": 6,
+            "motion_bucket_id": 128,
+            "noise_aug_strength": 0.02,
+            "tracks": [[[float(value) for value in point] for point in track] for track in tracks],
+            "motion_brush": brush_mask is not None,
+            "landmark_mask_mode": mask_mode,
+            "landmark_mask_source": landmark_mask.source,
+            "landmark_mask_coverage": float((landmark_mask.mask > 0).mean()),
+            "mask_dilation": mask_dilation,
+            "cmp_grid": self.cmp_grid,
+            "export_fps": FPS,
+            "memory": self.memory.as_dict(),
+            "tiny": self.is_tiny,
+            "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
+            "warnings": messages,
+        }
+        return HybridResult(
+            frames=frames,
+            first_frame=frame,
+            landmarks=landmarks,
+            trajectory_flow=trajectory_flow.float().cpu(),
+            landmark_flow=landmark_flow.float().cpu(),
+            pose_frames=pose_frames,
+            landmark_mask=landmark_mask,
+            hint_image=hint_image(frame, tracks, brush_mask, landmark_mask.mask),
+            warnings=messages,
+            settings=settings,
+        )
+
+    # ----------------------------------------------------------------------------------------------- save
+
+    @staticmethod
+    def save(
+        result: HybridResult,
+        run_dir: str | Path,
+        audio_path: str | Path | None = None,
+        comparison: bool = True,
+        extra_settings: dict | None = None,
+    ) -> HybridOutputPaths:
+        """Write a run's files into ``run_dir`` (created; it must not hold a previous run).
+
+        Files: ``output.mp4`` (with ``audio_path`` muxed in when given, padded with silence or cut to the
+        video's length), ``trajectory_flow.mp4``,
+        ``landmark_flow.mp4``, ``landmarks.mp4`` (pose images), ``output_with_landmarks.mp4``, ``hint.png``,
+        ``landmark_mask.png``, ``landmarks.npy``, optionally ``comparison.mp4`` (the 7-panel strip), and
+        ``settings.json`` last. Every file is written under a temporary name and renamed; all videos are 25 fps.
+
+        Raises:
+            InputError: ``run_dir`` already holds a ``settings.json``, or the audio cannot be muxed.
+        """
+        run_dir = Path(run_dir)
+        paths = HybridOutputPaths.in_folder(run_dir, comparison)
+        if paths.settings.exists():
+            raise InputError(f"{run_dir} already holds a finished run; choose a new folder")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if audio_path is None:
+            write_video(paths.video, result.frames, fps=FPS)
+        else:
+            silent = write_video(run_dir / ".output_silent.mp4", result.frames, fps=FPS, overwrite=True)
+            try:
+                mux_audio_keep_video(silent, audio_path, paths.video)
+            finally:
+                silent.unlink(missing_ok=True)
+        write_video(paths.trajectory_flow, flow_video_frames(result.trajectory_flow), fps=FPS)
+        write_video(paths.landmark_flow, flow_video_frames(result.landmark_flow), fps=FPS)
+        write_video(paths.landmark_video, result.pose_frames, fps=FPS)
+        dotted = (draw_landmark_dots(frame, points) for frame, points in zip(result.frames, result.landmarks))
+        write_video(paths.video_with_landmarks, dotted, fps=FPS)
+        save_png(paths.hint, result.hint_image)
+        save_png(paths.landmark_mask, Image.fromarray(result.landmark_mask.mask))  # greyscale 0/255
+        with atomic_output(paths.landmarks) as temporary:
+            with open(temporary, "wb") as handle:
+                np.save(handle, result.landmarks)
+        if paths.comparison is not None:
+            write_video(paths.comparison, comparison_frames(result), fps=FPS)
+        settings = {**result.settings, **(extra_settings or {}), "audio": None if audio_path is None else str(audio_path)}
+        settings["outputs"] = paths.as_dict()
+        with atomic_output(paths.settings) as temporary:
+            temporary.write_text(json.dumps(settings, indent=2) + "\n")
+        return paths
+
+
+def _binary_mask(name: str, mask: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    """An ``(H, W)`` uint8 0/255 copy of a non-zero-inside mask (None stays None); refuses another size."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != (height, width):
+        raise InputError(f"{name} is {mask.shape[1] if mask.ndim > 1 else '?'}x{mask.shape[0]}, the frame {width}x{height}")
+    return np.where(mask > 0, 255, 0).astype(np.uint8)
+
+
+def hint_image(
+    frame: Image.Image, tracks: Sequence[Sequence[Sequence[float]]], brush_mask: np.ndarray | None, landmark_mask: np.ndarray
+) -> Image.Image:
+    """The hint image: the frame at 50 % alpha with the drags, over the motion brush (blue) and the landmark
+    mask (green). RGBA PIL image of the frame's size."""
+    layers = mask_to_rgba(landmark_mask, LANDMARK_MASK_RGBA)
+    if brush_mask is not None:
+        layers[brush_mask > 0] = BRUSH_RGBA
+    return draw_hint_image(frame, tracks, layers)
+
+
+# ------------------------------------------------------------------------------------------------- builders
+
+
+def build_tiny_components(seed: int = 0) -> tuple[HybridFlowControlNetPipeline, CMP]:
+    """A pipeline of random tiny models (both adapters) and a tiny CMP (seeded; outputs are noise)."""
+    from utils import tiny
+    from utils.tiny_keypoint import tiny_ldmk_controlnet
+
+    unet = tiny.tiny_unet(seed)
+    pipe = HybridFlowControlNetPipeline(
+        vae=tiny.tiny_vae(seed),
+        image_encoder=tiny.tiny_image_encoder(seed),
+        unet=unet,
+        controlnet=tiny.tiny_flow_controlnet(seed, unet),
+        ldmk_controlnet=tiny_ldmk_controlnet(seed, unet),
+        scheduler=tiny.tiny_scheduler(),
+        feature_extractor=tiny.tiny_feature_extractor(),
+    )
+    return pipe, build_tiny_cmp(seed)
+
+
+def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[HybridFlowControlNetPipeline, CMP]:
+    """The released SVD-xt 1.1 parts (fp16 files), both Hybrid adapters and CMP, from ``ckpt_dir``."""
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from models.flow_controlnet import FlowControlNet
+    from models.ldmk_controlnet import LandmarkFlowControlNet
+    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+
+    ckpt_dir = Path(ckpt_dir)
+    svd = ckpt_dir / SVD_DIR
+    pipe = HybridFlowControlNetPipeline(
+        vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
+        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
+            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
+        ),
+        unet=UNetSpatioTemporalConditionControlNetModel.from_pretrained(
+            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
+        ),
+        controlnet=FlowControlNet.from_pretrained(ckpt_dir / TRAJ_ADAPTER_DIR, torch_dtype=dtype),
+        ldmk_controlnet=LandmarkFlowControlNet.from_pretrained(ckpt_dir / LDMK_ADAPTER_DIR, torch_dtype=dtype),
+        scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
+        feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
+    )
+    return pipe, CMP.from_checkpoint(ckpt_dir / CMP_CHECKPOINT, fetch_mode="hybrid")

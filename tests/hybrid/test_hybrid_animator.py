@@ -1,0 +1,132 @@
+"""HybridAnimator in tiny mode: landmarks from audio / video, animation, the run folder, audio muxing."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+import soundfile
+import torch
+from PIL import Image
+
+from pipeline.hybrid_animator import FPS, HybridAnimator, fit_landmarks_length
+from utils.audio_mux import mux_audio_keep_video
+from utils.errors import InputError
+from utils.video_io import write_video
+
+
+@pytest.fixture(scope="module")
+def animator():
+    return HybridAnimator.tiny(device="cpu", show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def frame(animator):
+    rng = np.random.default_rng(0)
+    return animator.prepare_image(Image.fromarray((rng.random((90, 120, 3)) * 255).astype(np.uint8)))
+
+
+def _speech(path, seconds=0.3, rate=22050):
+    times = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * times) * (1 + np.sin(2 * np.pi * 4 * times))).astype(np.float32), rate)
+    return path
+
+
+def _stream_info(path):
+    with av.open(str(path)) as container:
+        kinds = sorted(stream.type for stream in container.streams)
+        num_frames = sum(1 for _ in container.decode(video=0))
+        width = container.streams.video[0].width
+    return kinds, num_frames, width
+
+
+def test_prepare_image_gives_the_tiny_generation_frame(frame):
+    assert frame.size == (84, 64)  # short side 64, sides cut to multiples of 4
+
+
+def test_audio_driven_run_writes_every_output_with_the_audio_under_all_frames(animator, frame, tmp_path):
+    audio = _speech(tmp_path / "speech.wav")
+    landmarks = animator.landmarks_from_audio(frame, audio)
+    assert landmarks.shape == (1 + 8, 68, 2)  # 0.3 s at 25 fps -> 8 frames after the reference
+    result = animator.animate(frame, landmarks, tracks=[[(5, 5), (20, 20)]], num_frames=4, seed=1)
+    assert result.frames.shape == (4, 64, 84, 3) and result.frames.dtype == np.uint8
+    assert result.landmark_mask.source == "landmarks" and result.warnings[0].startswith("tiny mode")
+    assert result.trajectory_flow.shape == result.landmark_flow.shape == (3, 2, 64, 84)
+
+    paths = animator.save(result, tmp_path / "run", audio_path=audio)
+    assert _stream_info(paths.video) == (["audio", "video"], 4, 84)
+    for video in (paths.trajectory_flow, paths.landmark_flow, paths.landmark_video, paths.video_with_landmarks):
+        assert _stream_info(video) == (["video"], 4, 84)
+    assert _stream_info(paths.comparison) == (["video"], 4, 7 * 84)
+    assert np.load(paths.landmarks).shape == (4, 68, 2)
+    assert np.asarray(Image.open(paths.landmark_mask)).shape == (64, 84)
+    settings = json.loads(paths.settings.read_text())
+    assert settings["num_frames"] == 4 and settings["export_fps"] == FPS and settings["audio"] == str(audio)
+    assert settings["landmark_mask_source"] == "landmarks" and settings["tracks"] == [[[5.0, 5.0], [20.0, 20.0]]]
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == sorted(
+        path.name for path in map(type(tmp_path), settings["outputs"].values())
+    )  # nothing else, no temporary files left
+    with pytest.raises(InputError, match="already holds a finished run"):
+        animator.save(result, tmp_path / "run")
+
+
+def test_without_trajectories_the_drag_flow_is_zero_and_the_painted_mask_wins(animator, frame, tmp_path):
+    landmarks = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"))[:3]
+    painted = np.zeros((64, 84), np.uint8)
+    painted[10:20, 10:20] = 255
+    result = animator.animate(frame, landmarks, painted_landmark_mask=painted, num_frames=3)
+    assert torch.count_nonzero(result.trajectory_flow) == 0
+    assert result.landmark_mask.source == "painted" and np.array_equal(result.landmark_mask.mask, painted)
+
+
+def test_frame_count_defaults_to_the_landmarks_and_a_longer_request_holds_the_last_pose(frame):
+    landmarks = np.random.default_rng(0).random((3, 68, 2)) * 50
+    held, message = fit_landmarks_length(landmarks, 5)
+    assert held.shape == (5, 68, 2) and np.array_equal(held[4], landmarks[2]) and "held for the 2 more" in message
+    cut, message = fit_landmarks_length(landmarks, 2)
+    assert np.array_equal(cut, landmarks[:2]) and message is None
+
+
+def test_video_driven_tiny_landmarks_follow_the_driving_frames(animator, frame, tmp_path):
+    rng = np.random.default_rng(1)
+    texture = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    video = write_video(tmp_path / "drive.mp4", [np.roll(texture, 2 * i, axis=1) for i in range(6)], fps=25)
+    landmarks = animator.landmarks_from_video(frame, video)
+    assert landmarks.shape == (7, 68, 2)
+    assert np.all(landmarks[:, :, 0] < 84) and np.all(landmarks[:, :, 1] < 64)
+
+
+def test_bad_inputs_are_refused_with_messages(animator, frame, tmp_path):
+    landmarks = np.zeros((3, 68, 2)) + 10
+    with pytest.raises(InputError, match="renderer must be one of"):
+        animator.landmarks_from_audio(frame, _speech(tmp_path / "a.wav"), renderer="wav2lip")
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(8000, np.float32), 16000)
+    with pytest.raises(InputError, match="silent"):
+        animator.landmarks_from_audio(frame, silent)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video at all")
+    with pytest.raises(InputError, match="cannot read video"):
+        animator.landmarks_from_video(frame, corrupt)
+    with pytest.raises(InputError, match="landmarks must have shape"):
+        animator.animate(frame, np.zeros((3, 5, 2)))
+    with pytest.raises(InputError, match="num_frames must be an integer >= 2"):
+        animator.animate(frame, landmarks, num_frames=1)
+    with pytest.raises(InputError, match="outside the 84x64 image"):
+        animator.animate(frame, landmarks, tracks=[[(100, 5)]])
+    with pytest.raises(InputError, match="brush_mask is 8x8, the frame 84x64"):
+        animator.animate(frame, landmarks, brush_mask=np.zeros((8, 8)))
+    with pytest.raises(InputError, match="multiples of 4"):
+        animator.animate(Image.new("RGB", (30, 30)), landmarks)
+
+
+def test_mux_keeps_every_video_frame_whether_the_audio_is_shorter_or_longer(tmp_path):
+    video = write_video(tmp_path / "v.mp4", np.zeros((11, 16, 16, 3), np.uint8), fps=25)
+    for seconds in (0.2, 2.0):
+        output = mux_audio_keep_video(video, _speech(tmp_path / f"a{seconds}.wav", seconds), tmp_path / f"out{seconds}.mp4")
+        assert _stream_info(output) == (["audio", "video"], 11, 16)
+        with av.open(str(output)) as container:
+            audio = container.streams.audio[0]
+            assert float(audio.duration * audio.time_base) < 0.44 + 0.1
+    with pytest.raises(InputError, match="audio file not found"):
+        mux_audio_keep_video(video, tmp_path / "missing.wav", tmp_path / "x.mp4")
