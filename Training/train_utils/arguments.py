@@ -119,7 +119,12 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     optim.add_argument("--use_8bit_adam", action=argparse.BooleanOptionalAction, help="bitsandbytes AdamW8bit (CUDA)")
     optim.add_argument("--max_grad_norm", type=float, default=0.0, help="clip gradients to this norm; 0 = off (as released)")
     optim.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="fp16")
-    optim.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    optim.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True, help="adapter")
+    optim.add_argument(
+        "--unet_gradient_checkpointing",
+        action="store_true",
+        help="also recompute the frozen UNet's activations in the backward pass (less memory, slower; off as released)",
+    )
     optim.add_argument("--allow_tf32", action="store_true")
     optim.add_argument("--vae_encode_chunk_size", type=int, default=8, help="frames per VAE encode call")
 

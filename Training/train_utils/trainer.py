@@ -169,6 +169,8 @@ def train(args: argparse.Namespace) -> TrainingResult:
     logger.info("stage %d: %d trainable adapter tensors, %d frozen", args.stage, len(trainable), len(frozen))
     if args.gradient_checkpointing:
         controlnet.enable_gradient_checkpointing()
+    if args.unet_gradient_checkpointing:
+        components.unet.enable_gradient_checkpointing()
     controlnet.train()
     parameters = [parameter for parameter in controlnet.parameters() if parameter.requires_grad]
     optimizer = build_optimizer(args, parameters, accelerator.device)

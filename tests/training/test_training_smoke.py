@@ -148,6 +148,7 @@ def test_stage2_trains_the_fusion_encoder_and_leaves_the_reference_encoder_untou
     result = run(
         2, tmp_path / "stage2", clips, "--max_train_steps", 2, "--checkpointing_steps", 2,
         "--controlnet_model_name_or_path", tmp_path / "stage1/controlnet", "--learning_rate", 1e-3,
+        "--gradient_checkpointing", "--unet_gradient_checkpointing",
     )
     assert result.global_step == 2 and all(np.isfinite(loss) for loss in result.losses.values())
     end = adapter_state(tmp_path / "stage2/controlnet")
