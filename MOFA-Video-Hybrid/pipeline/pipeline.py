@@ -336,7 +336,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                     latents = periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
 
                 if callback_on_step_end is not None:
-                    tensors = {name: locals()[name] for name in callback_on_step_end_tensor_inputs}
+                    available = {"latents": latents}
+                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
                     latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
                 progress_bar.update()
 

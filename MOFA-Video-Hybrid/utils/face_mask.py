@@ -119,6 +119,15 @@ def resolve_landmark_mask(
     return LandmarkMask(face_mask_from_landmarks(reference_landmarks, height, width, dilation), "landmarks")
 
 
+def describe_mask_choice(mode: str, has_paint: bool) -> str:
+    """One sentence for the UI, before a run, saying which landmark mask the run will use."""
+    if mode == "none" or (mode == "painted" and not has_paint):
+        return "Landmark mask: none (only the trajectories drive the video)."
+    if mode == "painted" or (mode == "auto" and has_paint):
+        return "Landmark mask: painted (the green area follows the landmarks)."
+    return "Landmark mask: automatic (the face found by the landmarks, dilated, follows them; paint to override)."
+
+
 def describe_mask(mask: LandmarkMask) -> str:
     """One sentence for the UI saying which landmark mask is in force and how much of the frame it covers."""
     coverage = 100.0 * float((mask.mask > 0).mean())

@@ -22,7 +22,9 @@ import numpy as np
 from .trajectories import draw_tracks, empty_brush, stamp_brush
 
 NO_IMAGE_MESSAGE = "Upload an image first."
-NO_TRACK_MESSAGE = "Draw a trajectory first: click points on the trajectory image (the first click is where motion starts)."
+NO_TRACK_MESSAGE = (
+    "Draw a trajectory first: click points on the trajectory image (the first click is where motion starts)."
+)
 BRUSH_TINT = (0, 0, 255, 255)
 """RGBA colour of stamped brush circles."""
 
@@ -122,7 +124,8 @@ def set_painted_brush(session: Session, painted: np.ndarray | None) -> tuple[Ses
         painted = np.asarray(painted) != 0
         if painted.shape != session["image"].shape[:2]:
             width, height = image_size(session)
-            return session, f"The painted brush is {painted.shape[1]}x{painted.shape[0]}, not {width}x{height} like the image."
+            painted_size = f"{painted.shape[1]}x{painted.shape[0]}"
+            return session, f"The painted brush is {painted_size}, not {width}x{height} like the image."
         if not painted.any():
             painted = None
     return {**session, "painted": painted}, None

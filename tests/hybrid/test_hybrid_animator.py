@@ -70,11 +70,13 @@ def test_audio_driven_run_writes_every_output_with_the_audio_under_all_frames(an
         animator.save(result, tmp_path / "run")
 
 
-def test_without_trajectories_the_drag_flow_is_zero_and_the_painted_mask_wins(animator, frame, tmp_path):
+def test_without_trajectories_the_drag_flow_is_zero_the_painted_mask_wins_and_progress_is_reported(animator, frame, tmp_path):
     landmarks = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"))[:3]
     painted = np.zeros((64, 84), np.uint8)
     painted[10:20, 10:20] = 255
-    result = animator.animate(frame, landmarks, painted_landmark_mask=painted, num_frames=3)
+    steps = []
+    result = animator.animate(frame, landmarks, painted_landmark_mask=painted, num_frames=3, progress=lambda *done: steps.append(done))
+    assert steps == [(1, 2), (2, 2)]
     assert torch.count_nonzero(result.trajectory_flow) == 0
     assert result.landmark_mask.source == "painted" and np.array_equal(result.landmark_mask.mask, painted)
 

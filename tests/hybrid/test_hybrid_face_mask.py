@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils.face_mask import describe_mask, face_mask_from_landmarks, resolve_landmark_mask
+from utils.face_mask import describe_mask, describe_mask_choice, face_mask_from_landmarks, resolve_landmark_mask
 
 SQUARE = np.array([[20, 10], [40, 10], [40, 30], [20, 30], [30, 20]], dtype=np.float64)  # inner point ignored
 
@@ -80,3 +80,11 @@ def test_descriptions_name_the_source():
     assert "painted" in describe_mask(resolve_landmark_mask("auto", _painted(), SQUARE, 64, 64))
     assert "automatic" in describe_mask(resolve_landmark_mask("auto", None, SQUARE, 64, 64))
     assert describe_mask(resolve_landmark_mask("none", None, SQUARE, 64, 64)).startswith("Landmark mask: none")
+
+
+def test_choice_descriptions_before_a_run_match_the_rule():
+    assert "automatic" in describe_mask_choice("auto", has_paint=False)
+    assert "painted" in describe_mask_choice("auto", has_paint=True)
+    assert "automatic" in describe_mask_choice("landmarks", has_paint=True)
+    assert "none" in describe_mask_choice("painted", has_paint=False)
+    assert "none" in describe_mask_choice("none", has_paint=True)

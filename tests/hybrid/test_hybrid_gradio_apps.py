@@ -1,0 +1,210 @@
+"""Both Hybrid demos served in tiny mode, driven with gradio_client: uploads, clicks, masks, runs, messages."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from utils.video_io import write_video
+
+SERVER_START_TIMEOUT_S = 180
+SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Hybrid"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _serve(script: str, extra: list[str], work: Path):
+    port = _free_port()
+    log = work / "server.log"
+    command = [sys.executable, script, "--port", str(port), "--device", "cpu", "--output_dir", str(work / "outputs"), *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "MOFA_TINY": "0", "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=SUBPROJECT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"{script} exited with code {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"{script} did not answer on {url}:\n{log.read_text()}")
+            time.sleep(0.5)
+    return process, SimpleNamespace(url=url, log=log, outputs=work / "outputs")
+
+
+def _stop(process) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def audio_app(tmp_path_factory):
+    """The audio-driven demo started without weights (empty --ckpt_dir): it must fall back to tiny mode."""
+    work = tmp_path_factory.mktemp("audio_app")
+    process, app = _serve("run_gradio_audio_driven.py", ["--ckpt_dir", str(work / "no_weights")], work)
+    yield app
+    _stop(process)
+
+
+@pytest.fixture(scope="module")
+def video_app(tmp_path_factory):
+    work = tmp_path_factory.mktemp("video_app")
+    process, app = _serve("run_gradio_video_driven.py", ["--tiny"], work)
+    yield app
+    _stop(process)
+
+
+def _client(app, tmp_path):
+    from gradio_client import Client
+
+    return Client(app.url, verbose=False, download_files=str(tmp_path))
+
+
+def _select(client, api_name: str, x: int, y: int, *inputs):
+    """Sends a click at pixel (x, y) on an image, as the browser's select event does."""
+    fn_index = next(index for index, endpoint in client.endpoints.items() if endpoint.api_name == api_name)
+    send = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
+    return send(*inputs, event_data={"index": [x, y], "value": None})
+
+
+def _run(client, renderer, num_frames, comparison=True, mode="auto"):
+    return client.predict(renderer, mode, 0.6, 1.0, num_frames, 2, 7, "balanced", comparison, api_name="/run")
+
+
+def _path(value) -> str:
+    return value["video"] if isinstance(value, dict) else value
+
+
+def _streams(path) -> tuple[list[str], int]:
+    with av.open(str(path)) as container:
+        return sorted(stream.type for stream in container.streams), sum(1 for _ in container.decode(video=0))
+
+
+def _portrait(path: Path) -> Path:
+    image = np.zeros((300, 240, 3), np.uint8)
+    image[..., 0] = np.linspace(0, 255, 240, dtype=np.uint8)[None]
+    image[60:240, 50:190, 1] = 180
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _speech_flac(path: Path, seconds: float = 0.5) -> Path:
+    rate = 44100
+    times = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 200 * times) * (1 + np.sin(2 * np.pi * 5 * times))).astype(np.float32), rate)
+    return path
+
+
+def test_audio_app_without_weights_falls_back_to_tiny_mode_with_a_banner(audio_app, tmp_path):
+    notices = [line for line in audio_app.log.read_text().splitlines() if "starting in tiny mode" in line]
+    assert len(notices) == 1 and "make fetch MODE=hybrid" in notices[0]
+    client = _client(audio_app, tmp_path)
+    markdown = [c["props"].get("value") or "" for c in client.config["components"] if c["type"] == "markdown"]
+    banner = next(text for text in markdown if "Tiny mode" in text)
+    assert "noise" in banner and "synthetic" in banner and "make fetch MODE=hybrid" in banner
+
+
+def test_audio_app_answers_out_of_order_actions_with_messages(audio_app, tmp_path):
+    from gradio_client import handle_file
+
+    client = _client(audio_app, tmp_path)
+    assert _run(client, "aniportrait", 4)[-1].startswith("Upload an image first.")
+    audio = _speech_flac(tmp_path / "speech.flac")
+    assert client.predict(handle_file(audio), api_name="/upload_audio")[-1].startswith("Upload an image first.")
+    assert _select(client, "/add_point", 5, 5)[-1] == "Upload an image first."
+    assert _select(client, "/add_landmark_mask", 5, 5, 10, "auto")[-1] == "Upload an image first."
+    assert client.predict("auto", api_name="/clear_landmark_mask")[-1] == "Upload an image first."
+    client.predict(handle_file(_portrait(tmp_path / "face.png")), "auto", api_name="/upload_image")
+    assert _run(client, "aniportrait", 4)[-1] == "Upload the driving audio first."
+
+
+def test_audio_app_refuses_bad_uploads_with_messages(audio_app, tmp_path):
+    from gradio_client import handle_file
+
+    client = _client(audio_app, tmp_path)
+    (tmp_path / "notes.png").write_text("not an image")
+    status = client.predict(handle_file(tmp_path / "notes.png"), "auto", api_name="/upload_image")[-1]
+    assert status.startswith("Cannot use this file: cannot read image")
+    client.predict(handle_file(_portrait(tmp_path / "face.png")), "auto", api_name="/upload_image")
+    soundfile.write(tmp_path / "silence.wav", np.zeros(16000, np.float32), 16000)
+    status = client.predict(handle_file(tmp_path / "silence.wav"), api_name="/upload_audio")[-1]
+    assert status.startswith("Cannot use this file:") and "silent" in status
+    (tmp_path / "noise.mp3").write_bytes(b"\x00\x01garbage" * 50)
+    status = client.predict(handle_file(tmp_path / "noise.mp3"), api_name="/upload_audio")[-1]
+    assert status.startswith("Cannot use this file:")
+
+
+def test_audio_app_upload_trajectory_mask_and_run_write_a_video_with_the_audio(audio_app, tmp_path):
+    from gradio_client import handle_file
+
+    client = _client(audio_app, tmp_path)
+    views = client.predict(handle_file(_portrait(tmp_path / "face.png")), "auto", api_name="/upload_image")
+    assert Image.open(views[0]).size == (64, 80)  # tiny mode: short side 64, multiples of 4
+    assert views[-2].startswith("Landmark mask: automatic")
+    status = client.predict(handle_file(_speech_flac(tmp_path / "speech.flac")), api_name="/upload_audio")[-1]
+    assert status.endswith("driving audio: speech.flac.")
+    _select(client, "/add_point", 10, 60)
+    _, preview, status = _select(client, "/add_point", 30, 70)
+    assert status.startswith("Image 64x80: 1 trajectories (2 clicks)")
+    assert np.asarray(Image.open(preview)).shape == (80, 64, 3)
+    _, mask_status, _ = _select(client, "/add_landmark_mask", 32, 30, 12, "auto")
+    assert mask_status.startswith("Landmark mask: painted")
+
+    outputs = _run(client, "aniportrait", 4)
+    video, trajectory_flow, landmark_flow, landmark_video, hint, comparison, mask_view, mask_status, status = outputs
+    assert status.startswith("Done: 4 frames written to ")
+    assert mask_status.startswith("Landmark mask: painted")
+    assert _streams(_path(video)) == (["audio", "video"], 4)
+    for path in (trajectory_flow, landmark_flow, landmark_video, comparison):
+        assert _streams(_path(path)) == (["video"], 4)
+    assert Image.open(hint).size == (64, 80)
+    run_dir = Path(status.removeprefix("Done: 4 frames written to ").rstrip("."))
+    assert run_dir.parent == audio_app.outputs
+    settings = json.loads((run_dir / "settings.json").read_text())
+    assert settings["num_frames"] == 4 and settings["seed"] == 7 and settings["renderer"] == "aniportrait"
+    assert settings["landmark_mask_source"] == "painted" and settings["driving_kind"] == "audio"
+    assert settings["tracks"] == [[[10.0, 60.0], [30.0, 70.0]]]
+    assert settings["landmark_frames"] == 1 + 13  # 0.5 s of audio at 25 fps, plus the reference
+
+
+def test_video_app_runs_as_long_as_the_driving_video_and_refuses_a_corrupt_one(video_app, tmp_path):
+    from gradio_client import handle_file
+
+    client = _client(video_app, tmp_path)
+    client.predict(handle_file(_portrait(tmp_path / "face.png")), "auto", api_name="/upload_image")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    status = client.predict(handle_file(tmp_path / "broken.mp4"), api_name="/upload_video")[-1]
+    assert status.startswith("Cannot use this file: cannot read video")
+    texture = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    driving = write_video(tmp_path / "drive.mp4", [np.roll(texture, 3 * i, axis=1) for i in range(5)], fps=25)
+    assert client.predict(handle_file(driving), api_name="/upload_video")[-1].endswith("driving video: drive.mp4.")
+    _select(client, "/add_point", 5, 5)
+    outputs = _run(client, "sadtalker", 0, comparison=False, mode="none")
+    video, *_, comparison, _, mask_status, status = outputs
+    assert status.startswith("Done: 6 frames written to ")  # the reference + one frame per driving frame
+    assert _streams(_path(video)) == (["video"], 6)
+    assert comparison is None and mask_status.startswith("Landmark mask: none")
