@@ -1,0 +1,292 @@
+"""Headless trajectory animation: image + trajectories JSON -> out.mp4, out_flow.mp4, out_hint.png, out.json.
+
+    python inference.py --image photo.png --trajectories traj.json --output out.mp4
+    python inference.py --tiny --image photo.png --trajectories traj.json --output out.mp4   # no weights
+    python inference.py --jobs jobs.jsonl                                    # many runs, models loaded once
+    accelerate launch inference.py --jobs jobs.jsonl                          # the same, split over GPUs
+
+Trajectories file (JSON), coordinates in pixels of the input image (x = column, y = row):
+
+    [[[x0, y0], [x1, y1], ...], ...]                            a list of tracks
+    {"tracks": [...], "brush": "mask.png"}                      plus a motion brush: a mask image of the input's
+                                                                size (white = brush), relative to the JSON file
+    {"tracks": [...], "brush": [{"x": 120, "y": 80, "r": 30}]}  or brush circles (centre and radius in pixels)
+
+The first point of a track is where the motion starts; a one-point track pins that point in place. Tracks
+that start inside the brush only move the brushed area.
+
+Jobs file (JSON lines), one run per line; relative paths are relative to the jobs file; any option below
+(num_frames, steps, seed, control_scale, height, width, fps) may be set per job, else the command line's:
+
+    {"image": "a.png", "trajectories": "a.json", "output": "out/a.mp4", "seed": 1}
+
+Jobs whose ``out.json`` exists are skipped, so an interrupted batch resumes where it stopped.
+Bad input prints ``error: <message>`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from utils.errors import InputError
+from utils.memory import DTYPES, MEMORY_PRESETS
+from utils.video_io import load_image
+
+JOB_OPTIONS = ("num_frames", "steps", "seed", "control_scale", "height", "width", "fps")
+
+
+@dataclass
+class Job:
+    """One run: input paths, output path and the per-run options (``JOB_OPTIONS``)."""
+
+    image: Path
+    trajectories: Path
+    output: Path
+    options: dict
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Animate an image along trajectories with MOFA-Video (no UI).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--image", type=Path, help="input image")
+    parser.add_argument("--trajectories", type=Path, help="trajectories JSON (schema in the module docstring)")
+    parser.add_argument("--output", type=Path, help="output video; _flow.mp4, _hint.png and .json are written beside it")
+    parser.add_argument("--jobs", type=Path, help="JSON-lines file of runs (instead of --image/--trajectories/--output)")
+    parser.add_argument("--num_frames", type=int, default=25, help="frames, first frame included (>25: windows)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 25; 2 in tiny mode)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--control_scale", type=float, default=0.6, help="adapter strength (1.0 tends to distort)")
+    parser.add_argument("--height", type=int, default=None, help="frame height (multiple of 64); with --width")
+    parser.add_argument("--width", type=int, default=None, help="frame width (multiple of 64); default: short side "
+                        "512, cropped to multiples of 64")
+    parser.add_argument("--fps", type=float, default=20, help="playback rate of the written videos")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPU, fp32 on CPU")
+    parser.add_argument("--memory", choices=MEMORY_PRESETS, default="high", help="memory preset (see utils/memory.py)")
+    parser.add_argument("--decode_chunk_size", type=int, default=None, help="frames per VAE decode (default: preset)")
+    parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
+                        help="random tiny models, no weights needed, output is noise (also MOFA_TINY=1)")
+    parser.add_argument("--ckpt_dir", type=Path, default=None, help="checkpoint folder (default $MOFA_CKPT_DIR or ckpts/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    args = parser.parse_args(argv)
+    single = (args.image, args.trajectories, args.output)
+    if args.jobs is None and None in single:
+        parser.error("give --image, --trajectories and --output, or --jobs")
+    if args.jobs is not None and any(value is not None for value in single):
+        parser.error("--jobs cannot be combined with --image/--trajectories/--output")
+    return args
+
+
+def _read_json(path: Path) -> object:
+    if not path.is_file():
+        raise InputError(f"trajectories file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is not valid JSON: {error}") from None
+
+
+def _brush_from_circles(circles: object, width: int, height: int, path: Path) -> np.ndarray:
+    """``(H, W)`` uint8 0/255 mask from ``[{"x":..,"y":..,"r":..}, ...]``."""
+    import cv2
+
+    if not isinstance(circles, list) or not circles:
+        raise InputError(f"{path}: \"brush\" must be a mask image path or a non-empty list of {{x, y, r}} circles")
+    mask = np.zeros((height, width), np.uint8)
+    for index, circle in enumerate(circles):
+        try:
+            x, y, radius = (float(circle[key]) for key in ("x", "y", "r"))
+        except (TypeError, KeyError, ValueError):
+            raise InputError(f"{path}: brush circle {index} must be an object with numbers x, y and r") from None
+        if radius <= 0 or not np.isfinite([x, y, radius]).all():
+            raise InputError(f"{path}: brush circle {index} needs a finite centre and a positive radius")
+        cv2.circle(mask, (round(x), round(y)), round(radius), 255, -1)
+    return mask
+
+
+def _brush_from_image(relative: str, width: int, height: int, path: Path) -> np.ndarray:
+    """``(H, W)`` uint8 0/255 mask from a mask image next to the trajectories file (> 127 = brush)."""
+    mask_path = path.parent / relative
+    mask = np.asarray(load_image(mask_path).convert("L"))
+    if mask.shape != (height, width):
+        raise InputError(
+            f"brush mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}: they must match"
+        )
+    return np.where(mask > 127, 255, 0).astype(np.uint8)
+
+
+def load_trajectories(path: Path, width: int, height: int) -> tuple[list, np.ndarray | None]:
+    """Read a trajectories file (schema in the module docstring) for an image of ``width`` x ``height``.
+
+    Returns:
+        ``(tracks, brush_mask)``: tracks as lists of ``[x, y]``; the brush as an ``(H, W)`` uint8 0/255 mask or None.
+
+    Raises:
+        InputError: missing file, invalid JSON, wrong structure, or a brush that does not fit the image.
+    """
+    data = _read_json(path)
+    brush = None
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"tracks", "brush"})
+        if unknown:
+            raise InputError(f"{path}: unknown keys {unknown}; expected \"tracks\" and optionally \"brush\"")
+        if "tracks" not in data:
+            raise InputError(f"{path}: missing \"tracks\"")
+        if data.get("brush") is not None:
+            source = data["brush"]
+            brush = (
+                _brush_from_image(source, width, height, path)
+                if isinstance(source, str)
+                else _brush_from_circles(source, width, height, path)
+            )
+        data = data["tracks"]
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a list of tracks or an object with \"tracks\", got {type(data).__name__}")
+    return data, brush
+
+
+def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
+    """Parse a jobs file; relative paths are resolved against its folder, missing options from ``args``.
+
+    Raises:
+        InputError: missing file, a line that is not a JSON object, or a job without image/trajectories/output.
+    """
+    if not path.is_file():
+        raise InputError(f"jobs file not found: {path}")
+    jobs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}, line {number}: not valid JSON ({error})") from None
+        if not isinstance(entry, dict) or any(key not in entry for key in ("image", "trajectories", "output")):
+            raise InputError(f"{path}, line {number}: each job needs \"image\", \"trajectories\" and \"output\"")
+        unknown = sorted(set(entry) - {"image", "trajectories", "output", *JOB_OPTIONS})
+        if unknown:
+            raise InputError(f"{path}, line {number}: unknown keys {unknown}")
+        options = {name: entry.get(name, getattr(args, name)) for name in JOB_OPTIONS}
+        paths = [path.parent / entry[key] for key in ("image", "trajectories", "output")]
+        jobs.append(Job(*paths, options))
+    if not jobs:
+        raise InputError(f"{path} holds no jobs")
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarray | None]:
+    """Load and check one job's inputs before any model work; refuse existing outputs.
+
+    Raises:
+        InputError: a bad input, or an existing output without ``overwrite``.
+    """
+    from pipeline.trajectory_animator import OutputPaths
+    from utils.trajectories import validate_tracks
+
+    paths = OutputPaths.for_video(job.output)
+    existing = paths.existing()
+    if existing and not overwrite:
+        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    image = load_image(job.image)
+    tracks, brush = load_trajectories(job.trajectories, image.width, image.height)
+    validate_tracks(tracks, image.width, image.height)
+    return image, tracks, brush
+
+
+def run_job(animator, job: Job, overwrite: bool, decode_chunk_size: int | None) -> list[str]:
+    """Animate and save one job; returns its warnings."""
+    image, tracks, brush = prepare_job(job, overwrite)
+    options = job.options
+    result = animator.animate(
+        image,
+        tracks,
+        brush_mask=brush,
+        num_frames=options["num_frames"],
+        steps=options["steps"],
+        seed=options["seed"],
+        control_scale=options["control_scale"],
+        height=options["height"],
+        width=options["width"],
+        decode_chunk_size=decode_chunk_size,
+    )
+    inputs = {"image": str(job.image), "trajectories": str(job.trajectories)}
+    animator.save(result, job.output, fps=options["fps"], overwrite=overwrite, extra_settings={"inputs": inputs})
+    return result.warnings
+
+
+def build_animator(args: argparse.Namespace, device: str | None):
+    from pipeline.trajectory_animator import TrajectoryAnimator
+
+    return TrajectoryAnimator(
+        ckpt_dir=args.ckpt_dir, device=device, dtype=args.dtype, memory=args.memory, tiny=args.tiny
+    )
+
+
+def run_single(args: argparse.Namespace) -> int:
+    job = Job(args.image, args.trajectories, args.output, {name: getattr(args, name) for name in JOB_OPTIONS})
+    prepare_job(job, args.overwrite)  # fail fast, before loading models
+    animator = build_animator(args, args.device)
+    for message in run_job(animator, job, args.overwrite, args.decode_chunk_size):
+        print(f"warning: {message}", file=sys.stderr)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """Run every unfinished job (``out.json`` missing), split across processes under ``accelerate launch``."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from pipeline.trajectory_animator import OutputPaths
+
+    jobs = load_jobs(args.jobs, args)
+    pending = [job for job in jobs if args.overwrite or not OutputPaths.for_video(job.output).settings.exists()]
+    state = PartialState()
+    if state.is_main_process and len(pending) < len(jobs):
+        print(f"skipping {len(jobs) - len(pending)} finished job(s)", file=sys.stderr)
+    if not pending:
+        return 0
+    failures = 0
+    with state.split_between_processes(pending) as my_jobs:
+        if not my_jobs:
+            return 0
+        animator = build_animator(args, args.device or str(state.device))
+        for job in tqdm(my_jobs, desc=f"jobs (process {state.process_index})"):
+            try:
+                messages = run_job(animator, job, args.overwrite, args.decode_chunk_size)
+            except InputError as error:
+                failures += 1
+                print(f"error: {job.output}: {error}", file=sys.stderr)
+                continue
+            for message in messages:
+                print(f"warning: {job.output}: {message}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run_jobs(args) if args.jobs is not None else run_single(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The headless CLI (inference.py): files written, frame counts, bad input, overwrite refusal, job batches."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import inference
+from utils.video_io import read_video
+
+FAST = ["--tiny", "--height", "32", "--width", "32"]  # tiny models at 32x32, 2 steps
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _image(path, width=48, height=40):
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _json(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _cli(subproject_dir, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("MOFA_TINY", None)
+    return subprocess.run(
+        [sys.executable, "inference.py", *map(str, args)],
+        cwd=subproject_dir, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def _error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_writes_video_flow_hint_and_settings_with_25_frames_by_default(subproject_dir, tmp_path):
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [30, 20], [40, 30]], [[5, 35]]])
+    result = _cli(subproject_dir, *FAST, "--image", image, "--trajectories", tracks, "--output", tmp_path / "o.mp4")
+    assert result.returncode == 0, result.stderr
+    assert "noise" in result.stderr  # tiny mode says so
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "o.json", "o.mp4", "o_flow.mp4", "o_hint.png", "traj.json"]
+    video, flow = read_video(tmp_path / "o.mp4"), read_video(tmp_path / "o_flow.mp4")
+    assert video.frames.shape == (25, 32, 32, 3) and video.fps == 20
+    assert flow.frames.shape == (25, 32, 32, 3)
+    assert (flow.frames[0] > 250).all()  # frame 0 does not move: white
+    assert Image.open(tmp_path / "o_hint.png").size == (32, 32)
+    settings = json.loads((tmp_path / "o.json").read_text())
+    assert settings["num_frames"] == 25 and settings["seed"] == 42 and settings["control_scale"] == 0.6
+    assert settings["steps"] == 2 and settings["tiny"] is True and settings["export_fps"] == 20
+    assert settings["inputs"]["image"] == str(image)
+
+
+def test_forty_frames_with_a_brush_of_circles(subproject_dir, tmp_path):
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", {"tracks": [[[10, 10], [20, 12]]], "brush": [{"x": 10, "y": 10, "r": 6}]})
+    output = tmp_path / "long.mp4"
+    result = _cli(subproject_dir, *FAST, "--num_frames", 40, "--image", image, "--trajectories", tracks, "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert read_video(output).frames.shape[0] == 40
+    assert read_video(tmp_path / "long_flow.mp4").frames.shape[0] == 40
+    settings = json.loads((tmp_path / "long.json").read_text())
+    assert settings["num_frames"] == 40 and settings["brush"] is True
+
+
+def test_a_non_image_file_is_refused_with_one_line_and_status_2(subproject_dir, tmp_path):
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    tracks = _json(tmp_path / "traj.json", [[[1, 1], [2, 2]]])
+    result = _cli(subproject_dir, "--tiny", "--image", not_an_image, "--trajectories", tracks, "--output", tmp_path / "o.mp4")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == _error_lines(result.stderr)
+    assert _error_lines(result.stderr) == [_error_lines(result.stderr)[0]] and "cannot read image" in result.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("trajectories", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ([], "no trajectories"),
+        ([[]], "track 0 is empty"),
+        ([[[10, 10], [60, 10]]], "outside the 48x40 image"),
+        ({"tracks": [[[1, 1]]], "brush": [{"x": 1}]}, "brush circle 0"),
+        ({"tracks": [[[1, 1]]], "brush": "mask.png"}, "brush mask"),
+        ({"paths": []}, "unknown keys"),
+    ],
+)
+def test_bad_trajectories_are_refused_with_one_line_and_status_2(tmp_path, capsys, trajectories, message):
+    image = _image(tmp_path / "in.png")
+    Image.new("L", (10, 10)).save(tmp_path / "mask.png")  # wrong size for the 48x40 image
+    path = tmp_path / "traj.json"
+    path.write_text(trajectories if isinstance(trajectories, str) else json.dumps(trajectories))
+    status = inference.main(["--tiny", "--image", str(image), "--trajectories", str(path), "--output", str(tmp_path / "o.mp4")])
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("error: ") and message in stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
+    (tmp_path / "o_hint.png").write_text("mine")
+    status = inference.main(["--tiny", "--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")])
+    assert status == 2 and "already exists" in capsys.readouterr().err
+    assert (tmp_path / "o_hint.png").read_text() == "mine" and not (tmp_path / "o.mp4").exists()
+
+
+def test_jobs_run_once_with_finished_ones_skipped(tmp_path, capsys):
+    _image(tmp_path / "a.png")
+    _image(tmp_path / "b.png", 32, 32)
+    _json(tmp_path / "traj.json", [[[8, 8], [12, 10]]])
+    (tmp_path / "done").mkdir()
+    for name in ("a.mp4", "a_flow.mp4", "a_hint.png", "a.json"):
+        (tmp_path / "done" / name).write_text("finished earlier")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        json.dumps({"image": "a.png", "trajectories": "traj.json", "output": "done/a.mp4"}) + "\n\n"
+        + json.dumps({"image": "b.png", "trajectories": "traj.json", "output": "new/b.mp4", "num_frames": 3, "seed": 7})
+        + "\n"
+    )  # fmt: skip
+    arguments = ["--jobs", str(jobs), "--tiny", "--height", "16", "--width", "16"]
+    assert inference.main(arguments) == 0
+    assert "skipping 1 finished job" in capsys.readouterr().err
+    assert (tmp_path / "done" / "a.mp4").read_text() == "finished earlier"
+    assert read_video(tmp_path / "new" / "b.mp4").frames.shape == (3, 16, 16, 3)
+    assert json.loads((tmp_path / "new" / "b.json").read_text())["seed"] == 7
+
+    assert inference.main(arguments) == 0  # a restart finds nothing left to do
+    assert "skipping 2 finished job" in capsys.readouterr().err
+
+
+def test_a_jobs_line_without_an_output_is_refused(tmp_path, capsys):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"image": "a.png", "trajectories": "t.json"}) + "\n")
+    assert inference.main(["--jobs", str(jobs), "--tiny"]) == 2
+    assert "line 1" in capsys.readouterr().err

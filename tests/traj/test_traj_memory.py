@@ -1,0 +1,126 @@
+"""Memory presets (utils/memory.py) on the tiny pipeline: what each preset sets, and that each one runs."""
+
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from pipeline.pipeline import FlowControlNetPipeline
+from utils import tiny
+from utils.errors import InputError
+from utils.memory import MEMORY_PRESETS, apply_memory_preset, memory_plan, resolve_dtype
+
+SIZE = 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _pipe():
+    unet = tiny.tiny_unet(0)
+    pipe = FlowControlNetPipeline(
+        vae=tiny.tiny_vae(0),
+        image_encoder=tiny.tiny_image_encoder(0),
+        unet=unet,
+        controlnet=tiny.tiny_flow_controlnet(0, unet),
+        scheduler=tiny.tiny_scheduler(),
+        feature_extractor=tiny.tiny_feature_extractor(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _generate(pipe, plan):
+    image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    flow = torch.zeros(1, 2, 2, SIZE, SIZE)
+    return pipe(
+        image, flow, num_inference_steps=1, decode_chunk_size=plan.decode_chunk_size, output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).frames  # fmt: skip
+
+
+def _chunk_sizes(module):
+    return {child._chunk_size for child in module.modules() if hasattr(child, "set_chunk_feed_forward")}
+
+
+def _devices(module):
+    return {parameter.device.type for parameter in module.parameters()}
+
+
+def test_presets_on_a_gpu_trade_speed_for_memory():
+    high, balanced, low = (memory_plan(preset, "cuda") for preset in MEMORY_PRESETS)
+    assert (high.offload, balanced.offload, low.offload) == ("none", "model", "sequential")
+    assert high.decode_chunk_size >= balanced.decode_chunk_size > low.decode_chunk_size
+    assert (high.forward_chunking, balanced.forward_chunking, low.forward_chunking) == (False, True, True)
+    assert {plan.dtype for plan in (high, balanced, low)} == {torch.float16}
+    assert memory_plan("low", "cuda:1", dtype="bf16").dtype == torch.bfloat16
+
+
+def test_on_the_cpu_weights_are_fp32_and_offload_is_skipped_unless_asked():
+    plan = memory_plan("low", "cpu")
+    assert plan.dtype == torch.float32 and plan.offload == "none"
+    assert memory_plan("low", "cpu", offload=True).offload == "sequential"
+    assert memory_plan("balanced", "cuda", offload=False).offload == "none"
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert plan.as_dict()["dtype"] == "fp32" and plan.as_dict()["device"] == "cpu"
+
+
+@pytest.mark.parametrize(("preset", "dtype"), [("turbo", None), ("low", "fp8")])
+def test_unknown_preset_or_dtype_is_refused(preset, dtype):
+    with pytest.raises(InputError, match="preset|dtype"):
+        memory_plan(preset, "cpu", dtype)
+
+
+def test_high_keeps_everything_in_place_with_sdpa_attention():
+    pipe = _pipe()
+    apply_memory_preset(pipe, "high", "cpu")
+    attention = [m for name in ("unet", "controlnet", "vae") for m in getattr(pipe, name).modules()
+                 if isinstance(m, Attention)]  # fmt: skip
+    assert attention and all(isinstance(layer.processor, AttnProcessor2_0) for layer in attention)
+    assert _chunk_sizes(pipe.unet) == {None} and _chunk_sizes(pipe.controlnet) == {None}
+    assert not hasattr(pipe.unet, "_hf_hook") and _devices(pipe.unet) == {"cpu"}
+
+
+def test_balanced_puts_models_behind_offload_hooks_and_chunks_feed_forward():
+    pipe = _pipe()
+    plan = apply_memory_preset(pipe, "balanced", "cpu", offload=True)
+    assert plan.offload == "model"
+    for name in ("image_encoder", "unet", "vae", "controlnet"):
+        assert hasattr(getattr(pipe, name), "_hf_hook"), name
+    assert _chunk_sizes(pipe.unet) == {1} and _chunk_sizes(pipe.controlnet) == {1}
+    assert _generate(pipe, plan).shape == (1, 3, SIZE, SIZE, 3)
+
+
+def test_low_streams_weights_layer_by_layer_but_keeps_the_vae_whole():
+    """Placement only: accelerate cannot stream layers to a CPU execution device, so this preset runs on GPUs."""
+    pipe = _pipe()
+    plan = apply_memory_preset(pipe, "low", "cpu", offload=True)
+    assert plan.offload == "sequential" and plan.decode_chunk_size == 2
+    for name in ("image_encoder", "unet", "controlnet"):
+        model = getattr(pipe, name)
+        assert _devices(model) == {"meta"}, name  # each layer is copied in from the CPU when it runs
+    assert _devices(pipe.vae) == {"cpu"} and not hasattr(pipe.vae, "_hf_hook")
+    assert pipe._execution_device == torch.device("cpu", 0)
+
+
+@pytest.mark.parametrize("preset", MEMORY_PRESETS)
+def test_every_preset_runs_on_the_cpu(preset):
+    pipe = _pipe()
+    plan = apply_memory_preset(pipe, preset, "cpu")
+    assert plan.offload == "none"
+    assert _generate(pipe, plan).shape == (1, 3, SIZE, SIZE, 3)
+
+
+def test_switching_back_to_high_removes_the_hooks_and_restores_the_weights():
+    pipe = _pipe()
+    reference = pipe.unet.conv_in.weight.detach().clone()
+    apply_memory_preset(pipe, "low", "cpu", offload=True)
+    apply_memory_preset(pipe, "high", "cpu")
+    assert _devices(pipe.unet) == {"cpu"} and not hasattr(pipe.unet, "_hf_hook")
+    torch.testing.assert_close(pipe.unet.conv_in.weight, reference)
+    assert _chunk_sizes(pipe.unet) == {None}

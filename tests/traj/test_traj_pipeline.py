@@ -1,0 +1,220 @@
+"""FlowControlNetPipeline end to end with tiny models (pipeline/pipeline.py)."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+
+from pipeline.pipeline import FlowControlNetPipeline
+from utils import tiny
+from utils.errors import InputError
+
+SIZE = 16  # frame side: tiny latents are 8x8, fast on a CPU
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    unet = tiny.tiny_unet(0)
+    pipeline = FlowControlNetPipeline(
+        vae=tiny.tiny_vae(0),
+        image_encoder=tiny.tiny_image_encoder(0),
+        unet=unet,
+        controlnet=tiny.tiny_flow_controlnet(0, unet),
+        scheduler=tiny.tiny_scheduler(),
+        feature_extractor=tiny.tiny_feature_extractor(),
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _image(seed=0):
+    return torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _flow(num_frames, seed=0):
+    return torch.randn(1, num_frames - 1, 2, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def _run(pipe, num_frames=4, seed=0, **kwargs):
+    kwargs.setdefault("num_inference_steps", 1)
+    kwargs.setdefault("output_type", "np")
+    return pipe(_image(), _flow(num_frames), generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+class Recorder:
+    """Forward pre-hook that keeps the keyword inputs of every call of a module."""
+
+    def __init__(self, module):
+        self.calls = []
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        self.calls.append((args, kwargs))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_video_has_requested_frames_in_unit_range_and_returns_the_flow_used(pipe):
+    flow = _flow(4)
+    output = pipe(_image(), flow, num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0))
+    assert output.frames.shape == (1, 4, SIZE, SIZE, 3)
+    assert output.frames.min() >= 0.0 and output.frames.max() <= 1.0
+    assert output.frames.std() > 0
+    torch.testing.assert_close(output.controlnet_flow, flow)
+
+
+def test_same_seed_gives_the_same_video_and_another_seed_a_different_one(pipe):
+    first, again, other = (_run(pipe, seed=seed).frames for seed in (3, 3, 4))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
+def test_output_types_pil_and_pt(pipe):
+    pil = _run(pipe, num_frames=3, output_type="pil").frames
+    assert len(pil) == 1 and len(pil[0]) == 3 and isinstance(pil[0][0], PIL.Image.Image)
+    assert pil[0][0].size == (SIZE, SIZE)
+    tensor = _run(pipe, num_frames=3, output_type="pt").frames
+    assert tensor.shape == (1, 3, 3, SIZE, SIZE) and 0 <= tensor.min() and tensor.max() <= 1
+
+
+def test_guidance_batch_holds_zero_embeddings_and_latents_but_the_same_condition_and_flow(pipe):
+    with Recorder(pipe.controlnet) as controlnet, Recorder(pipe.unet) as unet:
+        _run(pipe, num_inference_steps=1)
+    (sample, _timestep), kwargs = controlnet.calls[0]
+    assert sample.shape[0] == 2  # unconditional half first
+    embeddings = kwargs["encoder_hidden_states"]
+    assert torch.all(embeddings[0] == 0) and embeddings[1].abs().sum() > 0
+    image_latents = sample[:, :, 4:]
+    assert torch.all(image_latents[0] == 0) and image_latents[1].abs().sum() > 0
+    torch.testing.assert_close(kwargs["controlnet_cond"][0], kwargs["controlnet_cond"][1])
+    torch.testing.assert_close(kwargs["controlnet_flow"][0], kwargs["controlnet_flow"][1])
+    assert kwargs["controlnet_cond"].min() < 0  # the condition image is in [-1, 1]
+    assert unet.calls[0][0][0].shape[0] == 2
+
+
+def test_guidance_at_most_one_runs_without_the_unconditional_batch(pipe):
+    with Recorder(pipe.unet) as unet:
+        output = _run(pipe, max_guidance_scale=1.0)
+    assert output.frames.shape == (1, 4, SIZE, SIZE, 3)
+    assert all(args[0].shape[0] == 1 for args, _ in unet.calls)
+
+
+def test_time_ids_default_to_the_released_values_and_follow_the_arguments(pipe):
+    with Recorder(pipe.unet) as unet:
+        _run(pipe, num_inference_steps=1)
+        _run(pipe, num_inference_steps=1, fps=10, motion_bucket_id=60, noise_aug_strength=0.1)
+    default, changed = (kwargs["added_time_ids"][0].tolist() for _, kwargs in unet.calls)
+    assert default == pytest.approx([6, 128, 0.02])
+    assert changed == pytest.approx([9, 60, 0.1])
+
+
+def test_clip_input_is_unnormalised_by_default_and_normalised_on_request(pipe):
+    with Recorder(pipe.image_encoder) as encoder:
+        _run(pipe, num_inference_steps=1)
+        _run(pipe, num_inference_steps=1, normalize_clip_input=True)
+    raw, normalised = (args[0] for args, _ in encoder.calls)
+    torch.testing.assert_close(raw, _resize_with_antialiasing(_image()[None], (224, 224)))  # [0, 1] image, resized
+    mean = torch.tensor(pipe.feature_extractor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(pipe.feature_extractor.image_std).view(1, 3, 1, 1)
+    torch.testing.assert_close(normalised, (raw - mean) / std)
+
+
+def test_guidance_grows_linearly_over_the_frames():
+    """eps = u + g_f (c - u) with g = linspace(min, max, T), checked with stand-in models."""
+    num_frames, pipe_stub = 5, FlowControlNetPipeline.__new__(FlowControlNetPipeline)
+
+    def controlnet(sample, timestep, **kwargs):
+        return [], None, None
+
+    def unet(sample, timestep, **kwargs):
+        half = sample.shape[0] // 2
+        out = torch.zeros(sample.shape[0], sample.shape[1], 4, 2, 2)
+        out[half:] = 1.0  # conditional prediction 1, unconditional 0
+        return (out,)
+
+    object.__setattr__(pipe_stub, "controlnet", controlnet)
+    object.__setattr__(pipe_stub, "unet", unet)
+    conditioning = {
+        "image_embeddings": torch.zeros(2, 1, 4),
+        "image_latents": torch.zeros(2, 4, 2, 2),
+        "added_time_ids": torch.zeros(2, 3),
+        "controlnet_cond": torch.zeros(2, 3, 4, 4),
+        "controlnet_flow": torch.zeros(2, num_frames - 1, 2, 4, 4),
+    }
+    guidance = torch.linspace(1.0, 3.0, num_frames).view(1, num_frames, 1, 1, 1)
+    output = pipe_stub.predict_window(
+        torch.arange(num_frames), torch.zeros(1, num_frames, 4, 2, 2), torch.tensor(0.0), conditioning, guidance, 1.0
+    )
+    torch.testing.assert_close(output[0, :, 0, 0, 0], torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]))
+
+
+def test_fourteen_frames_run_in_one_window(pipe):
+    with Recorder(pipe.unet) as unet:
+        output = _run(pipe, num_frames=14, num_inference_steps=1)
+    assert output.frames.shape[1] == 14
+    assert [args[0].shape[1] for args, _ in unet.calls] == [14]
+
+
+def test_long_video_is_denoised_in_frame0_anchored_windows(pipe):
+    with Recorder(pipe.unet) as unet, Recorder(pipe.controlnet) as controlnet:
+        output = _run(pipe, num_frames=40, decode_chunk_size=8)
+    assert output.frames.shape == (1, 40, SIZE, SIZE, 3)
+    # views (1, 25), (13, 37), (16, 40): three 25-frame windows per step, each frame 0 + 24 frames
+    assert [args[0].shape[1] for args, _ in unet.calls] == [25] * 3
+    flows = [kwargs["controlnet_flow"][1] for _, kwargs in controlnet.calls]  # conditional half
+    full = _flow(40)[0]  # full[i] moves frame 0 to frame i + 1
+    torch.testing.assert_close(flows[0], full[0:24])
+    torch.testing.assert_close(flows[1], full[12:36])
+    torch.testing.assert_close(flows[2], full[15:39])
+
+
+def test_windows_of_another_size_and_stride(pipe):
+    with Recorder(pipe.unet) as unet:
+        output = _run(pipe, num_frames=10, num_inference_steps=1, window_size=6, window_stride=4)
+    assert output.frames.shape[1] == 10
+    assert [args[0].shape[1] for args, _ in unet.calls] == [6, 6]  # views (1, 6) and (5, 10)
+
+
+def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
+    seen = []
+
+    def callback(pipeline, step, timestep, tensors):
+        seen.append((step, tuple(tensors["latents"].shape)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == 1 else {}
+
+    output = _run(pipe, num_frames=3, num_inference_steps=2, output_type="latent", callback_on_step_end=callback)
+    assert seen == [(0, (1, 3, 4, 8, 8)), (1, (1, 3, 4, 8, 8))]
+    assert torch.all(output.frames == 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"controlnet_flow": torch.zeros(1, 3, 2, SIZE, SIZE), "num_frames": 6}, "controlnet_flow"),
+        ({"controlnet_flow": torch.zeros(1, 3, SIZE, SIZE)}, "controlnet_flow"),
+        ({"controlnet_flow": torch.zeros(1, 1, 2, 18, 18)}, "height"),
+        ({"controlnet_flow": torch.zeros(1, 0, 2, SIZE, SIZE)}, "num_frames"),
+        ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "output_type": "gif"}, "output_type"),
+        ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "num_inference_steps": 0}, "num_inference_steps"),
+        ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "image": "photo.png"}, "image"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_message_naming_them(pipe, kwargs, named):
+    kwargs = {"image": _image(), **kwargs}
+    with pytest.raises(InputError, match=f"`{named}`"):
+        pipe(**kwargs)
