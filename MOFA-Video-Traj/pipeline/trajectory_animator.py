@@ -590,8 +590,8 @@ def build_tiny_components(seed: int = 0) -> tuple[FlowControlNetPipeline, CMP]:
     return pipe, build_tiny_cmp(seed)
 
 
-def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[FlowControlNetPipeline, CMP]:
-    """The released SVD-xt 1.1 parts (fp16 files), the Traj adapter and CMP, from ``ckpt_dir``."""
+def load_pipeline(ckpt_dir: Path, dtype: torch.dtype) -> FlowControlNetPipeline:
+    """The released SVD-xt 1.1 parts (fp16 files, cast to ``dtype``) and the Traj adapter from ``ckpt_dir``."""
     from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
@@ -599,7 +599,7 @@ def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[FlowControlNetP
     from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 
     svd = Path(ckpt_dir) / SVD_DIR
-    pipe = FlowControlNetPipeline(
+    return FlowControlNetPipeline(
         vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
         image_encoder=CLIPVisionModelWithProjection.from_pretrained(
             svd, subfolder="image_encoder", variant="fp16", dtype=dtype
@@ -611,4 +611,8 @@ def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[FlowControlNetP
         scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
         feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
     )
-    return pipe, CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT)
+
+
+def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[FlowControlNetPipeline, CMP]:
+    """:func:`load_pipeline` and the released CMP (fp32) from ``ckpt_dir``."""
+    return load_pipeline(ckpt_dir, dtype), CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT)

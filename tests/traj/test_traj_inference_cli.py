@@ -152,3 +152,13 @@ def test_a_jobs_line_without_an_output_is_refused(tmp_path, capsys):
     jobs.write_text(json.dumps({"image": "a.png", "trajectories": "t.json"}) + "\n")
     assert inference.main(["--jobs", str(jobs), "--tiny"]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_missing_weights_are_reported_with_the_fetch_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MOFA_TINY", raising=False)
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    assert inference.main([*arguments, "--ckpt_dir", str(tmp_path / "ckpts"), "--device", "cpu"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: missing checkpoint") and "make fetch MODE=traj" in stderr
