@@ -1,0 +1,503 @@
+# Copied from MOFA-Video-Traj/pipeline/pipeline.py
+"""FlowControlNetPipeline: Stable Video Diffusion image-to-video steered by a dense flow through the MOFA-Adapter.
+
+At every denoising step the adapter (:class:`models.flow_controlnet.FlowControlNet`) turns the first frame and
+its flow to every later frame into residuals that the UNet adds to its skip connections. The defaults are what
+the released weights were used with:
+
+- 25 Euler steps (Karras sigmas 700 -> 0.002, v-prediction; the scheduler SVD-xt ships with);
+- classifier-free guidance growing per frame, ``linspace(1, 3, T)``; the unconditional half gets zero image
+  embeddings and zero image latents but the same first frame and flow for the adapter;
+- micro-conditioning ``[fps - 1, motion_bucket_id, noise_aug_strength] = [6, 128, 0.02]``;
+- the CLIP image encoder sees the image resized to 224x224 in [0, 1], without CLIP's mean/std normalisation
+  (``normalize_clip_input=True`` normalises, as SVD itself does);
+- image latents are the VAE posterior's mode, not multiplied by the scaling factor.
+
+Videos longer than ``window_size`` frames (25, the clip length the adapter was trained on) are denoised as
+frame-0-anchored overlapping windows whose latents are averaged after every step (periodic sampling,
+:mod:`utils.periodic_sampling`); the CLIP and VAE encodings are computed once and shared by all windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, DiffusionPipeline, EulerDiscreteScheduler
+from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+from models.flow_controlnet import FlowControlNet
+from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+from utils.errors import InputError
+from utils.periodic_sampling import get_views, periodic_denoise_step, window_frame_indices
+
+ImageInput = PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class FlowControlNetPipelineOutput(BaseOutput):
+    """Output of :class:`FlowControlNetPipeline`.
+
+    Args:
+        frames: per video, T frames: a list of lists of PIL images (``output_type="pil"``), a float array
+            ``(B, T, H, W, 3)`` in [0, 1] (``"np"``), a float tensor ``(B, T, 3, H, W)`` in [0, 1] (``"pt"``), or
+            the final latents ``(B, T, 4, h, w)`` (``"latent"``).
+        controlnet_flow: ``(B, T-1, 2, H, W)`` float32, the flow the adapter was conditioned on, in pixels.
+    """
+
+    frames: list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor
+    controlnet_flow: torch.Tensor
+
+
+class FlowControlNetPipeline(DiffusionPipeline):
+    """Image + dense flow -> video, with SVD-xt and the trajectory MOFA-Adapter.
+
+    Args:
+        vae: the SVD temporal-decoder VAE.
+        image_encoder: CLIP ViT-H/14 vision tower with projection (1024-d image embedding).
+        unet: SVD UNet that accepts adapter residuals.
+        controlnet: the MOFA-Adapter.
+        scheduler: ``EulerDiscreteScheduler`` configured as SVD's.
+        feature_extractor: CLIP preprocessing config; only its mean/std are read (``normalize_clip_input``).
+    """
+
+    model_cpu_offload_seq = "image_encoder->unet->vae"
+    _exclude_from_cpu_offload = ["vae"]  # small; kept whole so its fp32 upcast for encoding works under offload
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKLTemporalDecoder,
+        image_encoder: CLIPVisionModelWithProjection,
+        unet: UNetSpatioTemporalConditionControlNetModel,
+        controlnet: FlowControlNet,
+        scheduler: EulerDiscreteScheduler,
+        feature_extractor: CLIPImageProcessor | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            image_encoder=image_encoder,
+            unet=unet,
+            controlnet=controlnet,
+            scheduler=scheduler,
+            feature_extractor=feature_extractor,
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.video_processor = VideoProcessor(do_resize=True, vae_scale_factor=self.vae_scale_factor)
+
+    # ------------------------------------------------------------------------------------------------ inputs
+
+    @staticmethod
+    def batch_size_of(image: ImageInput) -> int:
+        """Number of input images: 1 for a PIL image or a ``(3, H, W)`` tensor."""
+        if isinstance(image, PIL.Image.Image):
+            return 1
+        if isinstance(image, list):
+            return len(image)
+        return 1 if image.ndim == 3 else image.shape[0]
+
+    def check_inputs(
+        self,
+        image: ImageInput,
+        controlnet_condition: ImageInput | None,
+        controlnet_flow: torch.Tensor,
+        height: int,
+        width: int,
+        num_frames: int,
+        num_inference_steps: int,
+        decode_chunk_size: int,
+        num_videos_per_prompt: int,
+        window_size: int,
+        window_stride: int | None,
+        output_type: str,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> None:
+        """Raise :class:`InputError` naming the first argument that is wrong."""
+        for name, value in (("image", image), ("controlnet_condition", controlnet_condition)):
+            if value is None and name == "controlnet_condition":
+                continue
+            if isinstance(value, list):
+                if not value or not all(isinstance(item, PIL.Image.Image) for item in value):
+                    raise InputError(f"`{name}` as a list must hold one or more PIL images")
+            elif isinstance(value, torch.Tensor):
+                if value.ndim not in (3, 4) or value.shape[-3] != 3:
+                    raise InputError(f"`{name}` tensor must be (3, H, W) or (B, 3, H, W), got {tuple(value.shape)}")
+            elif not isinstance(value, PIL.Image.Image):
+                raise InputError(f"`{name}` must be a PIL image, a list of them or a tensor, got {type(value)}")
+        batch_size = self.batch_size_of(image)
+        if controlnet_condition is not None and self.batch_size_of(controlnet_condition) != batch_size:
+            raise InputError(
+                f"`controlnet_condition` holds {self.batch_size_of(controlnet_condition)} images, `image` {batch_size}"
+            )
+        if not isinstance(controlnet_flow, torch.Tensor) or controlnet_flow.ndim != 5 or controlnet_flow.shape[2] != 2:
+            shape = tuple(controlnet_flow.shape) if isinstance(controlnet_flow, torch.Tensor) else type(controlnet_flow)
+            raise InputError(f"`controlnet_flow` must be a (B, T-1, 2, H, W) tensor, got {shape}")
+        if controlnet_flow.shape[0] != batch_size:
+            raise InputError(f"`controlnet_flow` has batch size {controlnet_flow.shape[0]}, `image` has {batch_size}")
+        multiple = self.controlnet.size_multiple
+        if height % multiple or width % multiple:
+            raise InputError(f"`height` and `width` must be multiples of {multiple}, got {height} and {width}")
+        if tuple(controlnet_flow.shape[-2:]) != (height, width):
+            raise InputError(
+                f"`controlnet_flow` is {controlnet_flow.shape[-1]}x{controlnet_flow.shape[-2]} (WxH), "
+                f"the video {width}x{height}"
+            )
+        if num_frames < 2:
+            raise InputError(f"`num_frames` must be at least 2, got {num_frames}")
+        if controlnet_flow.shape[1] != num_frames - 1:
+            raise InputError(
+                f"`controlnet_flow` must hold num_frames - 1 = {num_frames - 1} flows, got {controlnet_flow.shape[1]}"
+            )
+        for name, value in (
+            ("num_inference_steps", num_inference_steps),
+            ("decode_chunk_size", decode_chunk_size),
+            ("num_videos_per_prompt", num_videos_per_prompt),
+        ):
+            if int(value) != value or value < 1:
+                raise InputError(f"`{name}` must be a positive integer, got {value}")
+        if window_size < 2:
+            raise InputError(f"`window_size` must be at least 2, got {window_size}")
+        if window_stride is not None and not 1 <= window_stride < window_size:
+            raise InputError(f"`window_stride` must be between 1 and window_size - 1, got {window_stride}")
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"`output_type` must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise InputError(
+                f"`callback_on_step_end_tensor_inputs` may only name {self._callback_tensor_inputs}, got {unknown}"
+            )
+
+    def image_to_tensor(self, image: ImageInput) -> torch.Tensor:
+        """``(B, 3, H, W)`` float32 in [0, 1] at the image's own size (tensors are taken as [0, 1])."""
+        if isinstance(image, torch.Tensor):
+            return (image[None] if image.ndim == 3 else image).float()
+        images = image if isinstance(image, list) else [image]
+        return self.video_processor.numpy_to_pt(self.video_processor.pil_to_numpy(images))
+
+    # ------------------------------------------------------------------------------------------- encoding
+
+    def encode_image(
+        self, pixels: torch.Tensor, device: torch.device, normalize: bool = False
+    ) -> torch.Tensor:
+        """CLIP image embedding.
+
+        Args:
+            pixels: ``(B, 3, H, W)`` in [0, 1].
+            device: execution device.
+            normalize: apply CLIP's mean/std (SVD does; the released MOFA pipelines did not).
+
+        Returns:
+            ``(B, 1, D)`` in the image encoder's dtype.
+        """
+        size = self.image_encoder.config.image_size
+        pixels = _resize_with_antialiasing(pixels.to(device), (size, size))
+        if normalize:
+            mean = getattr(self.feature_extractor, "image_mean", None) or CLIP_MEAN
+            std = getattr(self.feature_extractor, "image_std", None) or CLIP_STD
+            mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+            pixels = (pixels - mean) / std
+        embeddings = self.image_encoder(pixels.to(dtype=self.image_encoder.dtype)).image_embeds
+        return embeddings.unsqueeze(1)
+
+    def encode_vae_image(
+        self,
+        image: ImageInput,
+        height: int,
+        width: int,
+        noise_aug_strength: float,
+        generator: torch.Generator | list[torch.Generator] | None,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """First-frame latents: ``mode()`` of the VAE posterior of the noise-augmented image, unscaled.
+
+        Args:
+            image: the first frame(s); resized to ``height`` x ``width`` and mapped to [-1, 1].
+            noise_aug_strength: standard deviation of the Gaussian noise added to the [-1, 1] image.
+
+        Returns:
+            ``(B, 4, h, w)`` float (the VAE's dtype, upcast to fp32 for fp16 VAEs that ask for it).
+        """
+        pixels = self.video_processor.preprocess(image, height=height, width=width).to(device)
+        noise = randn_tensor(pixels.shape, generator=generator, device=device, dtype=pixels.dtype)
+        pixels = pixels + noise_aug_strength * noise
+        needs_upcasting = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
+        if needs_upcasting:
+            self.vae.to(dtype=torch.float32)
+        latents = self.vae.encode(pixels.to(dtype=self.vae.dtype)).latent_dist.mode()
+        if needs_upcasting:
+            self.vae.to(dtype=torch.float16)
+        return latents
+
+    def get_add_time_ids(
+        self, fps: int, motion_bucket_id: int, noise_aug_strength: float, batch_size: int, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """``(batch_size, 3)`` micro-conditioning ``[fps - 1, motion_bucket_id, noise_aug_strength]``."""
+        ids = [fps - 1, motion_bucket_id, noise_aug_strength]
+        expected = self.unet.add_embedding.linear_1.in_features
+        if self.unet.config.addition_time_embed_dim * len(ids) != expected:
+            raise ValueError(f"the UNet expects {expected} added-time features, not 3 x addition_time_embed_dim")
+        return torch.tensor([ids], dtype=dtype).repeat(batch_size, 1)
+
+    def prepare_latents(
+        self,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Initial noise ``(B, T, 4, h, w)``, times the scheduler's initial sigma."""
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != tuple(shape):
+            raise InputError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}")
+        return latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+
+    def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
+        """``(B, T, 4, h, w)`` latents -> ``(B, 3, T, H, W)`` float32 frames in about [-1, 1]."""
+        batch_size, num_frames = latents.shape[:2]
+        latents = latents.flatten(0, 1) / self.vae.config.scaling_factor
+        frames = []
+        for start in range(0, latents.shape[0], decode_chunk_size):
+            chunk = latents[start : start + decode_chunk_size].to(dtype=self.vae.dtype)
+            frames.append(self.vae.decode(chunk, num_frames=chunk.shape[0]).sample)
+        frames = torch.cat(frames).reshape(batch_size, num_frames, *frames[0].shape[1:])
+        return frames.permute(0, 2, 1, 3, 4).float()
+
+    # ------------------------------------------------------------------------------------------ denoising
+
+    def predict_window(
+        self,
+        frame_indices: torch.Tensor,
+        scaled_latents: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        guidance_scale: torch.Tensor,
+        controlnet_cond_scale: float,
+    ) -> torch.Tensor:
+        """The guided v-prediction for one window of frames.
+
+        Args:
+            frame_indices: ``(L,)`` the window's frames in the video, frame 0 first.
+            scaled_latents: ``(B, L, 4, h, w)`` noisy latents already divided by ``sqrt(sigma^2 + 1)``.
+            timestep: the UNet timestep (``0.25·ln sigma``).
+            conditioning: ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)``,
+                ``added_time_ids (B', 3)``, ``controlnet_cond (B', 3, H, W)`` and ``controlnet_flow
+                (B', T-1, 2, H, W)``, where B' = 2B (unconditional half first) with guidance, else B.
+            guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
+            controlnet_cond_scale: multiplies the adapter's residuals.
+
+        Returns:
+            ``(B, L, 4, h, w)`` model output.
+        """
+        do_cfg = conditioning["image_embeddings"].shape[0] != scaled_latents.shape[0]
+        num_window_frames = len(frame_indices)
+        sample = torch.cat([scaled_latents] * 2) if do_cfg else scaled_latents
+        image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
+        sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
+        flow = conditioning["controlnet_flow"][:, frame_indices[1:] - 1]
+        down_residuals, mid_residual, _ = self.controlnet(
+            sample,
+            timestep,
+            encoder_hidden_states=conditioning["image_embeddings"],
+            added_time_ids=conditioning["added_time_ids"],
+            controlnet_cond=conditioning["controlnet_cond"],
+            controlnet_flow=flow,
+            conditioning_scale=controlnet_cond_scale,
+            return_dict=False,
+        )
+        model_output = self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states=conditioning["image_embeddings"],
+            added_time_ids=conditioning["added_time_ids"],
+            down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual,
+            return_dict=False,
+        )[0]
+        if do_cfg:
+            uncond, cond = model_output.chunk(2)
+            model_output = uncond + guidance_scale.to(model_output.dtype) * (cond - uncond)
+        return model_output
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        controlnet_flow: torch.Tensor,
+        controlnet_condition: ImageInput | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int = 25,
+        min_guidance_scale: float = 1.0,
+        max_guidance_scale: float = 3.0,
+        fps: int = 7,
+        motion_bucket_id: int = 128,
+        noise_aug_strength: float = 0.02,
+        controlnet_cond_scale: float = 1.0,
+        normalize_clip_input: bool = False,
+        decode_chunk_size: int | None = None,
+        window_size: int = 25,
+        window_stride: int | None = None,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        return_dict: bool = True,
+    ) -> FlowControlNetPipelineOutput | tuple:
+        """Generate videos that start at ``image`` and move along ``controlnet_flow``.
+
+        Args:
+            image: first frame(s): a PIL image, a list of B PIL images, or a float tensor ``(3, H, W)`` /
+                ``(B, 3, H, W)`` in [0, 1]; resized to ``height`` x ``width`` for the VAE.
+            controlnet_flow: ``(B, T-1, 2, H, W)`` flow from frame 0 to frames 1..T-1 in pixels (x first).
+            controlnet_condition: the adapter's first frame (default: ``image``), same forms as ``image``.
+            height, width: frame size; default the flow's; multiples of ``controlnet.size_multiple`` (64).
+            num_frames: T (>= 2); default ``controlnet_flow.shape[1] + 1``.
+            num_inference_steps: denoising steps (25).
+            min_guidance_scale, max_guidance_scale: guidance grows linearly over the frames of a window from
+                min to max; ``max_guidance_scale <= 1`` disables classifier-free guidance (one batch, faster).
+            fps: micro-conditioning id ``fps - 1`` (7 gives the 6 the released weights were used with).
+            motion_bucket_id: micro-conditioning motion amount (128).
+            noise_aug_strength: noise added to the first frame before encoding, and its micro-conditioning id.
+            controlnet_cond_scale: multiplies the adapter's residuals (the demos use 0.6).
+            normalize_clip_input: apply CLIP's mean/std before the image encoder (off, as released).
+            decode_chunk_size: frames decoded at a time (default: all T).
+            window_size: frames per denoising window, frame 0 included (25, the adapter's training length);
+                longer videos use overlapping frame-0-anchored windows averaged after every step.
+            window_stride: shift between windows (default ``window_size // 2``).
+            num_videos_per_prompt: videos per input image.
+            generator: random generator(s) for the noise augmentation and the initial latents.
+            latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
+            output_type: ``pil``, ``np``, ``pt`` or ``latent`` (see :class:`FlowControlNetPipelineOutput`).
+            callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step; a returned
+                ``latents`` replaces the current ones.
+            callback_on_step_end_tensor_inputs: names passed in ``tensors`` (default ``["latents"]``).
+            return_dict: return a :class:`FlowControlNetPipelineOutput` rather than ``(frames, flow)``.
+
+        Returns:
+            :class:`FlowControlNetPipelineOutput` with the frames and the flow used
+            (``(B·num_videos_per_prompt, T-1, 2, H, W)`` float32).
+        """
+        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        height = height or controlnet_flow.shape[-2]
+        width = width or controlnet_flow.shape[-1]
+        num_frames = num_frames if num_frames is not None else controlnet_flow.shape[1] + 1
+        decode_chunk_size = decode_chunk_size or num_frames
+        self.check_inputs(
+            image, controlnet_condition, controlnet_flow, height, width, num_frames, num_inference_steps,
+            decode_chunk_size, num_videos_per_prompt, window_size, window_stride, output_type,
+            callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
+        device = self._execution_device
+        batch_size = self.batch_size_of(image) * num_videos_per_prompt
+        do_cfg = max_guidance_scale > 1.0
+
+        # 1. condition, encoded once: (B, 1, D) embedding and (B, 4, h, w) latents; zeros for the uncond half
+        pixels = self.image_to_tensor(image)
+        image_embeddings = self.encode_image(pixels, device, normalize_clip_input)
+        image_latents = self.encode_vae_image(image, height, width, noise_aug_strength, generator, device)
+        dtype = image_embeddings.dtype
+        image_embeddings = image_embeddings.repeat_interleave(num_videos_per_prompt, dim=0)
+        image_latents = image_latents.to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        added_time_ids = self.get_add_time_ids(fps, motion_bucket_id, noise_aug_strength, batch_size, dtype)
+        cond_image = self.video_processor.preprocess(
+            image if controlnet_condition is None else controlnet_condition, height=height, width=width
+        )  # (B, 3, H, W) in [-1, 1]
+        cond_image = cond_image.to(device, dtype).repeat_interleave(num_videos_per_prompt, dim=0)
+        flow = controlnet_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, dim=0)
+        conditioning = {
+            "image_embeddings": image_embeddings,
+            "image_latents": image_latents,
+            "added_time_ids": added_time_ids.to(device),
+            "controlnet_cond": cond_image,
+            "controlnet_flow": flow,
+        }
+        if do_cfg:
+            conditioning["image_embeddings"] = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
+            conditioning["image_latents"] = torch.cat([torch.zeros_like(image_latents), image_latents])
+            for name in ("added_time_ids", "controlnet_cond", "controlnet_flow"):
+                conditioning[name] = torch.cat([conditioning[name]] * 2)
+
+        # 2. schedule and noise
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        latent_shape = (
+            batch_size, num_frames, self.vae.config.latent_channels,
+            height // self.vae_scale_factor, width // self.vae_scale_factor,
+        )  # fmt: skip
+        latents = self.prepare_latents(latent_shape, dtype, device, generator, latents)
+
+        # 3. windows and guidance (per position inside a window)
+        views = get_views(num_frames, window_size, window_stride)
+        window_length = min(num_frames, window_size)
+        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, window_length, device=device)
+        guidance_scale = guidance_scale.view(1, window_length, 1, 1, 1)
+        if len(views) > 1:
+            self.check_periodic_scheduler()
+
+        # 4. denoising loop
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for step_index, timestep in enumerate(timesteps):
+                if len(views) == 1:
+                    scaled = self.scheduler.scale_model_input(latents, timestep)
+                    model_output = self.predict_window(
+                        window_frame_indices(views[0], device), scaled, timestep, conditioning,
+                        guidance_scale, controlnet_cond_scale,
+                    )  # fmt: skip
+                    latents = self.scheduler.step(model_output, timestep, latents).prev_sample
+                else:
+                    sigma = self.scheduler.sigmas[step_index].item()
+                    sigma_next = self.scheduler.sigmas[step_index + 1].item()
+
+                    def denoise_window(frame_indices: torch.Tensor, window_latents: torch.Tensor) -> torch.Tensor:
+                        scaled = window_latents / (sigma**2 + 1) ** 0.5
+                        return self.predict_window(
+                            frame_indices, scaled, timestep, conditioning, guidance_scale, controlnet_cond_scale
+                        )
+
+                    latents = periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
+
+                if callback_on_step_end is not None:
+                    available = {"latents": latents}
+                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
+                    latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
+                progress_bar.update()
+
+        # 5. decode
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = self.decode_latents(latents, decode_chunk_size)
+            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
+        self.maybe_free_model_hooks()
+
+        flow_used = controlnet_flow.float().repeat_interleave(num_videos_per_prompt, dim=0)
+        if not return_dict:
+            return frames, flow_used
+        return FlowControlNetPipelineOutput(frames=frames, controlnet_flow=flow_used)
+
+    def check_periodic_scheduler(self) -> None:
+        """Periodic sampling steps every window with its own Euler update; it needs SVD's Euler v-prediction."""
+        config = self.scheduler.config
+        if not hasattr(self.scheduler, "sigmas") or config.get("prediction_type") != "v_prediction":
+            raise ValueError(
+                "videos longer than `window_size` need an Euler v-prediction scheduler (SVD's), "
+                f"got {type(self.scheduler).__name__} with prediction_type={config.get('prediction_type')!r}"
+            )

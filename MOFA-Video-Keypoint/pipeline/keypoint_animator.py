@@ -1,0 +1,279 @@
+"""Keypoint animation without any UI: portrait + audio (or a landmark file) -> talking video of any length.
+
+:class:`KeypointAnimator` loads the models once and is what ``inference_opendomain.py`` drives::
+
+    animator = KeypointAnimator(ckpt_dir=None, adapter_dir=None, device=None, dtype=None, memory="high", tiny=False)
+    frame = animator.prepare_image(image)                          # no-crop portrait rule, never in place
+    landmarks = animator.landmarks_from_audio(frame, waveform)     # (1 + N, 68, 2) pixels of `frame`
+    result = animator.animate(frame, landmarks, max_frames=125, steps=None, seed=42)
+    # result.frames (T, H, W, 3) uint8, result.flow (T-1, 2, H, W), result.pose_images (T, H, W, 3) uint8
+
+Landmarks come from the AniPortrait generator (MediaPipe face + audio2mesh + audio2pose). Tiny mode builds
+random tiny models and replaces the landmark generator with a deterministic schematic face driven by the
+audio's loudness (:mod:`aniportrait.synthetic`), so the whole chain runs offline; its videos are noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aniportrait.synthetic import synthetic_landmarks
+from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
+from pipeline.pipeline import LandmarkFlowControlNetPipeline
+from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_files, require_mode
+from utils.errors import InputError
+from utils.flow_viz import flow_video_frames
+from utils.landmark_conditions import (
+    check_landmarks,
+    dense_landmark_flow,
+    draw_landmark_dots,
+    render_pose_images,
+    sparse_landmark_flow,
+)
+from utils.memory import apply_memory_preset, memory_plan
+from utils.video_io import resize_and_center_crop
+
+SHORT_SIDE = 512
+SIZE_MULTIPLE = 64
+DEFAULT_STEPS = 25
+WINDOW_SIZE = 25
+FPS = 25
+TINY_SHORT_SIDE = 64
+TINY_STEPS = 2
+TINY_CMP_GRID = 64
+ADAPTER_DIR = "mofa/ldmk_controlnet"
+CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
+TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
+SYNTHETIC_LANDMARKS_NOTICE = (
+    "tiny mode: landmarks come from a synthetic schematic face driven by the audio's loudness, not from AniPortrait"
+)
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def prepare_portrait(image: Image.Image, short_side: int = SHORT_SIDE, multiple: int = SIZE_MULTIPLE) -> Image.Image:
+    """The generation frame for a portrait, as the released Keypoint demo prepared it (without a face crop).
+
+    An image whose sides are both multiples of ``multiple`` is kept as it is, at any size; any other is
+    scaled (LANCZOS) so its short side is ``short_side`` and centre-cropped to multiples of ``multiple``.
+    """
+    image = image.convert("RGB")
+    if image.width % multiple == 0 and image.height % multiple == 0:
+        return image
+    return resize_and_center_crop(image, short_side, multiple, Image.Resampling.LANCZOS)
+
+
+@dataclass
+class KeypointResult:
+    """One generated video.
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 RGB; frame 0 is the reference.
+        flow: ``(T-1, 2, H, W)`` float32 CPU tensor, the dense landmark flow (pixels).
+        pose_images: ``(T, H, W, 3)`` uint8 rendered pose images the adapter saw.
+        landmarks: ``(T, 68, 2)`` the landmarks used (pixels).
+        first_frame: the reference as generated from.
+    """
+
+    frames: np.ndarray
+    flow: torch.Tensor
+    pose_images: np.ndarray
+    landmarks: np.ndarray
+    first_frame: Image.Image
+
+    def panel_frames(self) -> np.ndarray:
+        """The 5-panel strip ``(T, H, 5W, 3)`` uint8: reference | flow colours (frame 0 white) | pose image |
+        generated frame with landmark dots | generated frame."""
+        reference = np.asarray(self.first_frame)
+        flow_colours = flow_video_frames(self.flow)
+        panels = []
+        for index, frame in enumerate(self.frames):
+            dotted = draw_landmark_dots(frame, self.landmarks[index])
+            panels.append(np.concatenate([reference, flow_colours[index], self.pose_images[index], dotted, frame], axis=1))
+        return np.stack(panels)
+
+
+class KeypointAnimator:
+    """Loads the Keypoint models once and turns (portrait, landmarks) into videos.
+
+    Args:
+        ckpt_dir: the ``ckpts/`` folder (default ``$MOFA_CKPT_DIR`` or ``<repo>/ckpts``).
+        adapter_dir: the landmark adapter folder (default ``<ckpt_dir>/mofa/ldmk_controlnet``).
+        device: execution device (default: CUDA, else MPS, else CPU).
+        dtype: ``fp16`` / ``bf16`` / ``fp32`` / ``auto`` (None = auto: fp16 on accelerators, fp32 on CPU).
+        memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
+        tiny: random tiny models and synthetic landmarks instead of weights (outputs are noise).
+        show_progress: show the pipeline's progress bar over denoising steps.
+
+    Raises:
+        CheckpointError: a checkpoint file is missing (the message names it and ``make fetch MODE=keypoint``).
+    """
+
+    def __init__(
+        self,
+        ckpt_dir: str | Path | None = None,
+        adapter_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | None = None,
+        memory: str = "high",
+        tiny: bool = False,
+        show_progress: bool = True,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.is_tiny = tiny
+        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
+        plan = memory_plan(memory, self.device, dtype)
+        if tiny:
+            self.pipe, self.cmp = build_tiny_components()
+        else:
+            adapter_dir = Path(adapter_dir) if adapter_dir is not None else self.ckpt_dir / ADAPTER_DIR
+            require_mode(self.ckpt_dir, "keypoint")
+            require_files(adapter_dir, ["config.json", "diffusion_pytorch_model.safetensors"], "keypoint")
+            self.pipe, self.cmp = load_components(self.ckpt_dir, adapter_dir, plan.dtype)
+        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
+        self.cmp.to(self.device)  # CMP always runs in fp32
+        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
+        self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
+        self.size_multiple = self.pipe.controlnet.size_multiple
+        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
+        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+        self._landmark_generator = None
+
+    def prepare_image(self, image: Image.Image) -> Image.Image:
+        """The generation frame (:func:`prepare_portrait`; short side 64 and multiples of 4 in tiny mode)."""
+        return prepare_portrait(image, self.short_side, self.size_multiple)
+
+    def landmarks_from_audio(self, frame: Image.Image, waveform: np.ndarray, image_name: str = "image") -> np.ndarray:
+        """``(1 + ceil(L / 640), 68, 2)`` landmarks in pixels of ``frame`` for a 16 kHz mono ``waveform``.
+
+        Tiny mode uses :func:`aniportrait.synthetic.synthetic_landmarks` (no face model, no weights).
+
+        Raises:
+            InputError: no face in the image (named ``image_name``).
+            CheckpointError: a landmark-model file is missing.
+        """
+        if self.is_tiny:
+            return synthetic_landmarks(frame.width, frame.height, waveform)
+        if self._landmark_generator is None:
+            from aniportrait.generator import AniPortraitLandmarkGenerator
+
+            self._landmark_generator = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
+        return self._landmark_generator(np.asarray(frame), waveform, image_name)
+
+    @torch.no_grad()
+    def animate(
+        self,
+        frame: Image.Image,
+        landmarks: np.ndarray,
+        max_frames: int = 125,
+        steps: int | None = None,
+        seed: int = 42,
+        window_size: int = WINDOW_SIZE,
+        control_scale: float = 1.0,
+    ) -> KeypointResult:
+        """Generate ``min(max_frames, len(landmarks))`` frames following the landmarks.
+
+        Args:
+            frame: the prepared reference (``prepare_image``); its size is the video's.
+            landmarks: ``(N, 68, 2)`` pixels of ``frame``, frame 0 the reference's own landmarks.
+            max_frames: at most this many output frames, the reference included (>= 2).
+            steps: denoising steps (default 25; 2 in tiny mode).
+            seed: seeds the global torch RNG, which draws the noise (as the released demo did).
+            window_size: frames per periodic-sampling window (25, the adapter's training length).
+            control_scale: multiplies the adapter's residuals.
+
+        Raises:
+            InputError: bad landmarks or ``max_frames`` < 2.
+        """
+        if max_frames < 2:
+            raise InputError(f"max_frame_len must be at least 2 (the reference and one more frame), got {max_frames}")
+        landmarks = check_landmarks(landmarks)[:max_frames]
+        width, height = frame.size
+        if width % self.size_multiple or height % self.size_multiple:
+            raise InputError(f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}")
+        dtype = self.memory.dtype
+        pose_images = render_pose_images(landmarks, width, height)
+        sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, self.cmp_grid, dtype)
+        reference = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float() / 255.0
+        flow = dense_landmark_flow(
+            self.cmp, reference, sparse_flow, sparse_mask, width, height, self.memory.cmp_chunk_size
+        ).float().cpu()
+        torch.manual_seed(seed)
+        frames = self.pipe(
+            frame,
+            flow,
+            pose_images.to(dtype),
+            height=height,
+            width=width,
+            num_frames=len(landmarks),
+            num_inference_steps=steps or self.default_steps,
+            fps=7,
+            motion_bucket_id=128,
+            noise_aug_strength=0.02,
+            controlnet_cond_scale=control_scale,
+            decode_chunk_size=self.memory.decode_chunk_size,
+            window_size=window_size,
+            output_type="np",
+        ).frames[0]
+        return KeypointResult(
+            frames=(np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8),
+            flow=flow[0],
+            pose_images=(pose_images[0].permute(0, 2, 3, 1).float().numpy() * 255).round().astype(np.uint8),
+            landmarks=landmarks,
+            first_frame=frame,
+        )
+
+
+def build_tiny_components(seed: int = 0) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
+    """A landmark pipeline of random tiny models and a tiny CMP (seeded; outputs are noise)."""
+    from utils import tiny
+    from utils.tiny_keypoint import tiny_ldmk_controlnet
+
+    unet = tiny.tiny_unet(seed)
+    pipe = LandmarkFlowControlNetPipeline(
+        vae=tiny.tiny_vae(seed),
+        image_encoder=tiny.tiny_image_encoder(seed),
+        unet=unet,
+        controlnet=tiny_ldmk_controlnet(seed, unet),
+        scheduler=tiny.tiny_scheduler(),
+        feature_extractor=tiny.tiny_feature_extractor(),
+    )
+    return pipe, build_tiny_cmp(seed)
+
+
+def load_components(
+    ckpt_dir: Path, adapter_dir: Path, dtype: torch.dtype
+) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
+    """The released SVD-xt 1.1 parts (fp16 files), the landmark adapter and CMP."""
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from models.ldmk_controlnet import LandmarkFlowControlNet
+    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+
+    svd = Path(ckpt_dir) / SVD_DIR
+    pipe = LandmarkFlowControlNetPipeline(
+        vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
+        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
+            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
+        ),
+        unet=UNetSpatioTemporalConditionControlNetModel.from_pretrained(
+            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
+        ),
+        controlnet=LandmarkFlowControlNet.from_pretrained(adapter_dir, torch_dtype=dtype),
+        scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
+        feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
+    )
+    return pipe, CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT, fetch_mode="keypoint")

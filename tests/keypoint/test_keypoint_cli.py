@@ -1,0 +1,157 @@
+"""inference.sh / inference_opendomain.py end to end in tiny mode, and its one-line input errors."""
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Keypoint"
+FPS = 25
+
+
+def _speechlike(seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    portrait = folder / "portrait.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(portrait)
+    short, long = folder / "short.wav", folder / "long.wav"
+    soundfile.write(short, _speechlike(2.5, 48000), 48000)
+    soundfile.write(long, np.stack([_speechlike(7.0, 44100)] * 2, axis=1), 44100)
+    return {"portrait": portrait, "short": short, "long": long}
+
+
+def _video_info(path: Path) -> tuple[int, float | None]:
+    """(decoded video frames, audio stream duration in seconds or None)."""
+    with av.open(str(path)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    with av.open(str(path)) as container:
+        audio = container.streams.audio
+        duration = float(audio[0].duration * audio[0].time_base) if audio else None
+    return frames, duration
+
+
+def _run(args: list[str], cwd: Path = SUBPROJECT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHON=sys.executable)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _single(folder: Path, pattern: str) -> Path:
+    matches = sorted(folder.glob(pattern))
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio(inputs, tmp_path):
+    digest = hashlib.sha256(inputs["portrait"].read_bytes()).hexdigest()
+    result = _run([
+        "bash", "inference.sh", "--tiny", "--steps", "1", "--panels",
+        "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"]), "--save_root", str(tmp_path),
+    ])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "synthetic" in result.stdout and "noise" in result.stdout
+    expected_frames = 1 + math.ceil(FPS * 2.5)  # 64
+    root = tmp_path / "aniportrait"
+    landmark_dir = _single(root / "ldmk" / "portrait", "short_*")
+    landmarks = np.load(landmark_dir / "landmarks.npy")
+    assert landmarks.shape == (expected_frames, 68, 2) and landmarks.dtype == np.float64
+    assert _video_info(landmark_dir / "landmarks.mp4")[0] == expected_frames
+    assert Image.open(landmark_dir / "input.png").size == (32, 32)
+
+    video = _single(root / "out_video" / "portrait", "short_*[0-9].mp4")
+    frames, audio_seconds = _video_info(video)
+    assert frames == expected_frames
+    assert audio_seconds is not None and abs(audio_seconds - 2.5) <= 1 / FPS
+    assert abs((frames - 1) / FPS - 2.5) <= 1 / FPS  # frame i >= 1 shows audio frame i - 1
+    assert _video_info(video.with_name(video.stem + "_panels.mp4"))[0] == expected_frames
+    settings = json.loads(video.with_suffix(".json").read_text())
+    assert settings["frames"] == expected_frames and settings["tiny"] is True
+    assert any("synthetic" in notice for notice in settings["notices"])
+    assert hashlib.sha256(inputs["portrait"].read_bytes()).hexdigest() == digest  # input untouched
+    assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
+
+
+def test_long_audio_is_cut_to_max_frame_len_and_the_audio_to_the_video(inputs, tmp_path):
+    result = _run([
+        sys.executable, "inference_opendomain.py", "--tiny", "--steps", "1", "--max_frame_len", "30",
+        "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["long"]), "--save_root", str(tmp_path),
+    ])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    landmarks = np.load(_single(tmp_path / "aniportrait" / "ldmk" / "portrait", "long_*") / "landmarks.npy")
+    assert landmarks.shape[0] == 1 + math.ceil(FPS * 7.0)  # all landmarks are kept on disk
+    frames, audio_seconds = _video_info(_single(tmp_path / "aniportrait" / "out_video" / "portrait", "long_*.mp4"))
+    assert frames == min(30, 1 + math.ceil(FPS * 7.0))
+    assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(inputs, tmp_path):
+    result = _run([
+        sys.executable, "inference_opendomain.py", "--tiny", "--max_frame_len", "0",
+        "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"]), "--save_root", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --max_frame_len must be at least 2 (the reference and one more frame), got 0"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def cli_main(subproject_dir, monkeypatch):
+    monkeypatch.chdir(subproject_dir)
+    from inference_opendomain import main
+
+    return main
+
+
+def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
+    silent, corrupt, notes = folder / "silent.wav", folder / "corrupt.wav", folder / "notes.txt"
+    soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnonsense" * 3)
+    notes.write_text("not audio")
+    bad_landmarks = folder / "bad.npy"
+    np.save(bad_landmarks, np.zeros((5, 10, 2)))
+    portrait, short = str(inputs["portrait"]), str(inputs["short"])
+    return {
+        "missing image": (["--img_path", str(folder / "none.png"), "--audio_path", short], "image file not found"),
+        "silent audio": (["--img_path", portrait, "--audio_path", str(silent)], "is silent"),
+        "corrupt audio": (["--img_path", portrait, "--audio_path", str(corrupt)], "cannot decode audio file"),
+        "unsupported file": (["--img_path", portrait, "--audio_path", str(notes)], "cannot decode audio file"),
+        "image as audio": (["--img_path", portrait, "--audio_path", portrait], "portrait.png has no audio stream"),
+        "bad landmarks": (["--img_path", portrait, "--audio_path", short, "--landmarks", str(bad_landmarks)], r"shape \(N, 68, 2\)"),
+        "sadtalker": (["--img_path", portrait, "--audio_path", short, "--ldmk_render", "sadtalker"], "not yet available"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing image", "silent audio", "corrupt audio", "unsupported file", "image as audio", "bad landmarks", "sadtalker"]
+)
+def test_each_bad_input_is_one_error_line(cli_main, inputs, tmp_path, capsys, case):
+    argv, message = _bad_inputs(inputs, tmp_path)[case]
+    out = tmp_path / "out"
+    assert cli_main(["--tiny", "--save_root", str(out), *argv]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert re.search(message, error), error
+    assert not out.exists()
+
+
+def test_missing_checkpoints_name_the_file_and_the_fetch_command(cli_main, inputs, tmp_path, capsys):
+    argv = ["--ckpt_dir", str(tmp_path / "ckpts"), "--device", "cpu", "--save_root", str(tmp_path / "out"),
+            "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"])]  # fmt: skip
+    assert cli_main(argv) == 2
+    error = capsys.readouterr().err
+    assert "make fetch MODE=keypoint" in error and str(tmp_path / "ckpts") in error
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,90 @@
+"""The landmark pipeline (windows see their own pose images) and the animator's portrait rule."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.keypoint_animator import KeypointAnimator, prepare_portrait
+from utils.errors import InputError
+from utils.periodic_sampling import get_views
+
+SIZE, FRAMES, WINDOW = 32, 7, 4
+
+
+@pytest.fixture(scope="module")
+def animator() -> KeypointAnimator:
+    return KeypointAnimator(tiny=True, device="cpu", show_progress=False)
+
+
+def _tagged_pose_images() -> torch.Tensor:
+    """(1, T, 3, H, W) pose images whose value is frame_index / 10."""
+    return (torch.arange(FRAMES, dtype=torch.float32) / 10).view(1, FRAMES, 1, 1, 1).expand(1, FRAMES, 3, SIZE, SIZE)
+
+
+def test_each_window_gets_its_own_frames_pose_images_in_both_guidance_halves(animator):
+    pipe = animator.pipe
+    seen = []
+    handle = pipe.controlnet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["landmarks"][:, :, 0, 0, 0].clone()), with_kwargs=True
+    )
+    try:
+        pipe(
+            torch.rand(3, SIZE, SIZE),
+            torch.randn(1, FRAMES - 1, 2, SIZE, SIZE),
+            _tagged_pose_images(),
+            num_inference_steps=1,
+            window_size=WINDOW,
+            output_type="latent",
+        )
+    finally:
+        handle.remove()
+    views = get_views(FRAMES, WINDOW)
+    assert len(seen) == len(views) and len(views) > 1
+    for window, (start, end) in zip(seen, views):
+        expected = torch.tensor([0, *range(start, end)], dtype=torch.float32) / 10
+        assert window.shape[0] == 2  # unconditional and conditional halves
+        torch.testing.assert_close(window, expected.expand(2, -1))
+
+
+def test_pose_images_change_the_video(animator):
+    def run(pose_images):
+        return animator.pipe(
+            torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)),
+            torch.zeros(1, FRAMES - 1, 2, SIZE, SIZE),
+            pose_images,
+            num_inference_steps=1,
+            window_size=WINDOW,
+            output_type="np",
+            generator=torch.Generator().manual_seed(0),
+        ).frames
+
+    first = run(torch.zeros(1, FRAMES, 3, SIZE, SIZE))
+    assert first.shape == (1, FRAMES, SIZE, SIZE, 3)
+    assert not np.allclose(first, run(torch.ones(1, FRAMES, 3, SIZE, SIZE)))
+
+
+def test_pose_images_must_cover_every_frame(animator):
+    with pytest.raises(InputError, match="one pose image per frame"):
+        animator.pipe(torch.rand(3, SIZE, SIZE), torch.zeros(1, FRAMES - 1, 2, SIZE, SIZE), torch.zeros(1, FRAMES - 1, 3, SIZE, SIZE))
+
+
+def test_animate_returns_video_flow_pose_images_and_panels(animator):
+    rng = np.random.default_rng(0)
+    landmarks = 16 + rng.normal(scale=3, size=(9, 68, 2))
+    frame = Image.fromarray(rng.integers(0, 255, size=(SIZE, SIZE, 3), dtype=np.uint8))
+    result = animator.animate(frame, landmarks, max_frames=6, steps=1, window_size=WINDOW)
+    assert result.frames.shape == (6, SIZE, SIZE, 3) and result.frames.dtype == np.uint8
+    assert tuple(result.flow.shape) == (5, 2, SIZE, SIZE)
+    assert result.pose_images.shape == (6, SIZE, SIZE, 3) and result.landmarks.shape == (6, 68, 2)
+    assert result.panel_frames().shape == (6, SIZE, 5 * SIZE, 3)
+    with pytest.raises(InputError, match="at least 2"):
+        animator.animate(frame, landmarks, max_frames=1)
+
+
+@pytest.mark.parametrize(
+    "size,expected",
+    [((512, 512), (512, 512)), ((1024, 640), (1024, 640)), ((600, 400), (768, 512)), ((500, 700), (512, 704))],
+)
+def test_portrait_rule_keeps_64_aligned_images_and_resizes_others(size, expected):
+    assert prepare_portrait(Image.new("RGB", size)).size == expected
