@@ -134,33 +134,27 @@ def test_clip_input_is_unnormalised_by_default_and_normalised_on_request(pipe):
     torch.testing.assert_close(normalised, (raw - mean) / std)
 
 
-def test_guidance_grows_linearly_over_the_frames():
-    """eps = u + g_f (c - u) with g = linspace(min, max, T), checked with stand-in models."""
-    num_frames, pipe_stub = 5, FlowControlNetPipeline.__new__(FlowControlNetPipeline)
+def test_guidance_grows_linearly_over_the_frames(pipe, monkeypatch):
+    """eps = u + g_f (c - u) with g = linspace(min, max, T): seen with a UNet predicting c = 1, u = 0."""
 
-    def controlnet(sample, timestep, **kwargs):
-        return [], None, None
+    def conditional_one_unconditional_zero(module, args, kwargs, output):
+        prediction = torch.zeros_like(output[0])
+        prediction[prediction.shape[0] // 2 :] = 1.0
+        return (prediction,)
 
-    def unet(sample, timestep, **kwargs):
-        half = sample.shape[0] // 2
-        out = torch.zeros(sample.shape[0], sample.shape[1], 4, 2, 2)
-        out[half:] = 1.0  # conditional prediction 1, unconditional 0
-        return (out,)
+    guided, step = [], pipe.scheduler.step
 
-    object.__setattr__(pipe_stub, "controlnet", controlnet)
-    object.__setattr__(pipe_stub, "unet", unet)
-    conditioning = {
-        "image_embeddings": torch.zeros(2, 1, 4),
-        "image_latents": torch.zeros(2, 4, 2, 2),
-        "added_time_ids": torch.zeros(2, 3),
-        "controlnet_cond": torch.zeros(2, 3, 4, 4),
-        "controlnet_flow": torch.zeros(2, num_frames - 1, 2, 4, 4),
-    }
-    guidance = torch.linspace(1.0, 3.0, num_frames).view(1, num_frames, 1, 1, 1)
-    output = pipe_stub.predict_window(
-        torch.arange(num_frames), torch.zeros(1, num_frames, 4, 2, 2), torch.tensor(0.0), conditioning, guidance, 1.0
-    )
-    torch.testing.assert_close(output[0, :, 0, 0, 0], torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]))
+    def recording_step(model_output, *args, **kwargs):
+        guided.append(model_output)
+        return step(model_output, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.scheduler, "step", recording_step)
+    handle = pipe.unet.register_forward_hook(conditional_one_unconditional_zero, with_kwargs=True)
+    try:
+        _run(pipe, num_frames=5, min_guidance_scale=1.0, max_guidance_scale=3.0)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(guided[0][0, :, 0, 0, 0], torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]))
 
 
 def test_fourteen_frames_run_in_one_window(pipe):
