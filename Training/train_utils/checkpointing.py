@@ -5,7 +5,7 @@ A checkpoint folder written by ``accelerator.save_state`` with :func:`register_a
 * ``controlnet/config.json`` and ``controlnet/diffusion_pytorch_model.safetensors`` (diffusers format,
   loadable with ``FlowControlNet.from_pretrained``);
 * ``optimizer.bin``, ``scheduler.bin``, ``scaler.pt`` (fp16), ``random_states_<rank>.pkl`` and the
-  trainer's own generators (``custom_checkpoint_*.pkl``), so a resumed run continues exactly.
+  trainer's own generators of every process (``trainer_state_<rank>.pt``), so a resumed run continues exactly.
 
 The frozen UNet, VAE, CLIP and CMP are never written.
 """
@@ -16,7 +16,9 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Protocol
 
+import torch
 from accelerate import Accelerator
 
 from models.flow_controlnet import FlowControlNet
@@ -26,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 ADAPTER_FOLDER = "controlnet"
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 def checkpoint_step(path: Path) -> int:
@@ -72,8 +80,12 @@ def prune_checkpoints(output_dir: Path, keep: int) -> list[Path]:
     return removed
 
 
-def register_adapter_hooks(accelerator: Accelerator) -> None:
-    """Make ``save_state``/``load_state`` write and read the adapter as a diffusers folder, nothing else."""
+def register_adapter_hooks(accelerator: Accelerator, process_state: dict[str, Stateful]) -> None:
+    """Make ``save_state``/``load_state`` write and read the adapter as a diffusers folder (no other
+    weights), plus ``process_state`` (e.g. random generators) separately for every process."""
+
+    def state_file(folder: str) -> Path:
+        return Path(folder) / f"trainer_state_{accelerator.process_index}.pt"
 
     def save_adapter(models: list, weights: list, output_dir: str) -> None:
         for model in models:
@@ -81,6 +93,7 @@ def register_adapter_hooks(accelerator: Accelerator) -> None:
             if accelerator.is_main_process:
                 accelerator.unwrap_model(model).save_pretrained(Path(output_dir) / ADAPTER_FOLDER, state_dict=state_dict)
         del weights[:]
+        torch.save({name: obj.state_dict() for name, obj in process_state.items()}, state_file(output_dir))
 
     def load_adapter(models: list, input_dir: str) -> None:
         while models:
@@ -88,6 +101,9 @@ def register_adapter_hooks(accelerator: Accelerator) -> None:
             loaded = FlowControlNet.from_pretrained(Path(input_dir) / ADAPTER_FOLDER)
             model.load_state_dict(loaded.state_dict())
             del loaded
+        saved = torch.load(state_file(input_dir), weights_only=False)
+        for name, obj in process_state.items():
+            obj.load_state_dict(saved[name])
 
     accelerator.register_save_state_pre_hook(save_adapter)
     accelerator.register_load_state_pre_hook(load_adapter)

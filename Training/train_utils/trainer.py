@@ -146,6 +146,8 @@ def train(args: argparse.Namespace) -> TrainingResult:
     """Run one stage as configured by ``args`` (see :func:`train_utils.arguments.build_parser`)."""
     output_dir = Path(args.output_dir)
     accelerator = build_accelerator(args)
+    if not accelerator.is_local_main_process:
+        logging.getLogger("train_utils").setLevel(logging.WARNING)
     if args.tiny:
         logger.warning(TINY_NOTICE)
     set_seed(args.seed)
@@ -176,22 +178,13 @@ def train(args: argparse.Namespace) -> TrainingResult:
     optimizer = build_optimizer(args, parameters, accelerator.device)
 
     # data
-    dataset = VideoClipDataset(
-        read_video_csv(args.train_csv, args.data_root),
-        args.num_frames,
-        args.sample_stride,
-        args.train_height,
-        args.train_width,
-        args.resize_mode,
-        seed=args.seed,
-        use_precomputed_flow=args.flow_estimator == "precomputed",
-    )
+    dataset = training_dataset(args)
     loader = DataLoader(
         dataset, batch_size=args.per_gpu_batch_size, shuffle=True, num_workers=args.num_workers, collate_fn=collate_clips
     )
-    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    # each process sees 1/num_processes of the batches
+    shard_batches = math.ceil(len(loader) / accelerator.num_processes)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * math.ceil(shard_batches / args.gradient_accumulation_steps)
     lr_scheduler = get_scheduler(
         args.lr_scheduler,
         optimizer=optimizer,
@@ -200,37 +193,21 @@ def train(args: argparse.Namespace) -> TrainingResult:
     )
 
     controlnet, optimizer, loader, lr_scheduler = accelerator.prepare(controlnet, optimizer, loader, lr_scheduler)
-    register_adapter_hooks(accelerator)
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     randomness = TrainingRandomness(args.seed, accelerator.process_index)
     dropout = ConditioningDropout(args.conditioning_dropout_prob)
-    accelerator.register_for_checkpointing(randomness, dropout)
+    register_adapter_hooks(accelerator, {"randomness": randomness, "conditioning_dropout": dropout})
     flow_estimator = make_flow_estimator(args, accelerator.device)
-    step_config = StepConfig(
-        stage=args.stage,
-        conventions=TrainingConventions.from_flags(args.fix_train_inference_mismatch, args.time_ids_order),
-        fps=args.fps,
-        motion_bucket_id=args.motion_bucket_id,
-        noise_aug_strength=args.noise_aug_strength,
-        s2d_size=args.s2d_size,
-        vae_encode_chunk_size=args.vae_encode_chunk_size,
-    )
     training_step = AdapterTrainingStep(
-        components, step_config, flow_estimator, dropout, randomness, accelerator.device, weight_dtype
+        components, step_config(args), flow_estimator, dropout, randomness, accelerator.device, weight_dtype
     )
     if accelerator.is_main_process and accelerator.log_with:
         accelerator.init_trackers(f"mofa_adapter_stage{args.stage}", config=tracker_config(args))
 
-    # resume
-    global_step, first_epoch, resume_batches = 0, 0, 0
-    resume_path = resolve_resume_checkpoint(output_dir, args.resume_from_checkpoint)
-    if resume_path is not None:
-        logger.info("resuming from %s", resume_path)
-        accelerator.load_state(str(resume_path))
-        global_step = checkpoint_step(resume_path)
-        first_epoch = global_step // steps_per_epoch
-        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
-    elif args.resume_from_checkpoint:
-        logger.info("no checkpoint in %s yet: starting from step 0", output_dir)
+    global_step = resume(accelerator, output_dir, args.resume_from_checkpoint)
+    first_epoch = global_step // steps_per_epoch
+    resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
     validation = Validator(args, components, dataset, flow_estimator, accelerator)
     result = TrainingResult(global_step=global_step)
@@ -278,6 +255,43 @@ def train(args: argparse.Namespace) -> TrainingResult:
     logger.info("finished at step %d; %s", global_step, result.skip_summary)
     accelerator.end_training()
     return result
+
+
+def training_dataset(args: argparse.Namespace) -> VideoClipDataset:
+    return VideoClipDataset(
+        read_video_csv(args.train_csv, args.data_root),
+        args.num_frames,
+        args.sample_stride,
+        args.train_height,
+        args.train_width,
+        args.resize_mode,
+        seed=args.seed,
+        use_precomputed_flow=args.flow_estimator == "precomputed",
+    )
+
+
+def step_config(args: argparse.Namespace) -> StepConfig:
+    return StepConfig(
+        stage=args.stage,
+        conventions=TrainingConventions.from_flags(args.fix_train_inference_mismatch, args.time_ids_order),
+        fps=args.fps,
+        motion_bucket_id=args.motion_bucket_id,
+        noise_aug_strength=args.noise_aug_strength,
+        s2d_size=args.s2d_size,
+        vae_encode_chunk_size=args.vae_encode_chunk_size,
+    )
+
+
+def resume(accelerator: Accelerator, output_dir: Path, resume_from: str | None) -> int:
+    """Load the checkpoint named by ``--resume_from_checkpoint`` (if any); returns the step to continue from."""
+    resume_path = resolve_resume_checkpoint(output_dir, resume_from)
+    if resume_path is None:
+        if resume_from:
+            logger.info("no checkpoint in %s yet: starting from step 0", output_dir)
+        return 0
+    logger.info("resuming from %s", resume_path)
+    accelerator.load_state(str(resume_path))
+    return checkpoint_step(resume_path)
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, global_step: int, keep: int) -> None:

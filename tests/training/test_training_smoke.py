@@ -68,7 +68,7 @@ def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(t
     files = sorted(str(path.relative_to(checkpoint)) for path in checkpoint.rglob("*") if path.is_file())
     assert files == [
         "controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors",
-        "custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "optimizer.bin", "random_states_0.pkl", "scheduler.bin",
+        "optimizer.bin", "random_states_0.pkl", "scheduler.bin", "trainer_state_0.pt",
     ]
     final = FlowControlNet.from_pretrained(tmp_path / "controlnet")
     saved = adapter_state(checkpoint / "controlnet")
