@@ -18,7 +18,8 @@ resized so its short side is 512 and centre-cropped to multiples of 64 (an image
 is unchanged), or fitted to ``height`` x ``width`` (resized to cover, centre-cropped); tracks and brush follow.
 
 Tiny mode (``tiny=True``) builds random tiny models (tiny CMP on a 64-px grid, 64-px short side cropped to
-multiples of 4, 2 steps by default) and needs no checkpoint: it exercises the whole chain in seconds on a CPU, and its videos are noise.
+multiples of 4, 2 steps by default) and needs no checkpoint: it exercises the whole chain in seconds on a
+CPU, and its videos are noise.
 """
 
 from __future__ import annotations
@@ -385,7 +386,8 @@ class TrajectoryAnimator:
         self, image: Image.Image | np.ndarray, height: int | None = None, width: int | None = None
     ) -> Image.Image:
         """The generation frame for an image (short side 512 cropped to multiples of 64, or in tiny mode 64
-        cropped to multiples of 4; or fitted to ``height`` x ``width``). Clicks on this frame can be passed to :meth:`animate` as they are."""
+        cropped to multiples of 4; or fitted to ``height`` x ``width``). Clicks on this frame can be passed to
+        :meth:`animate` as they are."""
         image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
         image = image.convert("RGB")
         geometry = fit_geometry(image.width, image.height, width, height, self.short_side, self.size_multiple)
