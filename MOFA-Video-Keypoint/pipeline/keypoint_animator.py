@@ -25,7 +25,7 @@ from PIL import Image
 from aniportrait.synthetic import synthetic_landmarks
 from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
 from pipeline.pipeline import LandmarkFlowControlNetPipeline
-from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_files, require_mode
+from utils.checkpoints import ADAPTER_FILES, SOURCES, SVD_DIR, default_ckpt_dir, require_files
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
 from utils.landmark_conditions import (
@@ -118,7 +118,8 @@ class KeypointAnimator:
         show_progress: show the pipeline's progress bar over denoising steps.
 
     Raises:
-        CheckpointError: a checkpoint file is missing (the message names it and ``make fetch MODE=keypoint``).
+        CheckpointError: a checkpoint file is missing (the message names it and ``make fetch MODE=keypoint``);
+            the landmark-generator files are checked when landmarks are first generated.
     """
 
     def __init__(
@@ -139,8 +140,8 @@ class KeypointAnimator:
             self.pipe, self.cmp = build_tiny_components()
         else:
             adapter_dir = Path(adapter_dir) if adapter_dir is not None else self.ckpt_dir / ADAPTER_DIR
-            require_mode(self.ckpt_dir, "keypoint")
-            require_files(adapter_dir, ["config.json", "diffusion_pytorch_model.safetensors"], "keypoint")
+            require_files(self.ckpt_dir, SOURCES["svd"].local_paths() + SOURCES["cmp"].local_paths(), "keypoint")
+            require_files(adapter_dir, list(ADAPTER_FILES), "keypoint")
             self.pipe, self.cmp = load_components(self.ckpt_dir, adapter_dir, plan.dtype)
         self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
         self.cmp.to(self.device)  # CMP always runs in fp32
@@ -205,7 +206,8 @@ class KeypointAnimator:
             raise InputError(f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}")
         dtype = self.memory.dtype
         pose_images = render_pose_images(landmarks, width, height)
-        sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, self.cmp_grid, dtype)
+        hint_dtype = torch.float16 if dtype == torch.float16 else torch.float32  # the released fp16 run's rounding
+        sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, self.cmp_grid, hint_dtype)
         reference = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float() / 255.0
         flow = dense_landmark_flow(
             self.cmp, reference, sparse_flow, sparse_mask, width, height, self.memory.cmp_chunk_size

@@ -155,3 +155,14 @@ def test_missing_checkpoints_name_the_file_and_the_fetch_command(cli_main, input
     error = capsys.readouterr().err
     assert "make fetch MODE=keypoint" in error and str(tmp_path / "ckpts") in error
     assert not (tmp_path / "out").exists()
+
+
+def test_ckpt_dir_may_name_the_adapter_folder_as_the_released_command_did(cli_main, inputs, tmp_path, capsys):
+    adapter = tmp_path / "ckpts" / "mofa" / "ldmk_controlnet"
+    adapter.mkdir(parents=True)
+    (adapter / "config.json").write_text("{}")
+    argv = ["--ckpt_dir", str(adapter), "--device", "cpu", "--save_root", str(tmp_path / "out"),
+            "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"])]  # fmt: skip
+    assert cli_main(argv) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "ckpts" / "stable-video-diffusion-img2vid-xt-1-1") in error  # the rest comes from ckpts/
