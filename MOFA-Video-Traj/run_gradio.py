@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from pipeline.trajectory_animator import TrajectoryAnimator
+from pipeline.trajectory_animator import TINY_NOTICE, TrajectoryAnimator
 from utils import ui_state
 from utils.checkpoints import fetch_command
 from utils.errors import CheckpointError, InputError
@@ -30,7 +30,11 @@ from utils.video_io import load_image, resize_and_center_crop, save_png
 
 TITLE = "MOFA-Video-Traj"
 MAX_FRAMES = 125
-CSS = "#tiny-banner {background: #fff4e5; border: 1px solid #f0a020; border-radius: 8px; padding: 6px 12px;}"
+PREVIEW_HEIGHT = 320
+CSS = """
+#tiny-banner {background: #fff4e5; border: 1px solid #f0a020; border-radius: 8px; padding: 6px 12px;}
+.fit-image img {width: 100%; height: 100%; object-fit: contain;}
+"""
 INSTRUCTIONS = """\
 1. **Upload Image** (any size; it is resized to a short side of 512 and cropped to multiples of 64).
 2. Click points on **Add Trajectory Here**: the first click is where the motion starts, later clicks are
@@ -176,8 +180,8 @@ class DemoHandlers:
         memory: str,
         progress: gr.Progress = gr.Progress(),
     ):
-        """Animates the image; returns (video, flow video, hint image, preview, status)."""
-        unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        """Animates the image; returns (video, flow video, hint image, status)."""
+        unchanged = (gr.skip(), gr.skip(), gr.skip())
         tracks, message = ui_state.tracks_for_run(session)
         if message:
             _warn(message)
@@ -208,9 +212,10 @@ class DemoHandlers:
             _warn(message)
             return *unchanged, message
         for warning in result.warnings:
-            _warn(warning)
+            if warning != TINY_NOTICE:  # the banner already says so
+                _warn(warning)
         status = f"Done: {len(result.frames)} frames written to {run_dir}."
-        return str(paths.video), str(paths.flow_video), str(paths.hint), result.flow_preview, status
+        return str(paths.video), str(paths.flow_video), str(paths.hint), status
 
 
 def build_demo(
@@ -267,8 +272,14 @@ def build_demo(
                         elem_id="brush-painter",
                     )
                 with gr.Row():
-                    flow_preview = gr.Image(label="Visualized Flow (last frame)", format="png", interactive=False)
-                    hint_image = gr.Image(label="Visualized Hint Image", type="filepath", interactive=False)
+                    flow_preview = gr.Image(
+                        label="Visualized Flow (last frame)", format="png", interactive=False, height=PREVIEW_HEIGHT,
+                        elem_classes="fit-image",
+                    )  # fmt: skip
+                    hint_image = gr.Image(
+                        label="Visualized Hint Image", type="filepath", interactive=False, height=PREVIEW_HEIGHT,
+                        elem_classes="fit-image",
+                    )  # fmt: skip
                 with gr.Row():
                     output_video = gr.Video(label="Output Video", interactive=False, loop=True, elem_id="output-video")
                     flow_video = gr.Video(label="Output Flow", interactive=False, loop=True, elem_id="flow-video")
@@ -284,6 +295,8 @@ def build_demo(
             [session],
             [session, trajectory_image, flow_preview, status],
             api_name="add_point",
+            trigger_mode="multiple",  # a click made while the previous one is processed is queued, not dropped
+            show_progress="hidden",  # and not swallowed by a progress overlay
         )
         add_trajectory.click(
             handlers.add_trajectory, [session], [session, trajectory_image, status], api_name="add_trajectory"
@@ -299,6 +312,8 @@ def build_demo(
             [session, brush_radius],
             [session, brush_image, flow_preview, status],
             api_name="add_brush",
+            trigger_mode="multiple",
+            show_progress="hidden",
         )
         painter.apply(
             handlers.paint_brush,
@@ -315,7 +330,7 @@ def build_demo(
         run.click(
             handlers.run,
             [session, num_frames, steps, seed, control_scale, memory_preset],
-            [output_video, flow_video, hint_image, flow_preview, status],
+            [output_video, flow_video, hint_image, status],
             api_name="run",
         )
     return demo

@@ -95,7 +95,25 @@ def _wait_for_status(page, text: str) -> None:
     )
 
 
-def test_upload_two_clicks_add_trajectory_and_run_show_a_playable_video(tiny_demo_url, page, tmp_path):
+def _click_image(page, selector: str, fx: float, fy: float, expected_status: str) -> None:
+    """Clicks at a fraction (fx, fy) of an image and waits until the redrawn image has loaded.
+
+    A click that lands while the image element swaps to its new file is lost, so the next click waits.
+    """
+    image = page.locator(f"{selector} img")
+    old_source = image.get_attribute("src")
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    _wait_for_status(page, expected_status)
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector + ' img');"
+        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
+        arg=[selector, old_source],
+        timeout=EVENT_TIMEOUT_MS,
+    )
+
+
+def test_upload_two_clicks_add_trajectory_brush_and_run_show_a_playable_video(tiny_demo_url, page, tmp_path):
     image = np.zeros((256, 256, 3), np.uint8)
     image[..., 0] = np.linspace(0, 255, 256, dtype=np.uint8)[None, :]
     image[64:192, 64:192, 2] = 200
@@ -110,12 +128,10 @@ def test_upload_two_clicks_add_trajectory_and_run_show_a_playable_video(tiny_dem
         " return img && img.complete && img.naturalWidth === 512; }",
         timeout=EVENT_TIMEOUT_MS,
     )
-    box = page.locator("#trajectory-image img").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
-    _wait_for_status(page, "1 trajectories (1 clicks)")
-    page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.45)
-    _wait_for_status(page, "1 trajectories (2 clicks)")
+    _click_image(page, "#trajectory-image", 0.4, 0.5, "1 trajectories (1 clicks)")
+    _click_image(page, "#trajectory-image", 0.6, 0.45, "1 trajectories (2 clicks)")
     page.get_by_role("button", name="Add Trajectory").click()
+    _click_image(page, "#brush-image", 0.4, 0.5, "(2 clicks), 1 brush stamps")
     for slider, value in (("#num-frames", "3"), ("#steps", "2")):
         number = page.locator(f"{slider} input[type=number]")
         number.fill(value)

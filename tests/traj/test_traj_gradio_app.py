@@ -307,7 +307,7 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     assert np.asarray(Image.open(preview)).shape == (512, 512, 3)
     assert _status(client.predict(api_name="/add_trajectory")) == status
 
-    video, flow_video, hint, _, status = client.predict(3, 2, 7, 0.6, "low", api_name="/run")
+    video, flow_video, hint, status = client.predict(3, 2, 7, 0.6, "low", api_name="/run")
     assert status.startswith("Done: 3 frames written to ")
     assert read_video(video).frames.shape[0] == 3
     assert read_video(flow_video).frames.shape[0] == 3
