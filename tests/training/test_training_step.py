@@ -1,0 +1,79 @@
+"""What one training step feeds the adapter, under the released and the fixed conventions, in both stages."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from train_utils.arguments import parse_args
+from train_utils.components import freeze, load_components
+from train_utils.conditioning import ConditioningDropout, TrainingConventions
+from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
+
+
+class RecordingAdapter(nn.Module):
+    """Calls the real adapter and keeps its keyword inputs."""
+
+    def __init__(self, adapter):
+        super().__init__()
+        self.adapter = adapter
+        self.calls = []
+
+    def forward(self, sample, timestep, encoder_hidden_states, added_time_ids, **kwargs):
+        self.calls.append({"sample": sample, "timestep": timestep, "added_time_ids": added_time_ids, **kwargs})
+        return self.adapter(sample, timestep, encoder_hidden_states, added_time_ids, **kwargs)
+
+
+def constant_flow(value):
+    def estimate(frames):
+        return torch.full((frames.shape[0], frames.shape[1] - 1, 2, *frames.shape[-2:]), value)
+
+    return estimate
+
+
+@pytest.fixture(scope="module")
+def components():
+    """Tiny stage-2 networks; tiny models run fastest on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    parts = load_components(parse_args(2, ["--tiny", "--output_dir", "unused"]))
+    freeze(parts.vae, parts.image_encoder, parts.unet, parts.cmp)
+    yield parts
+    torch.set_num_threads(threads)
+
+
+def run_step(components, stage, conventions, flow_value=1.0):
+    step = AdapterTrainingStep(
+        components, StepConfig(stage=stage, conventions=conventions, s2d_size=64), constant_flow(flow_value),
+        ConditioningDropout(0.0), TrainingRandomness(0), torch.device("cpu"), torch.float32,
+    )
+    adapter = RecordingAdapter(components.controlnet)
+    pixel_values = torch.rand(2, 3, 3, 16, 16) * 0.5 + 0.5  # frames in [0.5, 1]
+    output = step({"pixel_values": pixel_values}, adapter)
+    return output, adapter.calls[0], pixel_values
+
+
+def test_released_conventions_feed_a_0_1_image_and_swapped_time_ids(components):
+    output, call, pixel_values = run_step(components, 1, TrainingConventions())
+    assert torch.isfinite(output.loss)
+    assert torch.equal(call["controlnet_cond"], pixel_values[:, 0])
+    assert call["added_time_ids"].tolist() == [[6.0, pytest.approx(0.02), 127.0]] * 2
+    assert call["sample"].shape == (2, 3, 8, 8, 8)  # scaled noisy latents + first-frame latents
+    assert torch.allclose(call["timestep"], output.sigmas.log() / 4)
+    assert torch.equal(call["controlnet_flow"], torch.ones(2, 2, 2, 16, 16))  # stage 1: the dense flow itself
+
+
+def test_fixed_conventions_feed_a_signed_image_and_svd_time_ids(components):
+    output, call, pixel_values = run_step(components, 1, TrainingConventions.from_flags(True))
+    assert torch.isfinite(output.loss)
+    assert torch.allclose(call["controlnet_cond"], pixel_values[:, 0] * 2 - 1)
+    assert call["added_time_ids"].tolist() == [[6.0, 127.0, pytest.approx(0.02)]] * 2
+
+
+def test_stage2_feeds_cmp_flow_from_hints_not_the_dense_flow(components):
+    output, call, _ = run_step(components, 2, TrainingConventions(), flow_value=200.0)
+    flow = call["controlnet_flow"]
+    assert flow.shape == (2, 2, 2, 16, 16) and torch.isfinite(output.loss)
+    # CMP's flow is bounded by its bins (tiny CMP: +-50*(1-1/9) px on its 64-px grid = +-11.1 px at 16 px)
+    assert flow.abs().max() <= 50 * (1 - 1 / 9) * 16 / 64 + 1e-4
+    assert not np.allclose(flow.numpy(), 200.0)
