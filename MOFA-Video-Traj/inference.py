@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--memory", choices=MEMORY_PRESETS, default="high", help="memory preset (see utils/memory.py)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet and the adapter (GPUs)")
     parser.add_argument("--decode_chunk_size", type=int, default=None, help="frames per VAE decode (default: preset)")
     parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
                         help="random tiny models, no weights needed, output is noise (also MOFA_TINY=1)")
@@ -234,7 +235,12 @@ def build_animator(args: argparse.Namespace, device: str | None):
     from pipeline.trajectory_animator import TrajectoryAnimator
 
     return TrajectoryAnimator(
-        ckpt_dir=args.ckpt_dir, device=device, dtype=args.dtype, memory=args.memory, tiny=args.tiny
+        ckpt_dir=args.ckpt_dir,
+        device=device,
+        dtype=args.dtype,
+        memory=args.memory,
+        tiny=args.tiny,
+        compile_models=args.compile,
     )
 
 

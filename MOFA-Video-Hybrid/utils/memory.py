@@ -10,6 +10,8 @@ low        sequential CPU offload (per layer)     2 frames      2 flows       ch
 =========  =====================================  ============  ============  ============  ============
 
 Decoding 8 frames at a time is what the released demos did (the temporal decoder sees one chunk at a time).
+Any preset can also compile the UNet and the adapter with ``torch.compile`` (``compile_models=True``): slower
+first step, faster later ones, on GPUs.
 
 Weights are fp16 on an accelerator (``bf16`` or ``fp32`` on request) and fp32 on the CPU. On the CPU the
 offload levers do nothing useful, so they are skipped unless asked for (tests use that to check the hooks).
@@ -50,6 +52,7 @@ class MemoryPlan:
         cmp_chunk_size: hint frames CMP turns into dense flow at a time (None: all at once).
         offload: ``none``, ``model`` (whole models moved on demand) or ``sequential`` (layer by layer).
         forward_chunking: feed-forward layers run one frame at a time.
+        compile_models: the UNet and the adapter are compiled with ``torch.compile``.
     """
 
     preset: str
@@ -59,6 +62,7 @@ class MemoryPlan:
     cmp_chunk_size: int | None
     offload: str
     forward_chunking: bool
+    compile_models: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly settings (for logs and the ``out.json`` of a run)."""
@@ -92,6 +96,7 @@ def memory_plan(
     device: torch.device | str,
     dtype: str | None = None,
     offload: bool | None = None,
+    compile_models: bool = False,
 ) -> MemoryPlan:
     """What ``preset`` means on ``device``.
 
@@ -101,6 +106,7 @@ def memory_plan(
         dtype: ``fp32`` / ``fp16`` / ``bf16`` / ``auto`` (None = auto: fp16 on accelerators, fp32 on CPU).
         offload: None = the preset's offload on accelerators and none on the CPU; True = the preset's
             offload even on the CPU; False = never offload.
+        compile_models: compile the UNet and the adapter with ``torch.compile``.
 
     Raises:
         InputError: an unknown preset or dtype.
@@ -112,7 +118,14 @@ def memory_plan(
     if offload is False or (offload is None and device.type == "cpu"):
         offload_mode = "none"
     return MemoryPlan(
-        preset, device, resolve_dtype(dtype, device), decode_chunk_size, cmp_chunk_size, offload_mode, forward_chunking
+        preset,
+        device,
+        resolve_dtype(dtype, device),
+        decode_chunk_size,
+        cmp_chunk_size,
+        offload_mode,
+        forward_chunking,
+        compile_models,
     )
 
 
@@ -149,6 +162,7 @@ def apply_memory_preset(
     device: torch.device | str,
     dtype: str | None = None,
     offload: bool | None = None,
+    compile_models: bool = False,
 ) -> MemoryPlan:
     """Casts, places and configures a diffusers pipeline for ``preset`` (see the module table).
 
@@ -159,12 +173,12 @@ def apply_memory_preset(
 
     Args:
         pipe: a ``DiffusionPipeline`` (``model_cpu_offload_seq`` set).
-        preset, device, dtype, offload: see :func:`memory_plan`.
+        preset, device, dtype, offload, compile_models: see :func:`memory_plan`.
 
     Returns:
         The applied :class:`MemoryPlan`.
     """
-    plan = memory_plan(preset, device, dtype, offload)
+    plan = memory_plan(preset, device, dtype, offload, compile_models)
     pipe.remove_all_hooks()
     models = [component for component in pipe.components.values() if isinstance(component, torch.nn.Module)]
     for model in models:
@@ -178,4 +192,9 @@ def apply_memory_preset(
         pipe.enable_sequential_cpu_offload(device=plan.device)
     else:
         pipe.to(plan.device)
+    if plan.compile_models:
+        for name in ("unet", "controlnet"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                model.compile()
     return plan

@@ -256,6 +256,7 @@ class TrajectoryAnimator:
         dtype: ``fp16`` / ``bf16`` / ``fp32`` / ``auto`` (None = auto: fp16 on accelerators, fp32 on CPU).
         memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
         tiny: build random tiny models instead of loading weights (outputs are noise).
+        compile_models: compile the UNet and the adapter with ``torch.compile`` (GPUs; slow first run).
         show_progress: show the pipeline's progress bar over denoising steps.
 
     Raises:
@@ -270,6 +271,7 @@ class TrajectoryAnimator:
         dtype: str | None = None,
         memory: str = "high",
         tiny: bool = False,
+        compile_models: bool = False,
         show_progress: bool = True,
     ):
         self.device = torch.device(device) if device is not None else default_device()
@@ -281,7 +283,7 @@ class TrajectoryAnimator:
         else:
             require_mode(self.ckpt_dir, "traj")
             self.pipe, self.cmp = load_components(self.ckpt_dir, plan.dtype)
-        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
+        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype, compile_models=compile_models)
         self.cmp.to(self.device)  # CMP always runs in fp32
         self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
         self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
@@ -302,7 +304,9 @@ class TrajectoryAnimator:
     def set_memory(self, preset: str) -> None:
         """Switch the memory preset (keeps the dtype); a no-op when ``preset`` is the current one."""
         if preset != self.memory.preset:
-            self.memory = apply_memory_preset(self.pipe, preset, self.device, dtype_name(self.memory.dtype))
+            self.memory = apply_memory_preset(
+                self.pipe, preset, self.device, dtype_name(self.memory.dtype), compile_models=self.memory.compile_models
+            )
 
     # -------------------------------------------------------------------------------------------- inputs
 

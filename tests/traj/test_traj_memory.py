@@ -124,3 +124,11 @@ def test_switching_back_to_high_removes_the_hooks_and_restores_the_weights():
     assert _devices(pipe.unet) == {"cpu"} and not hasattr(pipe.unet, "_hf_hook")
     torch.testing.assert_close(pipe.unet.conv_in.weight, reference)
     assert _chunk_sizes(pipe.unet) == {None}
+
+
+def test_compile_option_compiles_the_unet_and_the_adapter_only():
+    pipe = _pipe()
+    plan = apply_memory_preset(pipe, "high", "cpu", compile_models=True)
+    assert plan.compile_models and plan.as_dict()["compile_models"] is True
+    assert pipe.unet._compiled_call_impl is not None and pipe.controlnet._compiled_call_impl is not None
+    assert pipe.vae._compiled_call_impl is None and pipe.image_encoder._compiled_call_impl is None
