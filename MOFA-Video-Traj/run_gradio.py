@@ -63,6 +63,11 @@ def new_run_dir(output_dir: Path) -> Path:
     return run_dir
 
 
+def _shown_path(path: Path) -> Path:
+    """``path`` relative to the working folder when it lies below it (shorter to read), else as is."""
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
 def _warn(message: str | None) -> None:
     if message:
         gr.Warning(message)
@@ -214,12 +219,12 @@ class DemoHandlers:
         for warning in result.warnings:
             if warning != TINY_NOTICE:  # the banner already says so
                 _warn(warning)
-        status = f"Done: {len(result.frames)} frames written to {run_dir}."
+        status = f"Done: {len(result.frames)} frames written to {_shown_path(run_dir)}."
         return str(paths.video), str(paths.flow_video), str(paths.hint), status
 
 
 def build_demo(
-    animator: TrajectoryAnimator, output_dir: Path, banner: str | None = None, memory: str = "balanced"
+    animator: TrajectoryAnimator, output_dir: Path, banner: str | None = None, memory: str = "high"
 ) -> gr.Blocks:
     """The Gradio page wired to ``animator``.
 
@@ -348,7 +353,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="weights folder (default: ckpts/ or MOFA_CKPT_DIR)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda, else mps, else cpu)")
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="weight dtype (auto: fp16 on GPUs)")
-    parser.add_argument("--memory", choices=MEMORY_PRESETS, default="balanced", help="initial memory preset")
+    parser.add_argument("--memory", choices=MEMORY_PRESETS, default="high", help="initial memory preset")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="parent folder of per-run outputs")
     return parser.parse_args(argv)
 
