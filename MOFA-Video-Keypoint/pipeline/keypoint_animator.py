@@ -43,7 +43,7 @@ SIZE_MULTIPLE = 64
 DEFAULT_STEPS = 25
 WINDOW_SIZE = 25
 FPS = 25
-TINY_SHORT_SIDE = 64
+TINY_SHORT_SIDE = 32  # long videos: keep tiny runs to about a minute on a CPU
 TINY_STEPS = 2
 TINY_CMP_GRID = 64
 ADAPTER_DIR = "mofa/ldmk_controlnet"
@@ -153,7 +153,10 @@ class KeypointAnimator:
         self._landmark_generator = None
 
     def prepare_image(self, image: Image.Image) -> Image.Image:
-        """The generation frame (:func:`prepare_portrait`; short side 64 and multiples of 4 in tiny mode)."""
+        """The generation frame: :func:`prepare_portrait`, or in tiny mode always short side 32 cropped to
+        multiples of 4."""
+        if self.is_tiny:
+            return resize_and_center_crop(image.convert("RGB"), self.short_side, self.size_multiple)
         return prepare_portrait(image, self.short_side, self.size_multiple)
 
     def landmarks_from_audio(self, frame: Image.Image, waveform: np.ndarray, image_name: str = "image") -> np.ndarray:
