@@ -21,6 +21,7 @@ from aniportrait.audio_models import (
 )
 from aniportrait.face_mesh import ReferenceFace, detect_reference_face, locate_face_model
 from aniportrait.projection import moving_average, project_mesh_sequence, to_68_points
+from utils.checkpoints import require_files
 
 FPS = 25
 POSE_CHUNK_SECONDS = 5
@@ -111,8 +112,15 @@ class AniPortraitLandmarkGenerator:
 
     @classmethod
     def from_checkpoints(cls, ckpt_dir: str | Path, device: torch.device | str = "cpu") -> "AniPortraitLandmarkGenerator":
-        """Build from `<ckpt_dir>/aniportrait/{audio2mesh.pt, audio2pose.pt, wav2vec2-base-960h/config.json}`."""
+        """Build from `<ckpt_dir>/aniportrait/{audio2mesh.pt, audio2pose.pt, wav2vec2-base-960h/}` (only the
+        Wav2Vec2 config and feature-extractor settings are read from that folder: the released heads hold the
+        encoder weights) and the FaceLandmarker bundle (:func:`aniportrait.face_mesh.locate_face_model`).
+
+        Raises:
+            CheckpointError: a file is missing or does not fit (strict loading).
+        """
         ckpt_dir = Path(ckpt_dir)
+        require_files(ckpt_dir, [MESH_HEAD_RELPATH, POSE_HEAD_RELPATH, f"{WAV2VEC_RELPATH}/config.json"], "keypoint")
         wav2vec_dir = ckpt_dir / WAV2VEC_RELPATH
         encoder_config = Wav2Vec2Config.from_pretrained(wav2vec_dir, local_files_only=True).to_dict()
         feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(wav2vec_dir, local_files_only=True)
