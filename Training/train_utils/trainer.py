@@ -34,7 +34,7 @@ from train_utils.dataset import SkippedVideos, VideoClipDataset, collate_clips, 
 from train_utils.flow_estimation import FlowEstimator, RAFTFlowEstimator, build_flow_estimator
 from train_utils.synthetic import make_synthetic_dataset
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
-from train_utils.validation import ValidationSettings, endless_clips, run_validation
+from train_utils.validation import ValidationSettings, endless_clips, inference_copy, run_validation
 from utils.errors import InputError
 
 logger = logging.getLogger("train_utils.trainer")
@@ -245,7 +245,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             if global_step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
             if validation.due(global_step):
-                validation(controlnet, global_step)
+                validation(controlnet, global_step, weight_dtype)
             if global_step >= max_train_steps:
                 break
 
@@ -356,12 +356,14 @@ class Validator:
         every = self.args.validation_steps
         return self.accelerator.is_main_process and every > 0 and (global_step == 1 or global_step % every == 0)
 
-    def __call__(self, controlnet: torch.nn.Module, global_step: int) -> None:
+    def __call__(self, controlnet: torch.nn.Module, global_step: int, weight_dtype: torch.dtype) -> None:
+        """Validate with the adapter as inference runs it: in the frozen networks' dtype (a copy if needed)."""
         adapter = self.accelerator.unwrap_model(controlnet)
         adapter.eval()
-        with self.accelerator.autocast():
-            run_validation(
-                self.components, adapter, self.clips, self.flow_estimator, self.settings,
-                global_step, Path(self.args.output_dir), self.accelerator.device,
-            )
+        validation_adapter = adapter if adapter.dtype == weight_dtype else inference_copy(adapter, weight_dtype)
+        run_validation(
+            self.components, validation_adapter, self.clips, self.flow_estimator, self.settings,
+            global_step, Path(self.args.output_dir), self.accelerator.device,
+        )
+        del validation_adapter
         adapter.train()

@@ -152,14 +152,15 @@ class AdapterTrainingStep:
         first_frame = pixel_values[:, 0]
         controlnet_cond = first_frame * 2 - 1 if config.conventions.signed_controlnet_cond else first_frame
 
-        adapter_output = controlnet(
+        # a tuple, not the output dataclass: accelerate's mixed-precision wrapper rebuilds tuples only
+        down_residuals, mid_residual, _ = controlnet(
             unet_input, scalings.c_noise, image_embeds, added_time_ids,
-            controlnet_cond=controlnet_cond, controlnet_flow=controlnet_flow, return_dict=True,
+            controlnet_cond=controlnet_cond, controlnet_flow=controlnet_flow, return_dict=False,
         )
         unet_output = components.unet(
             unet_input, scalings.c_noise, image_embeds, added_time_ids,
-            down_block_additional_residuals=[r.to(self.weight_dtype) for r in adapter_output.down_block_res_samples],
-            mid_block_additional_residual=adapter_output.mid_block_res_sample.to(self.weight_dtype),
+            down_block_additional_residuals=[residual.to(self.weight_dtype) for residual in down_residuals],
+            mid_block_additional_residual=mid_residual.to(self.weight_dtype),
             return_dict=False,
         )[0]
         loss = denoising_loss(unet_output, noisy_latents, latents, sigmas)

@@ -64,6 +64,14 @@ def build_pipeline(components: TrainingComponents, controlnet: nn.Module) -> nn.
     )
 
 
+def inference_copy(adapter: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``adapter`` in ``dtype`` (built on the meta device, so only the cast weights are allocated)."""
+    with torch.device("meta"):
+        copy = type(adapter).from_config(adapter.config)
+    copy.load_state_dict({name: value.to(dtype) for name, value in adapter.state_dict().items()}, assign=True)
+    return copy.eval()
+
+
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """``[T, 3, H, W]`` in [0, 1] -> ``[T, H, W, 3]`` uint8."""
     return (frames.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -117,6 +117,17 @@ def test_validation_at_step_1_and_every_n_writes_side_by_side_videos(tmp_path, c
     assert frame_count_and_size(tmp_path / videos[0]) == (3, 6 * 16, 16)
 
 
+def test_bf16_mixed_precision_trains_and_validates_with_the_fixed_conventions(tmp_path, clips):
+    result = run(
+        2, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 2, "--validation_steps", 2,
+        "--mixed_precision", "bf16", "--fix_train_inference_mismatch", "--gradient_checkpointing",
+        "--unet_gradient_checkpointing",
+    )
+    assert result.global_step == 2 and all(np.isfinite(loss) for loss in result.losses.values())
+    assert len(list((tmp_path / "validation_images").rglob("*.mp4"))) == 2
+    assert FlowControlNet.from_pretrained(tmp_path / "controlnet").dtype == torch.float32  # fp32 master weights
+
+
 def test_saved_adapter_loads_into_the_traj_pipeline(tmp_path, clips):
     run(1, tmp_path, clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
     args = parse_args(1, [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path)])
