@@ -118,7 +118,9 @@ def cli_main(subproject_dir, monkeypatch):
 
 def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
     silent, corrupt, notes = folder / "silent.wav", folder / "corrupt.wav", folder / "notes.txt"
+    empty = folder / "empty.wav"
     soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 16000)
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnonsense" * 3)
     notes.write_text("not audio")
     bad_landmarks = folder / "bad.npy"
@@ -127,6 +129,7 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
     return {
         "missing image": (["--img_path", str(folder / "none.png"), "--audio_path", short], "image file not found"),
         "silent audio": (["--img_path", portrait, "--audio_path", str(silent)], "is silent"),
+        "empty audio": (["--img_path", portrait, "--audio_path", str(empty)], "too short"),
         "corrupt audio": (["--img_path", portrait, "--audio_path", str(corrupt)], "cannot decode audio file"),
         "unsupported file": (["--img_path", portrait, "--audio_path", str(notes)], "cannot decode audio file"),
         "image as audio": (["--img_path", portrait, "--audio_path", portrait], "portrait.png has no audio stream"),
@@ -136,7 +139,7 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
 
 
 @pytest.mark.parametrize(
-    "case", ["missing image", "silent audio", "corrupt audio", "unsupported file", "image as audio", "bad landmarks", "sadtalker"]
+    "case", ["missing image", "silent audio", "empty audio", "corrupt audio", "unsupported file", "image as audio", "bad landmarks", "sadtalker"]
 )
 def test_each_bad_input_is_one_error_line(cli_main, inputs, tmp_path, capsys, case):
     argv, message = _bad_inputs(inputs, tmp_path)[case]
