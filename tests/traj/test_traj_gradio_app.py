@@ -320,3 +320,28 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     assert settings["num_frames"] == 3 and settings["steps"] == 2 and settings["seed"] == 7
     assert settings["tracks"] == [[[200.0, 250.0], [260.0, 230.0]]]
     assert settings["memory"]["preset"] == "low"
+
+
+def test_brush_stamps_painting_and_deleting_work_through_the_api(client, tmp_path):
+    from gradio_client import handle_file
+
+    Image.fromarray(np.full((512, 512, 3), 128, np.uint8)).save(tmp_path / "grey.png")
+    client.predict(handle_file(tmp_path / "grey.png"), api_name="/upload_image")
+    brush_view, _, status = _select(client, "/add_brush", 100, 100, 20)
+    assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps."
+    assert tuple(np.asarray(Image.open(brush_view))[100, 100]) == (64, 64, 192)  # blue at 50 %
+
+    layer = np.zeros((512, 512, 4), np.uint8)
+    layer[300:310, 200:220] = (0, 0, 255, 255)
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    canvas = {"background": handle_file(tmp_path / "grey.png"), "layers": [handle_file(tmp_path / "layer.png")],
+              "composite": None}  # fmt: skip
+    status = _status(client.predict(canvas, api_name="/paint_brush"))
+    assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps, painted brush of 200 pixels."
+    assert _status(client.predict(api_name="/clear_brush")) == "Image 512x512: 0 trajectories (0 clicks)."
+
+    _select(client, "/add_point", 10, 10)
+    client.predict(api_name="/add_trajectory")
+    _select(client, "/add_point", 20, 20)
+    status = _status(client.predict(api_name="/delete_last_trajectory"))
+    assert status == "Image 512x512: 1 trajectories (1 clicks)."
