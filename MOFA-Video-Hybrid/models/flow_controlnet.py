@@ -9,6 +9,10 @@ zero-initialised 1x1 output convs, plus a reference branch:
 2. The flow of every later frame is sampled to each level's grid (:func:`flow_pyramid`) and each feature is
    forward-splatted by it (:func:`warp_features`); frame 0 keeps the unwarped feature.
 3. The warped features are added to the encoder's hidden state at fixed points (:func:`injection_levels`).
+   They depend on the first frame and the flow only, not on the noisy sample or the timestep, so a pipeline
+   computes them once per video (:meth:`FlowControlNet.prepare_condition`) and passes them to every
+   denoising step as ``warped_condition``; the residuals are then bit-identical and the per-step work is the
+   encoder alone.
 4. Every encoder skip and the mid-block output pass through their zero conv and are scaled by
    ``conditioning_scale``.
 
@@ -353,6 +357,42 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
         flows = flow_pyramid(controlnet_flow, self.pyramid_strides)
         return [warp_features(feature, flow) for feature, flow in zip(features, flows)]
 
+    def prepare_condition(
+        self, controlnet_cond: torch.Tensor, controlnet_flow: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> list[torch.Tensor]:
+        """The warped first-frame features of every level: what ``forward`` adds to the encoder.
+
+        They do not depend on the noisy sample or the timestep, so they can be computed once per video and
+        passed to every step as ``forward(..., warped_condition=...)``.
+
+        Args:
+            controlnet_cond: ``(B, 3, H, W)`` first frame in [-1, 1].
+            controlnet_flow: ``(B, T-1, 2, H, W)`` flow from frame 0 in pixels.
+            dtype: dtype of the features (that of the sample they will be added to); default the condition's.
+
+        Returns:
+            One ``(B·T, C_k, h_k, w_k)`` tensor per level, batch-major (frame 0 unwarped first).
+        """
+        features = self.encode_condition(controlnet_cond.to(dtype=dtype or controlnet_cond.dtype))
+        return self.warp_condition(features, controlnet_flow)
+
+    def check_warped_condition(self, warped_condition: Sequence[torch.Tensor], sample: torch.Tensor) -> None:
+        """Raise a ``ValueError`` unless ``warped_condition`` holds one ``(B·T, C_k, h_k, w_k)`` tensor per level."""
+        if len(warped_condition) != len(self.down_blocks):
+            raise ValueError(
+                f"warped_condition must hold one tensor per level ({len(self.down_blocks)}), "
+                f"got {len(warped_condition)}"
+            )
+        batch, num_frames, _, latent_height, latent_width = sample.shape
+        base = self.pyramid_strides[0]
+        for level, (features, stride) in enumerate(zip(warped_condition, self.pyramid_strides)):
+            size = (latent_height * base // stride, latent_width * base // stride)
+            if features.ndim != 4 or features.shape[0] != batch * num_frames or tuple(features.shape[-2:]) != size:
+                raise ValueError(
+                    f"warped_condition[{level}] must be ({batch * num_frames}, C, {size[0]}, {size[1]}), "
+                    f"got {tuple(features.shape)}"
+                )
+
     def encode(
         self,
         sample: torch.Tensor,
@@ -456,6 +496,7 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
         controlnet_flow: torch.Tensor,
         conditioning_scale: float | torch.Tensor = 1.0,
         return_dict: bool = True,
+        warped_condition: Sequence[torch.Tensor] | None = None,
     ) -> FlowControlNetOutput | tuple[Any, ...]:
         """Residuals for the SVD UNet from the first frame and its flow to every later frame.
 
@@ -469,6 +510,8 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
             controlnet_flow: ``(B, T-1, 2, H, W)`` flow from frame 0 to frames 1..T-1 in pixels, x first.
             conditioning_scale: multiplies every residual.
             return_dict: return a :class:`FlowControlNetOutput` instead of a tuple.
+            warped_condition: the output of :meth:`prepare_condition` for ``controlnet_cond`` and
+                ``controlnet_flow`` (in the sample's dtype), to skip recomputing it; the result is identical.
 
         Returns:
             :class:`FlowControlNetOutput` (or ``(down_block_res_samples, mid_block_res_sample,
@@ -485,8 +528,11 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
         image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
 
         # reference features, warped: [(B·T, C_k, h_k, w_k)] for k = 0 .. N-1
-        features = self.encode_condition(controlnet_cond.to(dtype=sample.dtype))
-        warped = self.warp_condition(features, controlnet_flow)
+        if warped_condition is None:
+            warped = self.prepare_condition(controlnet_cond, controlnet_flow, sample.dtype)
+        else:
+            self.check_warped_condition(warped_condition, sample)
+            warped = warped_condition
         injections = [[warped[level]] for level in injection_levels(len(self.down_blocks))]
 
         skips, mid = self.encode(sample.flatten(0, 1), emb, encoder_hidden_states, image_only_indicator, injections)

@@ -1,0 +1,222 @@
+"""Hot-path work done once per video, and fast mode (the adapter at fewer denoising steps)."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.flow_controlnet import FlowControlNet
+from pipeline.pipeline import FlowControlNetPipeline
+from utils import tiny
+from utils.adapter_schedule import FAITHFUL, FAST, REUSE, RUN, SKIP, AdapterSchedule, adapter_schedule
+from utils.errors import InputError
+
+SIZE = 16  # frame side: tiny latents are 8x8, adapter strides 2 and 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipe() -> FlowControlNetPipeline:
+    unet = tiny.tiny_unet(0)
+    pipeline = FlowControlNetPipeline(
+        vae=tiny.tiny_vae(0),
+        image_encoder=tiny.tiny_image_encoder(0),
+        unet=unet,
+        controlnet=tiny.tiny_flow_controlnet(0, unet),
+        scheduler=tiny.tiny_scheduler(),
+        feature_extractor=tiny.tiny_feature_extractor(),
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _run(pipe, num_frames=4, steps=3, **kwargs):
+    image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    flow = torch.randn(1, num_frames - 1, 2, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 3
+    kwargs.setdefault("output_type", "latent")
+    return pipe(image, flow, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **kwargs).frames
+
+
+class CallLog:
+    """Forward hook that keeps the inputs of every call of a module."""
+
+    def __init__(self, module):
+        self.calls = []
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        self.calls.append((args, kwargs))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+# ------------------------------------------------------------------------------------- precomputed condition
+
+
+def _adapter_inputs(batch=2, frames=3):
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "sample": torch.randn(batch, frames, 8, SIZE // 2, SIZE // 2, generator=generator),
+        "timestep": torch.tensor(0.7),
+        "encoder_hidden_states": torch.randn(batch, 1, 32, generator=generator),
+        "added_time_ids": torch.tensor([[6.0, 128.0, 0.02]]).repeat(batch, 1),
+        "controlnet_cond": torch.rand(batch, 3, SIZE, SIZE, generator=generator) * 2 - 1,
+        "controlnet_flow": torch.randn(batch, frames - 1, 2, SIZE, SIZE, generator=generator) * 3,
+    }
+
+
+def test_precomputed_warped_condition_gives_bit_identical_residuals(pipe):
+    controlnet: FlowControlNet = pipe.controlnet
+    inputs = _adapter_inputs()
+    with torch.no_grad():
+        direct = controlnet(**inputs)
+        warped = controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"], torch.float32)
+        with CallLog(controlnet.controlnet_cond_embedding) as embedding:
+            reused = controlnet(**inputs, warped_condition=warped)
+    assert embedding.calls == []  # the first frame is not encoded again
+    assert len(reused.down_block_res_samples) == len(direct.down_block_res_samples) == 6
+    for ours, reference in zip(reused.down_block_res_samples, direct.down_block_res_samples):
+        assert torch.equal(ours, reference)
+    assert torch.equal(reused.mid_block_res_sample, direct.mid_block_res_sample)
+
+
+def test_prepare_condition_holds_one_batch_major_tensor_per_level_frame0_unwarped(pipe):
+    controlnet = pipe.controlnet
+    inputs = _adapter_inputs(batch=2, frames=3)
+    with torch.no_grad():
+        warped = controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"])
+        levels = controlnet.encode_condition(inputs["controlnet_cond"])
+    assert [tuple(level.shape) for level in warped] == [(6, 32, 8, 8), (6, 32, 4, 4)]
+    for level, features in zip(warped, levels):
+        assert torch.equal(level.view(2, 3, *level.shape[1:])[:, 0], features)
+
+
+def test_warped_condition_of_the_wrong_shape_is_refused(pipe):
+    inputs = _adapter_inputs(batch=2, frames=3)
+    with torch.no_grad():
+        warped = pipe.controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"])
+        with pytest.raises(ValueError, match="warped_condition must hold one tensor per level"):
+            pipe.controlnet(**inputs, warped_condition=warped[:1])
+        with pytest.raises(ValueError, match=r"warped_condition\[1\] must be \(6, C, 4, 4\)"):
+            pipe.controlnet(**inputs, warped_condition=[warped[0], warped[1][:3]])
+
+
+def test_pipeline_encodes_and_warps_the_first_frame_once_per_video(pipe):
+    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.controlnet.controlnet_cond_embedding) as embedding:
+        _run(pipe, steps=3)
+    assert len(adapter.calls) == 3
+    assert len(embedding.calls) == 1
+    assert all(kwargs["warped_condition"] is not None for _, kwargs in adapter.calls)
+
+
+def test_long_video_windows_slice_the_features_prepared_once_with_unchanged_results(pipe, monkeypatch):
+    kwargs = {"num_frames": 10, "window_size": 4, "window_stride": 2}
+    with CallLog(pipe.controlnet.controlnet_cond_embedding) as embedding:
+        sliced = _run(pipe, **kwargs)
+    assert len(embedding.calls) == 1
+
+    def per_window(conditioning, frame_indices, dtype):
+        """Reference: warp the window's own flows from scratch at every call."""
+        flow = conditioning["controlnet_flow"][:, frame_indices[1:] - 1]
+        return flow, pipe.controlnet.prepare_condition(conditioning["controlnet_cond"], flow, dtype)
+
+    monkeypatch.setattr(pipe, "window_condition", per_window)
+    assert torch.equal(sliced, _run(pipe, **kwargs))
+
+
+# -------------------------------------------------------------------------------------------- schedule
+
+
+def test_faithful_schedule_runs_the_adapter_at_every_step():
+    assert FAITHFUL.is_faithful and adapter_schedule(False) is FAITHFUL
+    assert FAITHFUL.actions(25) == [RUN] * 25
+
+
+def test_fast_schedule_runs_the_adapter_in_the_first_forty_percent_of_the_steps():
+    assert adapter_schedule(True) is FAST and not FAST.is_faithful
+    assert FAST.actions(25) == [RUN] * 10 + [SKIP] * 15
+    assert FAST.num_runs(25) == 10
+    assert FAST.actions(2) == [RUN, SKIP]
+    assert FAST.actions(1) == [RUN]
+
+
+def test_a_strided_schedule_reuses_the_residuals_in_between():
+    schedule = AdapterSchedule(every=3, active_fraction=0.5, after_active=REUSE)
+    assert schedule.actions(10) == [RUN, REUSE, REUSE, RUN, REUSE, REUSE, REUSE, REUSE, REUSE, REUSE]
+    assert schedule.num_runs(10) == 2
+    assert schedule.as_dict() == {"every": 3, "active_fraction": 0.5, "after_active": "reuse"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [({"every": 0}, "every"), ({"active_fraction": 0.0}, "active_fraction"), ({"after_active": "run"}, "after_active")],
+)
+def test_bad_schedules_are_refused_with_a_message_naming_the_setting(kwargs, named):
+    with pytest.raises(InputError, match=named):
+        AdapterSchedule(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------- fast mode
+
+
+def test_faithful_schedule_is_the_default(pipe):
+    assert torch.equal(_run(pipe, adapter_schedule=FAITHFUL), _run(pipe))
+
+
+def test_fast_mode_runs_the_adapter_in_the_first_steps_and_the_unet_alone_afterwards(pipe):
+    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.unet) as unet:
+        frames = _run(pipe, steps=5, adapter_schedule=FAST, output_type="np")
+    assert frames.shape == (1, 4, SIZE, SIZE, 3)
+    assert len(adapter.calls) == FAST.num_runs(5) == 2
+    residuals = [kwargs["down_block_additional_residuals"] for _, kwargs in unet.calls]
+    assert len(residuals) == 5
+    assert all(value is not None for value in residuals[:2]) and residuals[2:] == [None] * 3
+
+
+def test_fast_mode_matches_faithful_while_the_adapter_runs_and_differs_afterwards(pipe):
+    steps = 5
+
+    def latents_per_step(schedule):
+        seen = []
+
+        def keep(pipeline, step_index, timestep, tensors):
+            seen.append(tensors["latents"].clone())
+            return {}
+
+        _run(pipe, steps=steps, adapter_schedule=schedule, callback_on_step_end=keep)
+        return seen
+
+    fast, faithful = latents_per_step(FAST), latents_per_step(FAITHFUL)
+    assert all(torch.equal(a, b) for a, b in zip(fast[:2], faithful[:2]))
+    assert (fast[-1] - faithful[-1]).abs().max() > 0
+
+
+def test_reuse_hands_the_unet_the_residuals_of_the_last_adapter_run(pipe):
+    schedule = AdapterSchedule(every=2)
+    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.unet) as unet:
+        _run(pipe, steps=4, adapter_schedule=schedule)
+    assert len(adapter.calls) == 2  # steps 0 and 2
+    residuals = [kwargs["down_block_additional_residuals"] for _, kwargs in unet.calls]
+    assert residuals[1] is residuals[0] and residuals[3] is residuals[2]
+    assert not torch.equal(residuals[0][0], residuals[2][0])
+
+
+def test_fast_mode_on_a_long_video_runs_the_adapter_once_per_window_and_step_it_is_active(pipe):
+    with CallLog(pipe.controlnet) as adapter:
+        frames = _run(pipe, num_frames=10, steps=5, window_size=4, window_stride=2, adapter_schedule=FAST,
+                      output_type="np")  # fmt: skip
+    num_windows = 4  # views (1, 4), (3, 6), (5, 8), (7, 10)
+    assert frames.shape == (1, 10, SIZE, SIZE, 3)
+    assert len(adapter.calls) == FAST.num_runs(5) * num_windows
+    assert np.isfinite(frames).all()
