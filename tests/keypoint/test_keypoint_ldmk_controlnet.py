@@ -139,3 +139,17 @@ def test_landmarks_with_the_wrong_shape_are_rejected(controlnet):
     inputs["landmarks"] = inputs["landmarks"][:, 1:]
     with pytest.raises(ValueError, match="landmarks must be"):
         controlnet(**inputs)
+
+
+@torch.no_grad()
+def test_precomputed_warped_condition_gives_identical_residuals(controlnet):
+    inputs = _inputs()
+    direct = controlnet(**inputs)
+    warped = controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"], inputs["sample"].dtype)
+    cached = controlnet(**inputs, warped_condition=warped)
+    for left, right in zip(direct.down_block_res_samples, cached.down_block_res_samples):
+        torch.testing.assert_close(left, right, rtol=0, atol=0)
+    torch.testing.assert_close(direct.mid_block_res_sample, cached.mid_block_res_sample, rtol=0, atol=0)
+    assert cached.occlusion_masks is None
+    with pytest.raises(ValueError, match="warped_condition"):
+        controlnet(**inputs, warped_condition=warped[:1])
