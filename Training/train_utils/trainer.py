@@ -146,6 +146,8 @@ def train(args: argparse.Namespace) -> TrainingResult:
     """Run one stage as configured by ``args`` (see :func:`train_utils.arguments.build_parser`)."""
     output_dir = Path(args.output_dir)
     accelerator = build_accelerator(args)
+    if accelerator.mixed_precision == "fp16" and not accelerator.native_amp:
+        raise InputError(f"--mixed_precision fp16 needs a GPU (running on {accelerator.device.type}); use bf16 or no")
     if not accelerator.is_local_main_process:
         logging.getLogger("train_utils").setLevel(logging.WARNING)
     if args.tiny:

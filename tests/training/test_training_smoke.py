@@ -220,6 +220,15 @@ def test_entry_point_reports_missing_weights_as_one_error_line(tmp_path, clips, 
     assert error[-1].startswith("error: missing checkpoint ") and "make fetch MODE=training" in error[-1]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 training works on a GPU")
+def test_fp16_without_a_gpu_is_refused_with_one_line(tmp_path, clips, capsys):
+    data_root, csv_path = clips
+    code = main(1, [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(data_root),
+                    "--train_csv", str(csv_path), "--mixed_precision", "fp16"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "error: --mixed_precision fp16 needs a GPU (running on cpu); use bf16 or no"
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_shell_script_runs_tiny_stage2_through_accelerate_launch(tmp_path, subproject_dir):
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
