@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import torch
 
 from pipeline.trajectory_animator import TINY_NOTICE, TrajectoryAnimator
 from utils import ui_state
@@ -31,6 +32,8 @@ from utils.video_io import load_image, resize_and_center_crop, save_png
 TITLE = "MOFA-Video-Traj"
 MAX_FRAMES = 125
 PREVIEW_HEIGHT = 320
+CACHE_CLEANUP = (3600, 24 * 3600)
+"""Every hour, delete the server's copies of shown files older than a day (the run folders stay)."""
 CSS = """
 #tiny-banner {background: #fff4e5; border: 1px solid #f0a020; border-radius: 8px; padding: 6px 12px;}
 .fit-image img {width: 100%; height: 100%; object-fit: contain;}
@@ -216,6 +219,10 @@ class DemoHandlers:
             message = f"Cannot run: {error}"
             _warn(message)
             return *unchanged, message
+        except torch.OutOfMemoryError:
+            message = "Out of GPU memory: choose the balanced or low memory preset, or fewer frames, and run again."
+            _warn(message)
+            return *unchanged, message
         for warning in result.warnings:
             if warning != TINY_NOTICE:  # the banner already says so
                 _warn(warning)
@@ -235,7 +242,7 @@ def build_demo(
         memory: initial value of the memory-preset dropdown.
     """
     handlers = DemoHandlers(animator, output_dir)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=CACHE_CLEANUP) as demo:
         session = gr.State(ui_state.new_session())
         gr.Markdown(f"# {TITLE}\nAnimate an image by drawing where things should move.")
         if banner:

@@ -285,7 +285,8 @@ def test_upload_is_resized_to_short_side_512_and_cropped_to_multiples_of_64(clie
     from gradio_client import handle_file
 
     Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(tmp_path / "wide.png")
-    trajectory_view, brush_view, _, _, status = client.predict(handle_file(tmp_path / "wide.png"), api_name="/upload_image")
+    outputs = client.predict(handle_file(tmp_path / "wide.png"), api_name="/upload_image")
+    trajectory_view, brush_view, _, _, status = outputs
     assert Image.open(trajectory_view).size == (640, 512)  # 400x300 -> 683x512 -> crop 640x512
     assert Image.open(brush_view).size == (640, 512)
     assert status == "Image 640x512: 0 trajectories (0 clicks)."
