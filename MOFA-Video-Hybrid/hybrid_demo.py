@@ -26,7 +26,7 @@ from pipeline.hybrid_animator import AUDIO_RENDERERS, HybridAnimator
 from utils import hybrid_session, ui_state
 from utils.checkpoints import default_ckpt_dir, fetch_command, require_mode
 from utils.errors import CheckpointError, InputError
-from utils.face_mask import MASK_MODES, describe_mask, describe_mask_choice
+from utils.face_mask import describe_mask, describe_mask_choice
 from utils.memory import DTYPES, MEMORY_PRESETS
 from utils.video_io import load_image, read_video, save_png
 
@@ -260,7 +260,9 @@ class HybridDemoHandlers:
             extra = {"input": str(input_path), "driving": session["driving"], "driving_kind": self.kind,
                      "renderer": renderer, "landmark_frames": len(landmarks)}  # fmt: skip
             audio = session["driving"] if self.kind == "audio" else None
-            paths = self.animator.save(result, run_dir, audio_path=audio, comparison=bool(comparison), extra_settings=extra)
+            paths = self.animator.save(
+                result, run_dir, audio_path=audio, comparison=bool(comparison), extra_settings=extra
+            )
         except InputError as error:
             message = f"Cannot run: {error}"
             _warn(message)
@@ -298,7 +300,9 @@ def build_demo(
     """The Gradio page for ``kind`` (``audio`` or ``video``) wired to ``animator``."""
     mode_text = MODES[kind]
     handlers = HybridDemoHandlers(animator, output_dir, kind)
-    formats = "wav, mp3, flac, ogg, m4a, ..." if kind == "audio" else "mp4, mov, webm, ...; 25 frames per second of output"
+    formats = (
+        "wav, mp3, flac, ogg, m4a, ..." if kind == "audio" else "mp4, mov, webm, ...; 25 frames per second of output"
+    )
     with gr.Blocks(title=mode_text["title"]) as demo:
         session = gr.State(hybrid_session.new_session())
         gr.Markdown(f"# {mode_text['title']}\n{mode_text['summary']}")
@@ -308,8 +312,15 @@ def build_demo(
             gr.Markdown(INSTRUCTIONS.format(upload_label=mode_text["upload_label"], kind=kind, formats=formats))
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                upload_image = gr.UploadButton("Upload Image", file_types=["image"], type="filepath", variant="primary", elem_id="upload-image")
-                upload_driving = gr.UploadButton(mode_text["upload_label"], file_types=mode_text["file_types"], type="filepath", elem_id="upload-driving")
+                upload_image = gr.UploadButton(
+                    "Upload Image", file_types=["image"], type="filepath", variant="primary", elem_id="upload-image"
+                )
+                upload_driving = gr.UploadButton(
+                    mode_text["upload_label"],
+                    file_types=mode_text["file_types"],
+                    type="filepath",
+                    elem_id="upload-driving",
+                )
                 if kind == "audio":
                     player = gr.Audio(label="Audio", type="filepath", interactive=False, elem_id="driving-player")
                 else:
@@ -329,18 +340,35 @@ def build_demo(
                 renderer = gr.Radio(renderers, value=renderers[0], label="Landmark Renderer")
                 mask_mode = gr.Radio(MASK_CHOICES, value="auto", label="Landmark Mask", elem_id="mask-mode")
                 mask_status = gr.Markdown(describe_mask_choice("auto", False), elem_id="mask-status")
-                num_frames = gr.Slider(0, MAX_FRAMES, value=0, step=1, label=f"Number of Frames (0 = length of the {kind})", elem_id="num-frames")
-                steps = gr.Slider(1, 100, value=animator.default_steps, step=1, label="Denoising Steps", elem_id="steps")
+                num_frames = gr.Slider(
+                    0,
+                    MAX_FRAMES,
+                    value=0,
+                    step=1,
+                    label=f"Number of Frames (0 = length of the {kind})",
+                    elem_id="num-frames",
+                )
+                steps = gr.Slider(
+                    1, 100, value=animator.default_steps, step=1, label="Denoising Steps", elem_id="steps"
+                )
                 seed = gr.Number(42, precision=0, label="Seed")
                 memory_preset = gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset")
                 comparison = gr.Checkbox(True, label="Also write the 7-panel comparison video")
             with gr.Column(scale=3):
                 with gr.Row():
-                    trajectory_image = gr.Image(label="Add Trajectory Here", format="png", interactive=False, elem_id="trajectory-image")
-                    brush_image = gr.Image(label="Add Motion Brush Here", format="png", interactive=False, elem_id="brush-image")
-                    landmark_image = gr.Image(label="Add Landmark Mask Here", format="png", interactive=False, elem_id="landmark-image")
+                    trajectory_image = gr.Image(
+                        label="Add Trajectory Here", format="png", interactive=False, elem_id="trajectory-image"
+                    )
+                    brush_image = gr.Image(
+                        label="Add Motion Brush Here", format="png", interactive=False, elem_id="brush-image"
+                    )
+                    landmark_image = gr.Image(
+                        label="Add Landmark Mask Here", format="png", interactive=False, elem_id="landmark-image"
+                    )
                 with gr.Row():
-                    flow_preview = gr.Image(label="Temporary Trajectory Flow Visualization", format="png", interactive=False)
+                    flow_preview = gr.Image(
+                        label="Temporary Trajectory Flow Visualization", format="png", interactive=False
+                    )
                     hint_image = gr.Image(label="Final Hint Image", type="filepath", interactive=False)
                 with gr.Row():
                     output_video = gr.Video(label="Output", interactive=False, loop=True, elem_id="output-video")
@@ -363,7 +391,9 @@ def build_demo(
             handlers.click_trajectory, [session], [session, trajectory_image, flow_preview, status],
             api_name="add_point", show_progress="hidden",
         )  # fmt: skip
-        add_trajectory.click(handlers.add_trajectory, [session], [session, trajectory_image, status], api_name="add_trajectory")
+        add_trajectory.click(
+            handlers.add_trajectory, [session], [session, trajectory_image, status], api_name="add_trajectory"
+        )
         delete_trajectory.click(
             handlers.delete_last_trajectory, [session], [session, trajectory_image, flow_preview, status],
             api_name="delete_last_trajectory",
@@ -372,7 +402,9 @@ def build_demo(
             handlers.click_brush, [session, brush_radius], [session, brush_image, flow_preview, status],
             api_name="add_brush", show_progress="hidden",
         )  # fmt: skip
-        clear_brush.click(handlers.clear_brush, [session], [session, brush_image, flow_preview, status], api_name="clear_brush")
+        clear_brush.click(
+            handlers.clear_brush, [session], [session, brush_image, flow_preview, status], api_name="clear_brush"
+        )
         landmark_image.select(
             handlers.click_landmark, [session, landmark_radius, mask_mode], [session, landmark_image, mask_status, status],
             api_name="add_landmark_mask", show_progress="hidden",
@@ -384,8 +416,29 @@ def build_demo(
         mask_mode.change(handlers.mask_status, [session, mask_mode], [mask_status], api_name="mask_mode")
         run.click(
             handlers.run,
-            [session, renderer, mask_mode, trajectory_scale, landmark_scale, num_frames, steps, seed, memory_preset, comparison],
-            [output_video, trajectory_flow, landmark_flow, landmark_video, hint_image, comparison_file, landmark_image, mask_status, status],
+            [
+                session,
+                renderer,
+                mask_mode,
+                trajectory_scale,
+                landmark_scale,
+                num_frames,
+                steps,
+                seed,
+                memory_preset,
+                comparison,
+            ],
+            [
+                output_video,
+                trajectory_flow,
+                landmark_flow,
+                landmark_video,
+                hint_image,
+                comparison_file,
+                landmark_image,
+                mask_status,
+                status,
+            ],
             api_name="run",
         )
     return demo

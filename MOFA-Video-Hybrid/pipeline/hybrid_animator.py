@@ -171,7 +171,9 @@ def comparison_frames(result: HybridResult) -> np.ndarray:
     landmarks | output. Returns ``(T, H, 7W, 3)`` uint8."""
     num_frames = len(result.frames)
     first = np.asarray(result.first_frame)
-    hint = np.asarray(Image.alpha_composite(Image.new("RGBA", result.hint_image.size, "white"), result.hint_image).convert("RGB"))
+    hint = np.asarray(
+        Image.alpha_composite(Image.new("RGBA", result.hint_image.size, "white"), result.hint_image).convert("RGB")
+    )
     trajectory, landmark = flow_video_frames(result.trajectory_flow), flow_video_frames(result.landmark_flow)
     panels = []
     for index in range(num_frames):
@@ -272,7 +274,9 @@ class HybridAnimator:
         stat = path.stat()
         return hashlib.sha1(frame.tobytes()).hexdigest(), str(path.resolve()), stat.st_mtime_ns, stat.st_size, renderer
 
-    def landmarks_from_audio(self, frame: Image.Image | np.ndarray, audio_path: str | Path, renderer: str = "aniportrait") -> np.ndarray:
+    def landmarks_from_audio(
+        self, frame: Image.Image | np.ndarray, audio_path: str | Path, renderer: str = "aniportrait"
+    ) -> np.ndarray:
         """Landmarks of the face in ``frame`` talking along with an audio file (any common format).
 
         Args:
@@ -340,7 +344,11 @@ class HybridAnimator:
     # -------------------------------------------------------------------------------------------- flows
 
     def trajectory_flow(
-        self, frame: Image.Image, tracks: Sequence[Sequence[Sequence[float]]], brush_mask: np.ndarray | None, num_frames: int
+        self,
+        frame: Image.Image,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None,
+        num_frames: int,
     ) -> tuple[torch.Tensor, list[str]]:
         """Drag flow ``(T-1, 2, H, W)`` float32 on the device (zeros without tracks: the scene is held still)."""
         if not tracks:
@@ -353,11 +361,16 @@ class HybridAnimator:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            flow, info = trajectories_to_flow(pixels, tracks, brush_mask, num_frames, cmp, grid=self.cmp_grid, device=self.device)
+            flow, info = trajectories_to_flow(
+                pixels, tracks, brush_mask, num_frames, cmp, grid=self.cmp_grid, device=self.device
+            )
         return flow, list(info.warnings)
 
     def preview_flow(
-        self, frame: Image.Image | np.ndarray, tracks: Sequence[Sequence[Sequence[float]]], brush_mask: np.ndarray | None = None
+        self,
+        frame: Image.Image | np.ndarray,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None = None,
     ) -> np.ndarray:
         """Colour-coded drag flow at the last frame, ``(H, W, 3)`` uint8 (white without tracks)."""
         frame = self._check_frame(frame)
@@ -374,7 +387,9 @@ class HybridAnimator:
         pose_images = render_pose_images(landmarks, frame.width, frame.height)[0]
         sparse, mask = sparse_landmark_flow(landmarks, frame.width, frame.height, grid=self.cmp_grid)
         pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255)
-        flow = dense_landmark_flow(self.cmp, pixels, sparse, mask, frame.width, frame.height, self.memory.cmp_chunk_size)
+        flow = dense_landmark_flow(
+            self.cmp, pixels, sparse, mask, frame.width, frame.height, self.memory.cmp_chunk_size
+        )
         return pose_images, flow[0].float()
 
     # -------------------------------------------------------------------------------------------- animate
@@ -449,7 +464,9 @@ class HybridAnimator:
         landmarks, held = fit_landmarks_length(landmarks, num_frames)
         if held:
             messages.append(held)
-        landmark_mask = resolve_landmark_mask(mask_mode, painted_landmark_mask, landmarks[0], height, width, mask_dilation)
+        landmark_mask = resolve_landmark_mask(
+            mask_mode, painted_landmark_mask, landmarks[0], height, width, mask_dilation
+        )
         trajectory_flow, flow_warnings = self.trajectory_flow(frame, tracks, brush_mask, num_frames)
         messages += flow_warnings
         pose_images, landmark_flow = self.landmark_flow(frame, landmarks)
@@ -570,7 +587,11 @@ class HybridAnimator:
                 np.save(handle, result.landmarks)
         if paths.comparison is not None:
             write_video(paths.comparison, comparison_frames(result), fps=FPS)
-        settings = {**result.settings, **(extra_settings or {}), "audio": None if audio_path is None else str(audio_path)}
+        settings = {
+            **result.settings,
+            **(extra_settings or {}),
+            "audio": None if audio_path is None else str(audio_path),
+        }
         settings["outputs"] = paths.as_dict()
         with atomic_output(paths.settings) as temporary:
             temporary.write_text(json.dumps(settings, indent=2) + "\n")
@@ -583,12 +604,17 @@ def _binary_mask(name: str, mask: np.ndarray | None, height: int, width: int) ->
         return None
     mask = np.asarray(mask)
     if mask.shape != (height, width):
-        raise InputError(f"{name} is {mask.shape[1] if mask.ndim > 1 else '?'}x{mask.shape[0]}, the frame {width}x{height}")
+        raise InputError(
+            f"{name} is {mask.shape[1] if mask.ndim > 1 else '?'}x{mask.shape[0]}, the frame {width}x{height}"
+        )
     return np.where(mask > 0, 255, 0).astype(np.uint8)
 
 
 def hint_image(
-    frame: Image.Image, tracks: Sequence[Sequence[Sequence[float]]], brush_mask: np.ndarray | None, landmark_mask: np.ndarray
+    frame: Image.Image,
+    tracks: Sequence[Sequence[Sequence[float]]],
+    brush_mask: np.ndarray | None,
+    landmark_mask: np.ndarray,
 ) -> Image.Image:
     """The hint image: the frame at 50 % alpha with the drags, over the motion brush (blue) and the landmark
     mask (green). RGBA PIL image of the frame's size."""

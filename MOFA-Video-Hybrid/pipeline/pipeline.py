@@ -96,7 +96,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         batch, num_flows, _, height, width = trajectory_flow.shape
         if not isinstance(landmark_flow, torch.Tensor) or tuple(landmark_flow.shape) != tuple(trajectory_flow.shape):
             shape = tuple(landmark_flow.shape) if isinstance(landmark_flow, torch.Tensor) else type(landmark_flow)
-            raise InputError(f"`landmark_flow` must have the drag flow's shape {tuple(trajectory_flow.shape)}, got {shape}")
+            raise InputError(
+                f"`landmark_flow` must have the drag flow's shape {tuple(trajectory_flow.shape)}, got {shape}"
+            )
         expected = (batch, num_flows + 1, 3, height, width)
         if not isinstance(landmark_images, torch.Tensor) or tuple(landmark_images.shape) != expected:
             shape = tuple(landmark_images.shape) if isinstance(landmark_images, torch.Tensor) else type(landmark_images)

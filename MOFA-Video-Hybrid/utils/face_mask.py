@@ -39,9 +39,7 @@ class LandmarkMask(NamedTuple):
     source: str
 
 
-def face_mask_from_landmarks(
-    landmarks: np.ndarray, height: int, width: int, dilation: int | None = None
-) -> np.ndarray:
+def face_mask_from_landmarks(landmarks: np.ndarray, height: int, width: int, dilation: int | None = None) -> np.ndarray:
     """The filled convex hull of one frame's facial landmarks, dilated.
 
     Args:

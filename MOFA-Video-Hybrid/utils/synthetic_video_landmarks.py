@@ -27,12 +27,19 @@ MAX_SHIFT_FRACTION = 0.2
 
 def _grey_frames(frames: np.ndarray) -> np.ndarray:
     """``(T, H, W, 3)`` uint8 -> ``(T, S, S)`` float32 grey in [0, 1] (S = ``ANALYSIS_SIZE``)."""
-    return np.stack(
-        [
-            cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
-            for frame in frames
-        ]
-    ).astype(np.float32) / 255.0
+    return (
+        np.stack(
+            [
+                cv2.resize(
+                    cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY),
+                    (ANALYSIS_SIZE, ANALYSIS_SIZE),
+                    interpolation=cv2.INTER_AREA,
+                )
+                for frame in frames
+            ]
+        ).astype(np.float32)
+        / 255.0
+    )
 
 
 def video_motion(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

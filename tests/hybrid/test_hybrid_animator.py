@@ -28,7 +28,9 @@ def frame(animator):
 
 def _speech(path, seconds=0.3, rate=22050):
     times = np.arange(int(seconds * rate)) / rate
-    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * times) * (1 + np.sin(2 * np.pi * 4 * times))).astype(np.float32), rate)
+    soundfile.write(
+        path, (0.3 * np.sin(2 * np.pi * 220 * times) * (1 + np.sin(2 * np.pi * 4 * times))).astype(np.float32), rate
+    )
     return path
 
 
@@ -70,12 +72,16 @@ def test_audio_driven_run_writes_every_output_with_the_audio_under_all_frames(an
         animator.save(result, tmp_path / "run")
 
 
-def test_without_trajectories_the_drag_flow_is_zero_the_painted_mask_wins_and_progress_is_reported(animator, frame, tmp_path):
+def test_without_trajectories_the_drag_flow_is_zero_the_painted_mask_wins_and_progress_is_reported(
+    animator, frame, tmp_path
+):
     landmarks = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"))[:3]
     painted = np.zeros((64, 84), np.uint8)
     painted[10:20, 10:20] = 255
     steps = []
-    result = animator.animate(frame, landmarks, painted_landmark_mask=painted, num_frames=3, progress=lambda *done: steps.append(done))
+    result = animator.animate(
+        frame, landmarks, painted_landmark_mask=painted, num_frames=3, progress=lambda *done: steps.append(done)
+    )
     assert steps == [(1, 2), (2, 2)]
     assert torch.count_nonzero(result.trajectory_flow) == 0
     assert result.landmark_mask.source == "painted" and np.array_equal(result.landmark_mask.mask, painted)
@@ -125,7 +131,9 @@ def test_bad_inputs_are_refused_with_messages(animator, frame, tmp_path):
 def test_mux_keeps_every_video_frame_whether_the_audio_is_shorter_or_longer(tmp_path):
     video = write_video(tmp_path / "v.mp4", np.zeros((11, 16, 16, 3), np.uint8), fps=25)
     for seconds in (0.2, 2.0):
-        output = mux_audio_keep_video(video, _speech(tmp_path / f"a{seconds}.wav", seconds), tmp_path / f"out{seconds}.mp4")
+        output = mux_audio_keep_video(
+            video, _speech(tmp_path / f"a{seconds}.wav", seconds), tmp_path / f"out{seconds}.mp4"
+        )
         assert _stream_info(output) == (["audio", "video"], 11, 16)
         with av.open(str(output)) as container:
             audio = container.streams.audio[0]

@@ -32,10 +32,28 @@ def _free_port() -> int:
 def _serve(script: str, extra: list[str], work: Path):
     port = _free_port()
     log = work / "server.log"
-    command = [sys.executable, script, "--port", str(port), "--device", "cpu", "--output_dir", str(work / "outputs"), *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "MOFA_TINY": "0", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        script,
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--output_dir",
+        str(work / "outputs"),
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "MOFA_TINY": "0",
+        "OMP_NUM_THREADS": "1",
+    }
     with open(log, "w") as output:
-        process = subprocess.Popen(command, cwd=SUBPROJECT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=SUBPROJECT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while True:
@@ -115,7 +133,9 @@ def _portrait(path: Path) -> Path:
 def _speech_flac(path: Path, seconds: float = 0.5) -> Path:
     rate = 44100
     times = np.arange(int(seconds * rate)) / rate
-    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 200 * times) * (1 + np.sin(2 * np.pi * 5 * times))).astype(np.float32), rate)
+    soundfile.write(
+        path, (0.3 * np.sin(2 * np.pi * 200 * times) * (1 + np.sin(2 * np.pi * 5 * times))).astype(np.float32), rate
+    )
     return path
 
 

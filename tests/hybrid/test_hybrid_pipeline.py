@@ -142,7 +142,9 @@ class Recorder:
 
     def __init__(self, module):
         self.calls = []
-        self.handle = module.register_forward_pre_hook(lambda m, args, kwargs: self.calls.append(kwargs), with_kwargs=True)
+        self.handle = module.register_forward_pre_hook(
+            lambda m, args, kwargs: self.calls.append(kwargs), with_kwargs=True
+        )
 
     def __enter__(self):
         return self

@@ -44,7 +44,10 @@ def test_landmark_stamps_build_a_mask_separate_from_the_motion_brush():
 
 def test_landmark_stamp_outside_the_image_or_with_a_bad_radius_is_refused():
     session = _session()
-    assert hybrid_session.add_landmark_stamp(session, 500, 3, 5) == (session, "Click (500, 3) is outside the 128x64 image.")
+    assert hybrid_session.add_landmark_stamp(session, 500, 3, 5) == (
+        session,
+        "Click (500, 3) is outside the 128x64 image.",
+    )
     assert "at least 1 pixel" in hybrid_session.add_landmark_stamp(session, 5, 3, 0)[1]
 
 
