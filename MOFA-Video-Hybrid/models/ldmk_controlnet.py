@@ -283,6 +283,25 @@ class LandmarkFlowControlNet(FlowControlNet):
             masks.append(mask.view(batch, num_flows, 1, height, width))
         return warped_levels, masks
 
+    def prepare_condition(
+        self, controlnet_cond: torch.Tensor, controlnet_flow: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> list[torch.Tensor]:
+        """The repaired, warped first-frame features of every level: what ``forward`` adds to the encoder.
+
+        They depend on the first frame and the flow only (not on the noisy sample or the timestep), so a
+        pipeline can compute them once per video and pass them to every step as ``warped_condition``.
+
+        Args:
+            controlnet_cond: ``(B, 3, H, W)`` first frame in [-1, 1].
+            controlnet_flow: ``(B, T-1, 2, H, W)`` flow from frame 0 in pixels.
+            dtype: dtype of the features (that of the sample they will be added to); default the condition's.
+
+        Returns:
+            One ``(B·T, C_k, h_k, w_k)`` tensor per level, batch-major (frame 0 unwarped first).
+        """
+        features = self.encode_condition(controlnet_cond.to(dtype=dtype or controlnet_cond.dtype))
+        return self.warp_condition_with_matting(features, controlnet_flow)[0]
+
     def encode_landmarks(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pose images ``(B, T, 3, H, W)`` in [0, 1] -> (``(B·T, C_0, h, w)`` at the latent grid, its nearest
         half-size copy ``(B·T, C_0, h/2, w/2)``)."""
@@ -300,6 +319,7 @@ class LandmarkFlowControlNet(FlowControlNet):
         landmarks: torch.Tensor,
         conditioning_scale: float | torch.Tensor = 1.0,
         return_dict: bool = True,
+        warped_condition: Sequence[torch.Tensor] | None = None,
     ) -> LandmarkFlowControlNetOutput | tuple[Any, ...]:
         """Residuals for the SVD UNet from the first frame, its flow to every later frame and pose images.
 
@@ -307,6 +327,9 @@ class LandmarkFlowControlNet(FlowControlNet):
             sample, timestep, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow,
                 conditioning_scale, return_dict: as :meth:`FlowControlNet.forward`.
             landmarks: ``(B, T, 3, H, W)`` rendered pose image of every frame (frame 0 included) in [0, 1].
+            warped_condition: the output of :meth:`prepare_condition` for ``controlnet_cond`` and
+                ``controlnet_flow`` (in the sample's dtype), to skip recomputing it; the residuals are
+                identical and ``occlusion_masks`` is then None.
 
         Returns:
             :class:`LandmarkFlowControlNetOutput` (or ``(down_block_res_samples, mid_block_res_sample,
@@ -324,8 +347,12 @@ class LandmarkFlowControlNet(FlowControlNet):
         )
         image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
 
-        features = self.encode_condition(controlnet_cond.to(dtype=sample.dtype))
-        warped, occlusion_masks = self.warp_condition_with_matting(features, controlnet_flow)
+        if warped_condition is None:
+            features = self.encode_condition(controlnet_cond.to(dtype=sample.dtype))
+            warped, occlusion_masks = self.warp_condition_with_matting(features, controlnet_flow)
+        else:
+            self._check_warped_condition(warped_condition, sample)
+            warped, occlusion_masks = list(warped_condition), None
         landmark_full, landmark_half = self.encode_landmarks(landmarks.to(dtype=sample.dtype))
         injections = [[warped[level]] for level in injection_levels(len(self.down_blocks))]
         injections[0].append(landmark_full)
@@ -342,3 +369,17 @@ class LandmarkFlowControlNet(FlowControlNet):
             controlnet_flow=controlnet_flow,
             occlusion_masks=occlusion_masks,
         )
+
+    def _check_warped_condition(self, warped_condition: Sequence[torch.Tensor], sample: torch.Tensor) -> None:
+        """Raise a ``ValueError`` unless ``warped_condition`` holds one ``(B·T, C_k, h_k, w_k)`` tensor per level."""
+        batch, num_frames, _, latent_height, latent_width = sample.shape
+        base = self.pyramid_strides[0]
+        if len(warped_condition) != len(self.pyramid_strides):
+            raise ValueError(f"warped_condition must hold {len(self.pyramid_strides)} levels, got {len(warped_condition)}")
+        for level, (features, stride) in enumerate(zip(warped_condition, self.pyramid_strides)):
+            size = (latent_height * base // stride, latent_width * base // stride)
+            if features.ndim != 4 or features.shape[0] != batch * num_frames or tuple(features.shape[-2:]) != size:
+                raise ValueError(
+                    f"warped_condition[{level}] must be ({batch * num_frames}, C, {size[0]}, {size[1]}), "
+                    f"got {tuple(features.shape)}"
+                )

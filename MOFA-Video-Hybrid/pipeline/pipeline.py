@@ -17,7 +17,8 @@ than ``window_size`` (25) frames are denoised by periodic sampling (:mod:`utils.
 hybrid video may have any number of frames; the CLIP and VAE encodings are computed once.
 
 When the mask is empty only the trajectory adapter runs, and when it is full only the landmark adapter runs:
-the fusion would discard the other's residuals anyway.
+the fusion would discard the other's residuals anyway. Each adapter's warped first-frame features depend on the
+first frame and its flow only, so they are computed once per video and sliced for every window and step.
 """
 
 from __future__ import annotations
@@ -108,6 +109,47 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
 
     # ------------------------------------------------------------------------------------------ denoising
 
+    @staticmethod
+    def prepare_warped_condition(
+        adapter: FlowControlNet,
+        reference: torch.Tensor,
+        flow: torch.Tensor,
+        dtype: torch.dtype,
+        chunk_size: int,
+    ) -> list[torch.Tensor]:
+        """One adapter's warped first-frame features of every frame, computed once per video, in chunks of frames.
+
+        They depend on the first frame and the flow only, so every window of every step slices them instead of
+        recomputing them (the residuals are unchanged).
+
+        Args:
+            adapter: either adapter (both have ``prepare_condition``).
+            reference: ``(B, 3, H, W)`` first frame in [-1, 1].
+            flow: ``(B, T-1, 2, H, W)`` that adapter's flow.
+            dtype: dtype of the UNet input the features are added to.
+            chunk_size: flows warped at a time (bounds the memory of the warping).
+
+        Returns:
+            One ``(B, T, C_k, h_k, w_k)`` tensor per feature level, frame 0 (unwarped) first.
+        """
+        batch = flow.shape[0]
+        levels: list[list[torch.Tensor]] = []
+        for start in range(0, flow.shape[1], chunk_size):
+            chunk = adapter.prepare_condition(reference, flow[:, start : start + chunk_size], dtype)
+            chunk = [level.unflatten(0, (batch, -1)) for level in chunk]  # (B, 1 + n, C_k, h_k, w_k)
+            if not levels:
+                levels = [[level] for level in chunk]
+            else:
+                for parts, level in zip(levels, chunk):
+                    parts.append(level[:, 1:])  # frame 0 is in the first chunk already
+        return [torch.cat(parts, dim=1) for parts in levels]
+
+    @staticmethod
+    def window_features(warped: list[torch.Tensor], frame_indices: torch.Tensor, copies: int) -> list[torch.Tensor]:
+        """The window's slice of :meth:`prepare_warped_condition`, repeated for guidance: ``(copies·B·L, C_k,
+        h_k, w_k)`` per level, batch-major like the UNet input."""
+        return [torch.cat([level[:, frame_indices]] * copies).flatten(0, 1) for level in warped]
+
     def predict_hybrid_window(
         self,
         frame_indices: torch.Tensor,
@@ -127,7 +169,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             conditioning: ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)``, ``added_time_ids
                 (B', 3)``, ``controlnet_cond (B', 3, H, W)`` (B' = 2B with guidance, unconditional half first),
                 and, not doubled, ``trajectory_flow`` / ``landmark_flow`` ``(B, T-1, 2, H, W)``,
-                ``landmark_images (B, T, 3, H, W)`` and ``landmark_mask (1, 1, H, W)``.
+                ``landmark_images (B, T, 3, H, W)``, ``landmark_mask (1, 1, H, W)`` and
+                ``trajectory_warped`` / ``landmark_warped`` (:meth:`prepare_warped_condition`, None for an
+                adapter the mask leaves out).
             guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
             trajectory_cond_scale, landmark_cond_scale: multiply each adapter's residuals.
 
@@ -150,21 +194,23 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         mask = conditioning["landmark_mask"]
 
         traj = face = None
-        if bool(mask.lt(1).any()):
+        if conditioning["trajectory_warped"] is not None:
             traj = self.controlnet(
                 sample,
                 timestep,
                 controlnet_flow=torch.cat([conditioning["trajectory_flow"][:, flow_frames]] * copies),
                 conditioning_scale=trajectory_cond_scale,
+                warped_condition=self.window_features(conditioning["trajectory_warped"], frame_indices, copies),
                 **shared,
             )[:2]
-        if bool(mask.gt(0).any()):
+        if conditioning["landmark_warped"] is not None:
             face = self.ldmk_controlnet(
                 sample,
                 timestep,
                 controlnet_flow=torch.cat([conditioning["landmark_flow"][:, flow_frames]] * copies),
                 landmarks=torch.cat([conditioning["landmark_images"][:, frame_indices]] * copies).to(sample.dtype),
                 conditioning_scale=landmark_cond_scale,
+                warped_condition=self.window_features(conditioning["landmark_warped"], frame_indices, copies),
                 **shared,
             )[:2]
         if traj is None:
@@ -291,6 +337,16 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             "landmark_images": landmark_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
             "landmark_mask": mask_to_tensor(landmark_mask, device, dtype),
         }
+        # the warped first-frame features of the adapters the mask uses, once for the whole video
+        chunk_size = min(num_frames, window_size) - 1
+        mask = conditioning["landmark_mask"]
+        for name, adapter, used in (
+            ("trajectory", self.controlnet, bool(mask.lt(1).any())),
+            ("landmark", self.ldmk_controlnet, bool(mask.gt(0).any())),
+        ):
+            flow = conditioning[f"{name}_flow"]
+            warped = self.prepare_warped_condition(adapter, cond_image, flow, dtype, chunk_size) if used else None
+            conditioning[f"{name}_warped"] = warped
         if do_cfg:
             conditioning["image_embeddings"] = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
             conditioning["image_latents"] = torch.cat([torch.zeros_like(image_latents), image_latents])
@@ -343,7 +399,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                     latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
                 progress_bar.update()
 
-        # 5. decode
+        # 5. decode (the warped features are no longer needed)
+        del conditioning["trajectory_warped"], conditioning["landmark_warped"]
         if output_type == "latent":
             frames = latents
         else:
