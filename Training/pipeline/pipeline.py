@@ -16,12 +16,18 @@ the released weights were used with:
 Videos longer than ``window_size`` frames (25, the clip length the adapter was trained on) are denoised as
 frame-0-anchored overlapping windows whose latents are averaged after every step (periodic sampling,
 :mod:`utils.periodic_sampling`); the CLIP and VAE encodings are computed once and shared by all windows.
+
+Work that does not depend on the noisy latents is done once per video: the adapter's warped first-frame
+features (:meth:`models.flow_controlnet.FlowControlNet.prepare_condition`) are computed at the first step
+for all frames and sliced per window afterwards, which leaves the results unchanged. ``adapter_schedule``
+(:mod:`utils.adapter_schedule`) can run the adapter at fewer steps (fast mode), reusing or leaving out its
+residuals at the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import PIL.Image
@@ -35,6 +41,7 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from models.flow_controlnet import FlowControlNet
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+from utils.adapter_schedule import FAITHFUL, REUSE, RUN, AdapterSchedule
 from utils.errors import InputError
 from utils.periodic_sampling import get_views, periodic_denoise_step, window_frame_indices
 
@@ -57,6 +64,27 @@ class FlowControlNetPipelineOutput(BaseOutput):
 
     frames: list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor
     controlnet_flow: torch.Tensor
+
+
+@dataclass
+class AdapterState:
+    """Per-video adapter work kept across denoising steps.
+
+    Attributes:
+        schedule: which steps run the adapter.
+        keeps_residuals: whether some step reuses residuals (so they are kept).
+        action: what the current step does (``run``, ``reuse`` or ``skip``).
+        warped_condition: the warped first-frame features of all N frames, one ``(B'·N, C_k, h_k, w_k)``
+            tensor per level, computed at the first step that runs the adapter.
+        residuals: the latest ``(down, mid)`` residuals of each window ``(first frame, length)``, kept only
+            when the schedule reuses them.
+    """
+
+    schedule: AdapterSchedule
+    keeps_residuals: bool = False
+    action: str = RUN
+    warped_condition: list[torch.Tensor] | None = None
+    residuals: dict[tuple[int, int], tuple[tuple[torch.Tensor, ...], torch.Tensor]] = field(default_factory=dict)
 
 
 class FlowControlNetPipeline(DiffusionPipeline):
@@ -278,6 +306,78 @@ class FlowControlNetPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------ denoising
 
+    def window_condition(
+        self, conditioning: dict[str, torch.Tensor], frame_indices: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The adapter's flow and warped first-frame features for one window.
+
+        The warped features of all frames are computed once per video (at the first call) and sliced here.
+
+        Args:
+            conditioning: as for :meth:`predict_window`.
+            frame_indices: ``(L,)`` the window's frames, ``[0, a, a+1, ..., b-1]``.
+            dtype: the dtype of the UNet input (the features are added to it).
+
+        Returns:
+            ``(flow, warped)``: ``(B', L-1, 2, H, W)`` flow (a view of the video's) and one
+            ``(B'·L, C_k, h_k, w_k)`` tensor per level.
+        """
+        video_flow = conditioning["controlnet_flow"]
+        state = self._adapter_state
+        if state.warped_condition is None:
+            state.warped_condition = self.controlnet.prepare_condition(
+                conditioning["controlnet_cond"], video_flow, dtype
+            )
+        first, length = int(frame_indices[1]), len(frame_indices)  # windows are frame 0 + frames a..b-1
+        flow = video_flow[:, first - 1 : first - 1 + length - 1]
+        if length == video_flow.shape[1] + 1:
+            return flow, state.warped_condition
+        num_videos = video_flow.shape[0]
+        warped = [
+            level.unflatten(0, (num_videos, -1))[:, frame_indices].flatten(0, 1) for level in state.warped_condition
+        ]
+        return flow, warped
+
+    def adapter_residuals(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        frame_indices: torch.Tensor,
+        controlnet_cond_scale: float,
+    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
+        """The adapter's residuals for one window at the current step, as the adapter schedule says.
+
+        Args:
+            sample: ``(B', L, 8, h, w)`` the UNet's input for the window.
+            timestep, conditioning, controlnet_cond_scale: as for :meth:`predict_window`.
+            frame_indices: ``(L,)`` the window's frames.
+
+        Returns:
+            ``(down, mid)`` residuals (``(B'·L, C, h_j, w_j)`` each), or ``(None, None)`` at a skipped step.
+        """
+        state = self._adapter_state
+        window = (int(frame_indices[1]), len(frame_indices))
+        if state.action == REUSE and window in state.residuals:
+            return state.residuals[window]
+        if state.action not in (RUN, REUSE):
+            return None, None
+        flow, warped = self.window_condition(conditioning, frame_indices, sample.dtype)
+        down_residuals, mid_residual, _ = self.controlnet(
+            sample,
+            timestep,
+            encoder_hidden_states=conditioning["image_embeddings"],
+            added_time_ids=conditioning["added_time_ids"],
+            controlnet_cond=conditioning["controlnet_cond"],
+            controlnet_flow=flow,
+            conditioning_scale=controlnet_cond_scale,
+            return_dict=False,
+            warped_condition=warped,
+        )
+        if state.keeps_residuals:
+            state.residuals[window] = (down_residuals, mid_residual)
+        return down_residuals, mid_residual
+
     def predict_window(
         self,
         frame_indices: torch.Tensor,
@@ -307,16 +407,8 @@ class FlowControlNetPipeline(DiffusionPipeline):
         sample = torch.cat([scaled_latents] * 2) if do_cfg else scaled_latents
         image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
         sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
-        flow = conditioning["controlnet_flow"][:, frame_indices[1:] - 1]
-        down_residuals, mid_residual, _ = self.controlnet(
-            sample,
-            timestep,
-            encoder_hidden_states=conditioning["image_embeddings"],
-            added_time_ids=conditioning["added_time_ids"],
-            controlnet_cond=conditioning["controlnet_cond"],
-            controlnet_flow=flow,
-            conditioning_scale=controlnet_cond_scale,
-            return_dict=False,
+        down_residuals, mid_residual = self.adapter_residuals(
+            sample, timestep, conditioning, frame_indices, controlnet_cond_scale
         )
         model_output = self.unet(
             sample,
@@ -352,6 +444,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         decode_chunk_size: int | None = None,
         window_size: int = 25,
         window_stride: int | None = None,
+        adapter_schedule: AdapterSchedule | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -381,6 +474,8 @@ class FlowControlNetPipeline(DiffusionPipeline):
             window_size: frames per denoising window, frame 0 included (25, the adapter's training length);
                 longer videos use overlapping frame-0-anchored windows averaged after every step.
             window_stride: shift between windows (default ``window_size // 2``).
+            adapter_schedule: at which steps the adapter runs (:mod:`utils.adapter_schedule`); default every
+                step. ``utils.adapter_schedule.FAST`` runs it in the first steps only (fast mode).
             num_videos_per_prompt: videos per input image.
             generator: random generator(s) for the noise augmentation and the initial latents.
             latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
@@ -453,8 +548,11 @@ class FlowControlNetPipeline(DiffusionPipeline):
 
         # 4. denoising loop
         self._num_timesteps = len(timesteps)
+        schedule = adapter_schedule or FAITHFUL
+        self._adapter_state = AdapterState(schedule, keeps_residuals=REUSE in schedule.actions(len(timesteps)))
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for step_index, timestep in enumerate(timesteps):
+                self._adapter_state.action = self._adapter_state.schedule.action(step_index, len(timesteps))
                 if len(views) == 1:
                     scaled = self.scheduler.scale_model_input(latents, timestep)
                     model_output = self.predict_window(
@@ -479,6 +577,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
                     tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
                     latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
                 progress_bar.update()
+        del self._adapter_state  # frees the cached features and residuals before decoding
 
         # 5. decode
         if output_type == "latent":
