@@ -256,13 +256,14 @@ class LandmarkFlowControlNet(FlowControlNet):
         return controlnet
 
     def warp_condition_with_matting(
-        self, features: Sequence[torch.Tensor], controlnet_flow: torch.Tensor
+        self, features: Sequence[torch.Tensor], controlnet_flow: torch.Tensor, chunk_size: int = 24
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Warp, repair and zero-conv each level; frame 0 keeps the raw feature.
 
         Args:
             features: per level ``(B, C_k, h_k, w_k)`` first-frame features.
             controlnet_flow: ``(B, T-1, 2, H, W)`` flow in pixels.
+            chunk_size: flows warped and repaired at a time (bounds memory for long videos; same result).
 
         Returns:
             (per level ``(B·T, C_k, h_k, w_k)`` batch-major frames, per level ``(B, T-1, 1, h_k, w_k)`` masks).
@@ -271,17 +272,30 @@ class LandmarkFlowControlNet(FlowControlNet):
         for stride, feature, flow in zip(
             self.pyramid_strides, features, flow_pyramid(controlnet_flow, self.pyramid_strides)
         ):
-            batch, channels, height, width = feature.shape
-            num_flows = flow.shape[1]
-            frames = warp_features(feature, flow).view(batch, num_flows + 1, channels, height, width)
-            reference = feature.unsqueeze(1).expand(-1, num_flows, -1, -1, -1).reshape(-1, channels, height, width)
-            repaired, mask = self.occlusions[str(stride)](
-                reference, flow.reshape(-1, 2, height, width), frames[:, 1:].reshape(-1, channels, height, width)
-            )
-            repaired = self.zero_outs[str(stride)](repaired).view(batch, num_flows, channels, height, width)
-            warped_levels.append(torch.cat([frames[:, :1], repaired], dim=1).flatten(0, 1))
-            masks.append(mask.view(batch, num_flows, 1, height, width))
+            repaired, level_masks = [], []
+            for start in range(0, flow.shape[1], chunk_size):
+                chunk_repaired, chunk_mask = self._repair_warped(stride, feature, flow[:, start : start + chunk_size])
+                repaired.append(chunk_repaired)
+                level_masks.append(chunk_mask)
+            frames = torch.cat([feature.unsqueeze(1), *repaired], dim=1)  # (B, T, C, h, w)
+            warped_levels.append(frames.flatten(0, 1))
+            masks.append(torch.cat(level_masks, dim=1))
         return warped_levels, masks
+
+    def _repair_warped(
+        self, stride: int, feature: torch.Tensor, flow: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One level, some flows: ``(B, C, h, w)`` feature and ``(B, F, 2, h, w)`` flows -> repaired, zero-conved
+        warped features ``(B, F, C, h, w)`` and masks ``(B, F, 1, h, w)``."""
+        batch, channels, height, width = feature.shape
+        num_flows = flow.shape[1]
+        warped = warp_features(feature, flow).view(batch, num_flows + 1, channels, height, width)[:, 1:]
+        reference = feature.unsqueeze(1).expand(-1, num_flows, -1, -1, -1).reshape(-1, channels, height, width)
+        repaired, mask = self.occlusions[str(stride)](
+            reference, flow.reshape(-1, 2, height, width), warped.reshape(-1, channels, height, width)
+        )
+        repaired = self.zero_outs[str(stride)](repaired).view(batch, num_flows, channels, height, width)
+        return repaired, mask.view(batch, num_flows, 1, height, width)
 
     def prepare_condition(
         self, controlnet_cond: torch.Tensor, controlnet_flow: torch.Tensor, dtype: torch.dtype | None = None

@@ -6,15 +6,22 @@ flow, the adapter sees the rendered pose image of every frame. Everything else i
 computed once, classifier-free guidance ``linspace(1, 3)`` over the positions of a window (the unconditional
 half gets the same flow and pose images), micro-conditioning ``[6, 128, 0.02]``, and, for videos longer than
 ``window_size`` (25), periodic sampling: frame-0-anchored windows of 25 frames with stride 12, each denoised
-with the same sigma pair by a functional Euler step and averaged (:mod:`utils.periodic_sampling`).
+with the same sigma pair by a functional Euler step and averaged (:mod:`utils.periodic_sampling`). The
+adapter's matted, warped first-frame features are computed once per video, and ``adapter_schedule`` can run
+the adapter at fewer steps (fast mode), as in the trajectory pipeline.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, FlowControlNetPipelineOutput, ImageInput
+from utils.adapter_schedule import REUSE, RUN
+
+DEFAULT_MAX_GUIDANCE_SCALE = inspect.signature(FlowControlNetPipeline.__call__).parameters["max_guidance_scale"].default
 from utils.errors import InputError
 
 
@@ -53,36 +60,38 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
             :class:`FlowControlNetPipelineOutput`.
         """
         self.check_landmark_images(landmarks, controlnet_flow)
-        self._pose_images = landmarks
+        # batch layout of the adapter's input: videos repeated per prompt, then the two guidance halves
+        pose_images = landmarks.repeat_interleave(kwargs.get("num_videos_per_prompt", 1), dim=0)
+        if kwargs.get("max_guidance_scale", DEFAULT_MAX_GUIDANCE_SCALE) > 1.0:
+            pose_images = torch.cat([pose_images] * 2)
+        self._pose_images = pose_images
         try:
             return super().__call__(image, controlnet_flow, **kwargs)
         finally:
             del self._pose_images
 
-    def predict_window(
+    def window_pose_images(self, frame_indices: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        """``(B', L, 3, H, W)`` pose images of one window's frames, in the sample's device and dtype."""
+        return self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)
+
+    def adapter_residuals(
         self,
-        frame_indices: torch.Tensor,
-        scaled_latents: torch.Tensor,
+        sample: torch.Tensor,
         timestep: torch.Tensor,
         conditioning: dict[str, torch.Tensor],
-        guidance_scale: torch.Tensor,
+        frame_indices: torch.Tensor,
         controlnet_cond_scale: float,
-    ) -> torch.Tensor:
-        """The guided v-prediction for one window, the adapter also given the window's pose images.
-
-        Arguments as :meth:`FlowControlNetPipeline.predict_window`; the pose images of ``frame_indices`` are
-        taken from the ones passed to ``__call__`` and repeated like the other conditions.
-        """
-        do_cfg = conditioning["image_embeddings"].shape[0] != scaled_latents.shape[0]
-        num_window_frames = len(frame_indices)
-        sample = torch.cat([scaled_latents] * 2) if do_cfg else scaled_latents
-        image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
-        sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
-        flow = conditioning["controlnet_flow"][:, frame_indices[1:] - 1]
-        pose_images = self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)
-        pose_images = pose_images.repeat_interleave(scaled_latents.shape[0] // pose_images.shape[0], dim=0)
-        if do_cfg:
-            pose_images = torch.cat([pose_images] * 2)
+    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
+        """The landmark adapter's residuals for one window: as
+        :meth:`FlowControlNetPipeline.adapter_residuals` (same adapter schedule, warped features computed once
+        per video), with the window's pose images."""
+        state = self._adapter_state
+        window = (int(frame_indices[1]), len(frame_indices))
+        if state.action == REUSE and window in state.residuals:
+            return state.residuals[window]
+        if state.action not in (RUN, REUSE):
+            return None, None
+        flow, warped = self.window_condition(conditioning, frame_indices, sample.dtype)
         down_residuals, mid_residual, _, _ = self.controlnet(
             sample,
             timestep,
@@ -90,20 +99,11 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
             added_time_ids=conditioning["added_time_ids"],
             controlnet_cond=conditioning["controlnet_cond"],
             controlnet_flow=flow,
-            landmarks=pose_images,
+            landmarks=self.window_pose_images(frame_indices, sample),
             conditioning_scale=controlnet_cond_scale,
             return_dict=False,
+            warped_condition=warped,
         )
-        model_output = self.unet(
-            sample,
-            timestep,
-            encoder_hidden_states=conditioning["image_embeddings"],
-            added_time_ids=conditioning["added_time_ids"],
-            down_block_additional_residuals=down_residuals,
-            mid_block_additional_residual=mid_residual,
-            return_dict=False,
-        )[0]
-        if do_cfg:
-            uncond, cond = model_output.chunk(2)
-            model_output = uncond + guidance_scale.to(model_output.dtype) * (cond - uncond)
-        return model_output
+        if state.keeps_residuals:
+            state.residuals[window] = (down_residuals, mid_residual)
+        return down_residuals, mid_residual

@@ -153,3 +153,13 @@ def test_precomputed_warped_condition_gives_identical_residuals(controlnet):
     assert cached.occlusion_masks is None
     with pytest.raises(ValueError, match="warped_condition"):
         controlnet(**inputs, warped_condition=warped[:1])
+
+
+@torch.no_grad()
+def test_warping_in_chunks_of_flows_gives_the_same_features(controlnet):
+    inputs = _inputs()
+    features = controlnet.encode_condition(inputs["controlnet_cond"])
+    whole, whole_masks = controlnet.warp_condition_with_matting(features, inputs["controlnet_flow"], chunk_size=8)
+    chunked, chunked_masks = controlnet.warp_condition_with_matting(features, inputs["controlnet_flow"], chunk_size=2)
+    for left, right in zip(whole + whole_masks, chunked + chunked_masks):
+        torch.testing.assert_close(left, right)

@@ -88,3 +88,28 @@ def test_animate_returns_video_flow_pose_images_and_panels(animator):
 )
 def test_portrait_rule_keeps_64_aligned_images_and_resizes_others(size, expected):
     assert prepare_portrait(Image.new("RGB", size)).size == expected
+
+
+def test_fast_adapter_schedule_and_several_videos_per_image(animator):
+    from utils.adapter_schedule import AdapterSchedule
+
+    seen = []
+    handle = animator.pipe.controlnet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["landmarks"][:, :, 0, 0, 0].clone()), with_kwargs=True
+    )
+    try:
+        frames = animator.pipe(
+            torch.rand(3, SIZE, SIZE),
+            torch.randn(1, FRAMES - 1, 2, SIZE, SIZE),
+            _tagged_pose_images(),
+            num_inference_steps=2,
+            window_size=WINDOW,
+            num_videos_per_prompt=2,
+            adapter_schedule=AdapterSchedule(active_fraction=0.5),
+            output_type="np",
+        ).frames
+    finally:
+        handle.remove()
+    assert frames.shape == (2, FRAMES, SIZE, SIZE, 3)
+    assert len(seen) == len(get_views(FRAMES, WINDOW))  # the adapter ran at the first of the two steps only
+    assert seen[0].shape[0] == 4  # 2 videos x 2 guidance halves
