@@ -227,7 +227,7 @@ class HybridAnimator:
         self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
         self.size_multiple = self.pipe.controlnet.size_multiple
         self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
-        self._aniportrait = None
+        self._generators: dict[str, Callable] = {}
         self._landmark_cache: dict[tuple, np.ndarray] = {}
 
     @classmethod
@@ -261,6 +261,26 @@ class HybridAnimator:
                 "(use prepare_image)"
             )
         return frame.convert("RGB")
+
+    def _generator(self, name: str) -> Callable:
+        """A landmark generator loaded on first use: ``aniportrait``, ``sadtalker-audio`` or ``sadtalker-video``.
+
+        Raises:
+            CheckpointError: its weights are missing (the message names the file and the fetch command).
+        """
+        if name not in self._generators:
+            if name == "aniportrait":
+                from aniportrait.generator import AniPortraitLandmarkGenerator
+
+                self._generators[name] = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
+            else:
+                from sadtalker_audio2pose.pipeline import FaceCoefficientLandmarker
+
+                require_mode(self.ckpt_dir, "sadtalker")
+                self._generators[name] = FaceCoefficientLandmarker.from_checkpoints(
+                    self.ckpt_dir, device=self.device, with_audio=name == "sadtalker-audio"
+                )
+        return self._generators[name]
 
     def _cached(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Landmark sequences are reused while the frame, driving file and renderer stay the same."""
@@ -303,16 +323,12 @@ class HybridAnimator:
         pixels = np.asarray(frame)
 
         def compute() -> np.ndarray:
+            waveform = load_audio(audio_path)  # 16 kHz mono, from any common format
             if renderer == "sadtalker":
                 from sadtalker_audio2pose.pipeline import audio_to_landmarks
 
-                require_mode(self.ckpt_dir, "sadtalker")
-                return audio_to_landmarks(pixels, audio_path, ckpt_dir=self.ckpt_dir, device=self.device)
-            if self._aniportrait is None:
-                from aniportrait.generator import AniPortraitLandmarkGenerator
-
-                self._aniportrait = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
-            return self._aniportrait(pixels, load_audio(audio_path))
+                return audio_to_landmarks(pixels, waveform, landmarker=self._generator("sadtalker-audio"))
+            return self._generator("aniportrait")(pixels, waveform)
 
         return self._cached(self._key(frame, audio_path, renderer), compute)
 
@@ -336,8 +352,7 @@ class HybridAnimator:
         def compute() -> np.ndarray:
             from sadtalker_video2pose.pipeline import video_to_landmarks
 
-            require_mode(self.ckpt_dir, "sadtalker")
-            return video_to_landmarks(np.asarray(frame), video_path, ckpt_dir=self.ckpt_dir, device=self.device)
+            return video_to_landmarks(np.asarray(frame), video_path, landmarker=self._generator("sadtalker-video"))
 
         return self._cached(self._key(frame, video_path, "sadtalker-video"), compute)
 

@@ -140,3 +140,21 @@ def test_mux_keeps_every_video_frame_whether_the_audio_is_shorter_or_longer(tmp_
             assert float(audio.duration * audio.time_base) < 0.44 + 0.1
     with pytest.raises(InputError, match="audio file not found"):
         mux_audio_keep_video(video, tmp_path / "missing.wav", tmp_path / "x.mp4")
+
+
+@pytest.mark.parametrize(
+    "generate, fetch",
+    [
+        (lambda animator, frame, audio, video: animator.landmarks_from_audio(frame, audio, "aniportrait"), "keypoint"),
+        (lambda animator, frame, audio, video: animator.landmarks_from_audio(frame, audio, "sadtalker"), "sadtalker"),
+        (lambda animator, frame, audio, video: animator.landmarks_from_video(frame, video), "sadtalker"),
+    ],
+)
+def test_real_landmark_generators_name_their_missing_weights(frame, tmp_path, generate, fetch):
+    from utils.errors import CheckpointError
+
+    animator = HybridAnimator.tiny(device="cpu", show_progress=False)
+    animator.is_tiny, animator.ckpt_dir = False, tmp_path / "no_weights"  # the real generators, without weights
+    video = write_video(tmp_path / "drive.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=25)
+    with pytest.raises(CheckpointError, match=f"make fetch MODE={fetch}"):
+        generate(animator, frame, _speech(tmp_path / "a.wav"), video)
