@@ -158,3 +158,31 @@ def test_real_landmark_generators_name_their_missing_weights(frame, tmp_path, ge
     video = write_video(tmp_path / "drive.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=25)
     with pytest.raises(CheckpointError, match=f"make fetch MODE={fetch}"):
         generate(animator, frame, _speech(tmp_path / "a.wav"), video)
+
+
+def test_checkpoint_layout_loads_both_adapters_unchanged(tmp_path, monkeypatch):
+    """``load_components`` on a ckpts/ tree of saved tiny models (CMP replaced: its released file is 100 MB)."""
+    from models.cmp import build_tiny_cmp
+    from pipeline import hybrid_animator
+    from utils import tiny
+    from utils.tiny_keypoint import tiny_ldmk_controlnet
+
+    unet = tiny.tiny_unet(0)
+    svd = tmp_path / "stable-video-diffusion-img2vid-xt-1-1"
+    for name, model in (("vae", tiny.tiny_vae(0)), ("unet", unet), ("image_encoder", tiny.tiny_image_encoder(0))):
+        model.save_pretrained(svd / name, variant="fp16")
+    tiny.tiny_scheduler().save_pretrained(svd / "scheduler")
+    tiny.tiny_feature_extractor().save_pretrained(svd / "feature_extractor")
+    adapters = {"controlnet": tiny.tiny_flow_controlnet(0, unet), "ldmk_controlnet": tiny_ldmk_controlnet(0, unet)}
+    adapters["controlnet"].save_pretrained(tmp_path / "mofa" / "traj_controlnet")
+    adapters["ldmk_controlnet"].save_pretrained(tmp_path / "mofa" / "ldmk_controlnet")
+    monkeypatch.setattr(
+        hybrid_animator.CMP, "from_checkpoint", classmethod(lambda cls, path, **kwargs: build_tiny_cmp())
+    )
+
+    pipe, _ = hybrid_animator.load_components(tmp_path, torch.float32)
+    for name, saved in adapters.items():
+        loaded = getattr(pipe, name)
+        assert type(loaded) is type(saved)
+        for key, value in saved.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), f"{name}.{key}"
