@@ -18,6 +18,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import av
 import gradio as gr
 import numpy as np
 from PIL import Image
@@ -28,7 +29,7 @@ from utils.checkpoints import default_ckpt_dir, fetch_command, require_mode
 from utils.errors import CheckpointError, InputError
 from utils.face_mask import describe_mask, describe_mask_choice
 from utils.memory import DTYPES, MEMORY_PRESETS
-from utils.video_io import load_image, read_video, save_png
+from utils.video_io import load_image, save_png
 
 MAX_FRAMES = 250
 CSS = "#tiny-banner {background: #fff4e5; border: 1px solid #f0a020; border-radius: 8px; padding: 6px 12px;}"
@@ -290,8 +291,14 @@ def check_driving_file(path: str | Path, kind: str) -> None:
         from aniportrait.audio import load_audio
 
         load_audio(path)
-    else:
-        read_video(path)
+        return
+    try:  # decoding the first frame is enough here; the whole video is read at Run
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{Path(path).name} has no video stream")
+            next(container.decode(video=0))
+    except (av.error.FFmpegError, StopIteration) as error:
+        raise InputError(f"cannot read video {Path(path).name}: {error or 'no frames'}") from None
 
 
 def build_demo(
