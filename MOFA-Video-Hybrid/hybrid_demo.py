@@ -239,6 +239,8 @@ class HybridDemoHandlers:
             else:
                 landmarks = self.animator.landmarks_from_video(frame, session["driving"])
             frames = int(num_frames) or min(len(landmarks), MAX_FRAMES)
+            if not int(num_frames) and len(landmarks) > MAX_FRAMES:
+                _warn(f"The {self.kind} spans {len(landmarks)} frames; the first {MAX_FRAMES} are generated.")
             self.animator.set_memory(memory)
             progress(0, desc="Denoising")
             result = self.animator.animate(
