@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--img_path", required=True, help="portrait image (not modified)")
     parser.add_argument("--save_root", required=True, help="output folder")
     parser.add_argument("--max_frame_len", type=int, default=125, help="most output frames, reference included")
-    parser.add_argument("--landmarks", default=None, help="(N, 68, 2) .npy in pixels of the prepared frame; skips audio->landmarks")
+    parser.add_argument(
+        "--landmarks", default=None, help="(N, 68, 2) .npy in pixels of the prepared frame; skips audio->landmarks"
+    )
     parser.add_argument("--panels", action="store_true", help="also write the 5-panel comparison video")
     parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
                         help="random tiny models and synthetic landmarks (no checkpoints; the video is noise)")
@@ -53,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory", choices=("high", "balanced", "low"), default="high", help="memory preset")
     parser.add_argument("--seed", type=int, default=41, help="seed of the diffusion noise (41, as released)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
+    parser.add_argument("--fast", action="store_true", help="run the adapter in the first 40%% of the steps only")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser.parse_args(argv)
 
@@ -75,7 +78,9 @@ def load_inputs(args: argparse.Namespace):
     from utils.video_io import load_image
 
     if args.max_frame_len < 2:
-        raise InputError(f"--max_frame_len must be at least 2 (the reference and one more frame), got {args.max_frame_len}")
+        raise InputError(
+            f"--max_frame_len must be at least 2 (the reference and one more frame), got {args.max_frame_len}"
+        )
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be positive, got {args.steps}")
     if args.ldmk_render == "sadtalker" and args.landmarks is None:
@@ -123,7 +128,8 @@ def run(args: argparse.Namespace) -> Path:
     video_path = render_root / "out_video" / Path(args.img_path).stem / f"{run_name}.mp4"
     panels_path = video_path.with_name(f"{run_name}_panels.mp4")
     settings_path = video_path.with_suffix(".json")
-    outputs = [landmark_dir / "input.png", landmark_dir / "landmarks.npy", landmark_dir / "landmarks.mp4", video_path, settings_path]
+    outputs = [landmark_dir / name for name in ("input.png", "landmarks.npy", "landmarks.mp4")]
+    outputs += [video_path, settings_path]
     outputs += [panels_path] if args.panels else []
     existing = [str(path) for path in outputs if path.exists()]
     if existing and not args.overwrite:
@@ -135,7 +141,9 @@ def run(args: argparse.Namespace) -> Path:
     preview = landmark_preview_frames(np.asarray(frame), landmarks)
     write_video(landmark_dir / "landmarks.mp4", preview, fps=FPS, overwrite=args.overwrite)
 
-    result = animator.animate(frame, landmarks, max_frames=args.max_frame_len, steps=args.steps, seed=args.seed)
+    result = animator.animate(
+        frame, landmarks, max_frames=args.max_frame_len, steps=args.steps, seed=args.seed, fast=args.fast
+    )
     video_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=video_path.parent, prefix=".silent.") as scratch:
         seconds = len(result.frames) / FPS

@@ -63,7 +63,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if rate != sample_rate and samples.size:
         samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32)
     if samples.size < MIN_DURATION_SECONDS * sample_rate:
-        raise InputError(f"audio file {path} is too short ({samples.size / sample_rate:.3f} s; need >= {MIN_DURATION_SECONDS} s)")
+        seconds = samples.size / sample_rate
+        raise InputError(f"audio file {path} is too short ({seconds:.3f} s; need >= {MIN_DURATION_SECONDS} s)")
     if not np.isfinite(samples).all() or np.abs(samples).max() < SILENCE_PEAK:
         raise InputError(f"audio file {path} is silent")
     return samples

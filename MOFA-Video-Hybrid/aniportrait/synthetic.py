@@ -13,7 +13,9 @@ import numpy as np
 from aniportrait.audio import SAMPLE_RATE, frame_count
 
 
-def _ellipse(centre: tuple[float, float], radius_x: float, radius_up: float, radius_down: float, count: int) -> np.ndarray:
+def _ellipse(
+    centre: tuple[float, float], radius_x: float, radius_up: float, radius_down: float, count: int
+) -> np.ndarray:
     """`count` points clockwise (image coordinates) from the left-most point of an ellipse whose upper
     and lower halves have separate radii."""
     angles = np.pi - np.arange(count) * (2.0 * np.pi / count)
@@ -45,7 +47,9 @@ def template_face(mouth_opening: float = 0.0) -> np.ndarray:
     )
 
 
-def loudness_per_frame(waveform: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE, fps: int = 25) -> np.ndarray:
+def loudness_per_frame(
+    waveform: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE, fps: int = 25
+) -> np.ndarray:
     """(num_frames,) RMS of each frame's audio, scaled so the loudest frame is 1."""
     hop = sample_rate // fps
     padded = np.pad(waveform.astype(np.float64), (0, max(0, num_frames * hop - waveform.size)))

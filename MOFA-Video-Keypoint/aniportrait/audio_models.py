@@ -46,7 +46,9 @@ class Audio2MeshModel(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, encoder_config: dict | None = None, latent_dim: int = 512, vertex_count: int = MESH_VERTEX_COUNT):
+    def __init__(
+        self, encoder_config: dict | None = None, latent_dim: int = 512, vertex_count: int = MESH_VERTEX_COUNT
+    ):
         super().__init__()
         self.audio_encoder = Wav2Vec2Model(Wav2Vec2Config(**(encoder_config or {})))
         self.audio_to_latent = nn.Linear(self.audio_encoder.config.hidden_size, latent_dim)
@@ -77,7 +79,8 @@ def alibi_causal_mask(num_heads: int, length: int) -> torch.Tensor:
     slopes = torch.tensor([2.0 ** (-8.0 * (head + 1) / num_heads) for head in range(num_heads)])
     steps = torch.arange(length, dtype=torch.float32)
     distance = (steps[:, None] - steps[None, :]).clamp(min=0)
-    causal = torch.zeros(length, length).masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), float("-inf"))
+    future = torch.ones(length, length, dtype=torch.bool).triu(1)
+    causal = torch.zeros(length, length).masked_fill(future, float("-inf"))
     return causal[None] - slopes[:, None, None] * distance[None]
 
 
@@ -151,7 +154,10 @@ POSE_KEY_MAP = {
 # Deterministic buffers stored in the released files; recomputed here.
 IGNORED_CHECKPOINT_KEYS = {"PPE.pe"}
 # Weight-norm parameter names written by older PyTorch versions.
-_WEIGHT_NORM_RENAMES = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
+_WEIGHT_NORM_RENAMES = {
+    ".weight_g": ".parametrizations.weight.original0",
+    ".weight_v": ".parametrizations.weight.original1",
+}
 
 
 def remap_head_state_dict(state_dict: dict[str, torch.Tensor], key_map: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -182,7 +188,9 @@ def load_head_checkpoint(model: nn.Module, path: str | Path, key_map: dict[str, 
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"cannot read {path} ({type(error).__name__}); re-run `make fetch MODE=keypoint`") from error
+        raise CheckpointError(
+            f"cannot read {path} ({type(error).__name__}); re-run `make fetch MODE=keypoint`"
+        ) from error
     if isinstance(state_dict, dict) and "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]
     remapped = remap_head_state_dict(state_dict, key_map)

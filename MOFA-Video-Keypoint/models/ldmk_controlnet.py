@@ -205,11 +205,16 @@ class LandmarkFlowControlNet(FlowControlNet):
         )
         level_names = [str(stride) for stride in self.pyramid_strides]
         self.zero_outs = nn.ModuleDict(
-            {name: zero_module(nn.Conv2d(width, width, kernel_size=1)) for name, width in zip(level_names, level_channels)}
+            {
+                name: zero_module(nn.Conv2d(width, width, kernel_size=1))
+                for name, width in zip(level_names, level_channels)
+            }
         )
         self.occlusions = nn.ModuleDict(
             {
-                name: ForegroundMatting(width, block_expansion=matting_block_expansion, max_features=matting_max_features)
+                name: ForegroundMatting(
+                    width, block_expansion=matting_block_expansion, max_features=matting_max_features
+                )
                 for name, width in zip(level_names, level_channels)
             }
         )
@@ -388,7 +393,9 @@ class LandmarkFlowControlNet(FlowControlNet):
         batch, num_frames, _, latent_height, latent_width = sample.shape
         base = self.pyramid_strides[0]
         if len(warped_condition) != len(self.pyramid_strides):
-            raise ValueError(f"warped_condition must hold {len(self.pyramid_strides)} levels, got {len(warped_condition)}")
+            raise ValueError(
+                f"warped_condition must hold {len(self.pyramid_strides)} levels, got {len(warped_condition)}"
+            )
         for level, (features, stride) in enumerate(zip(warped_condition, self.pyramid_strides)):
             size = (latent_height * base // stride, latent_width * base // stride)
             if features.ndim != 4 or features.shape[0] != batch * num_frames or tuple(features.shape[-2:]) != size:

@@ -25,6 +25,7 @@ from PIL import Image
 from aniportrait.synthetic import synthetic_landmarks
 from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
 from pipeline.pipeline import LandmarkFlowControlNetPipeline
+from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import ADAPTER_FILES, SOURCES, SVD_DIR, default_ckpt_dir, require_files
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
@@ -101,7 +102,8 @@ class KeypointResult:
         panels = []
         for index, frame in enumerate(self.frames):
             dotted = draw_landmark_dots(frame, self.landmarks[index])
-            panels.append(np.concatenate([reference, flow_colours[index], self.pose_images[index], dotted, frame], axis=1))
+            row = [reference, flow_colours[index], self.pose_images[index], dotted, frame]
+            panels.append(np.concatenate(row, axis=1))
         return np.stack(panels)
 
 
@@ -186,6 +188,7 @@ class KeypointAnimator:
         seed: int = 42,
         window_size: int = WINDOW_SIZE,
         control_scale: float = 1.0,
+        fast: bool = False,
     ) -> KeypointResult:
         """Generate ``min(max_frames, len(landmarks))`` frames following the landmarks.
 
@@ -197,6 +200,7 @@ class KeypointAnimator:
             seed: seeds the global torch RNG, which draws the noise (as the released demo did).
             window_size: frames per periodic-sampling window (25, the adapter's training length).
             control_scale: multiplies the adapter's residuals.
+            fast: run the adapter in the first 40 % of the steps only (:data:`utils.adapter_schedule.FAST`).
 
         Raises:
             InputError: bad landmarks or ``max_frames`` < 2.
@@ -206,7 +210,9 @@ class KeypointAnimator:
         landmarks = check_landmarks(landmarks)[:max_frames]
         width, height = frame.size
         if width % self.size_multiple or height % self.size_multiple:
-            raise InputError(f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}")
+            raise InputError(
+                f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}"
+            )
         dtype = self.memory.dtype
         pose_images = render_pose_images(landmarks, width, height)
         hint_dtype = torch.float16 if dtype == torch.float16 else torch.float32  # the released fp16 run's rounding
@@ -230,6 +236,7 @@ class KeypointAnimator:
             controlnet_cond_scale=control_scale,
             decode_chunk_size=self.memory.decode_chunk_size,
             window_size=window_size,
+            adapter_schedule=adapter_schedule(fast),
             output_type="np",
         ).frames[0]
         return KeypointResult(

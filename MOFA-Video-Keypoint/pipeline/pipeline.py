@@ -41,7 +41,9 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
         batch, flows, _, height, width = controlnet_flow.shape
         expected = (batch, flows + 1, self.controlnet.config.conditioning_channels, height, width)
         if tuple(landmarks.shape) != expected:
-            raise InputError(f"`landmarks` must have shape {expected} (one pose image per frame), got {tuple(landmarks.shape)}")
+            raise InputError(
+                f"`landmarks` must have shape {expected} (one pose image per frame), got {tuple(landmarks.shape)}"
+            )
 
     @torch.no_grad()
     def __call__(

@@ -90,14 +90,18 @@ def draw_pose_image(points: np.ndarray, height: int, width: int) -> np.ndarray:
     return canvas
 
 
-def render_pose_images(landmarks: np.ndarray, width: int, height: int, canvas_size: int = POSE_CANVAS_SIZE) -> torch.Tensor:
+def render_pose_images(
+    landmarks: np.ndarray, width: int, height: int, canvas_size: int = POSE_CANVAS_SIZE
+) -> torch.Tensor:
     """Pose image of every frame: drawn at ``canvas_size``² then resized bilinearly to (width, height).
 
     landmarks: ``(N, 68, 2)`` image pixels. Returns ``(1, N, 3, height, width)`` float32 in [0, 1].
     """
     scale = np.array([canvas_size / width, canvas_size / height])
     frames = [
-        cv2.resize(draw_pose_image(points * scale, canvas_size, canvas_size), (width, height), interpolation=cv2.INTER_LINEAR)
+        cv2.resize(
+            draw_pose_image(points * scale, canvas_size, canvas_size), (width, height), interpolation=cv2.INTER_LINEAR
+        )
         for points in landmarks
     ]
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).unsqueeze(0) / 255.0

@@ -50,7 +50,8 @@ def _released_names(state_dict, key_map):
             if key.startswith(new_prefix):
                 key = old_prefix + key[len(new_prefix) :]
                 break
-        key = key.replace(".parametrizations.weight.original0", ".weight_g").replace(".parametrizations.weight.original1", ".weight_v")
+        key = key.replace(".parametrizations.weight.original0", ".weight_g")
+        key = key.replace(".parametrizations.weight.original1", ".weight_v")
         renamed[key] = value
     return renamed
 

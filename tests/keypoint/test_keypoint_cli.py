@@ -87,7 +87,7 @@ def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio
 
 def test_long_audio_is_cut_to_max_frame_len_and_the_audio_to_the_video(inputs, tmp_path):
     result = _run([
-        sys.executable, "inference_opendomain.py", "--tiny", "--steps", "1", "--max_frame_len", "30",
+        sys.executable, "inference_opendomain.py", "--tiny", "--steps", "1", "--max_frame_len", "30", "--fast",
         "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["long"]), "--save_root", str(tmp_path),
     ])  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -133,13 +133,20 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
         "corrupt audio": (["--img_path", portrait, "--audio_path", str(corrupt)], "cannot decode audio file"),
         "unsupported file": (["--img_path", portrait, "--audio_path", str(notes)], "cannot decode audio file"),
         "image as audio": (["--img_path", portrait, "--audio_path", portrait], "portrait.png has no audio stream"),
-        "bad landmarks": (["--img_path", portrait, "--audio_path", short, "--landmarks", str(bad_landmarks)], r"shape \(N, 68, 2\)"),
+        "bad landmarks": (
+            ["--img_path", portrait, "--audio_path", short, "--landmarks", str(bad_landmarks)],
+            r"shape \(N, 68, 2\)",
+        ),
         "sadtalker": (["--img_path", portrait, "--audio_path", short, "--ldmk_render", "sadtalker"], "not yet available"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["missing image", "silent audio", "empty audio", "corrupt audio", "unsupported file", "image as audio", "bad landmarks", "sadtalker"]
+    "case",
+    [
+        "missing image", "silent audio", "empty audio", "corrupt audio", "unsupported file", "image as audio",
+        "bad landmarks", "sadtalker",
+    ],  # fmt: skip
 )
 def test_each_bad_input_is_one_error_line(cli_main, inputs, tmp_path, capsys, case):
     argv, message = _bad_inputs(inputs, tmp_path)[case]

@@ -73,7 +73,9 @@ def test_procrustes_ignores_points_with_zero_weight():
     target = source + 1.0
     target[5:] += rng.normal(size=(5, 3)) * 10
     weights = np.r_[np.ones(5), np.zeros(5)]
-    np.testing.assert_allclose(solve_weighted_procrustes(source, target, weights), np.eye(4) + np.c_[np.zeros((4, 3)), [1, 1, 1, 0]], atol=1e-9)
+    expected = np.eye(4)
+    expected[:3, 3] = 1.0
+    np.testing.assert_allclose(solve_weighted_procrustes(source, target, weights), expected, atol=1e-9)
 
 
 @pytest.fixture(scope="module")

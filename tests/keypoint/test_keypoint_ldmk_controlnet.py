@@ -14,7 +14,8 @@ BATCH, FRAMES, SIZE = 1, 4, 64
 
 
 def _released_layout() -> dict[str, list[int]]:
-    rows = [line.rstrip("\n").split("\t") for line in (STATE_DICTS / "keypoint_ldmk_flowcontrolnet.tsv").open() if not line.startswith("#")]
+    lines = (STATE_DICTS / "keypoint_ldmk_flowcontrolnet.tsv").read_text().splitlines()
+    rows = [line.split("\t") for line in lines if not line.startswith("#")]
     return {key: json.loads(shape) for key, shape, _ in rows}
 
 
@@ -79,8 +80,11 @@ def test_pose_image_embedding_is_added_full_size_after_conv_in_and_halved_after_
     inputs = _inputs()
     recorded = {}
     handles = [
-        controlnet.down_blocks[0].register_forward_pre_hook(lambda m, a, k: recorded.__setitem__("block0_in", k["hidden_states"]), with_kwargs=True),
-        controlnet.down_blocks[1].register_forward_pre_hook(lambda m, a, k: recorded.__setitem__("block1_in", k["hidden_states"]), with_kwargs=True),
+        controlnet.down_blocks[index].register_forward_pre_hook(
+            lambda module, args, kwargs, name=f"block{index}_in": recorded.__setitem__(name, kwargs["hidden_states"]),
+            with_kwargs=True,
+        )
+        for index in (0, 1)
     ]
     try:
         with torch.no_grad():
