@@ -175,19 +175,44 @@ def read_video(path: str | os.PathLike) -> VideoFrames:
     return VideoFrames(np.stack(frames), float(rate) if rate else 0.0)
 
 
+def video_duration(path: str | os.PathLike) -> float:
+    """Seconds covered by the first video stream of a file (its frames times their durations).
+
+    Raises:
+        InputError: the file is not a video or has no video stream.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            if stream.duration is not None:
+                return float(stream.duration * stream.time_base)
+            return container.duration / av.time_base
+    except av.error.FFmpegError as error:
+        raise InputError(f"cannot read video {path}: {error}") from None
+
+
 def mux_audio(
     video_path: str | os.PathLike,
     audio_path: str | os.PathLike,
     output_path: str | os.PathLike,
     overwrite: bool = False,
+    keep_all_frames: bool = False,
 ) -> Path:
-    """Adds an audio track to an mp4: video stream copied, audio encoded to AAC, cut to the shorter stream.
+    """Adds an audio track to an mp4: the video stream is copied untouched, the audio encoded to AAC.
+
+    By default the output ends with the shorter stream, so video frames after the audio's end are dropped.
+    With ``keep_all_frames`` every video frame is kept: the audio is padded with silence up to the video's end,
+    and cut there when it is longer. Talking-head videos need this: they have ``1 + ceil(25 * seconds)``
+    frames at 25 fps (frame 0 is the still reference), one more frame than their audio covers.
 
     Args:
         video_path: input video (its audio, if any, is dropped).
-        audio_path: any audio file ffmpeg reads (wav, mp3, flac, ...).
+        audio_path: any audio file ffmpeg reads (wav, mp3, flac, ...), or a video with sound.
         output_path: destination ``.mp4`` (may equal ``video_path`` when ``overwrite``).
         overwrite: replace an existing ``output_path``.
+        keep_all_frames: keep every video frame; the audio then lasts exactly as long as the video.
 
     Returns:
         ``output_path`` as a ``Path``.
@@ -198,12 +223,16 @@ def mux_audio(
     for name, source in (("video", video_path), ("audio", audio_path)):
         if not Path(source).is_file():
             raise InputError(f"{name} file not found: {source}")
+    if keep_all_frames:
+        length = ["-af", "apad", "-t", f"{video_duration(video_path):.6f}"]
+    else:
+        length = ["-shortest"]
     output_path = Path(output_path)
     with atomic_output(output_path, overwrite) as temporary:
         command = [
             imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
             "-i", str(video_path), "-i", str(audio_path),
-            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", *length,
             str(temporary),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True)

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from pipeline.hybrid_animator import FPS, HybridAnimator, fit_landmarks_length
-from utils.audio_mux import mux_audio_keep_video
 from utils.errors import InputError
 from utils.video_io import write_video
 
@@ -126,20 +125,6 @@ def test_bad_inputs_are_refused_with_messages(animator, frame, tmp_path):
         animator.animate(frame, landmarks, brush_mask=np.zeros((8, 8)))
     with pytest.raises(InputError, match="multiples of 4"):
         animator.animate(Image.new("RGB", (30, 30)), landmarks)
-
-
-def test_mux_keeps_every_video_frame_whether_the_audio_is_shorter_or_longer(tmp_path):
-    video = write_video(tmp_path / "v.mp4", np.zeros((11, 16, 16, 3), np.uint8), fps=25)
-    for seconds in (0.2, 2.0):
-        output = mux_audio_keep_video(
-            video, _speech(tmp_path / f"a{seconds}.wav", seconds), tmp_path / f"out{seconds}.mp4"
-        )
-        assert _stream_info(output) == (["audio", "video"], 11, 16)
-        with av.open(str(output)) as container:
-            audio = container.streams.audio[0]
-            assert float(audio.duration * audio.time_base) < 0.44 + 0.1
-    with pytest.raises(InputError, match="audio file not found"):
-        mux_audio_keep_video(video, tmp_path / "missing.wav", tmp_path / "x.mp4")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from utils.video_io import (
     resize_and_center_crop,
     save_png,
     to_uint8_frame,
+    video_duration,
     write_video,
 )
 
@@ -142,6 +143,55 @@ def test_mux_in_place_with_overwrite(tmp_path):
     mux_audio(video, _wav(tmp_path / "tone.wav"), video, overwrite=True)
     with av.open(str(video)) as container:
         assert len(container.streams.audio) == 1
+
+
+def _audio_track(path):
+    """(mono samples of the first audio stream, its sample rate, its codec name)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray().mean(axis=0) for frame in container.decode(stream)]
+        return np.concatenate(chunks), stream.rate, stream.codec_context.name
+
+
+def test_video_duration_counts_every_frame(tmp_path):
+    assert video_duration(write_video(tmp_path / "clip.mp4", _frames(11), fps=25)) == pytest.approx(0.44)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    with pytest.raises(InputError, match="cannot read video"):
+        video_duration(not_video)
+    with pytest.raises(InputError, match="has no video stream"):
+        video_duration(_wav(tmp_path / "tone.wav"))
+
+
+@pytest.mark.parametrize("audio_seconds", [0.2, 0.4, 2.0])
+def test_mux_keeping_all_frames_pads_or_cuts_the_audio_to_the_video(tmp_path, audio_seconds):
+    # a talking-head video of 0.4 s of speech: 1 + ceil(25 * 0.4) = 11 frames, 0.44 s at 25 fps
+    video = write_video(tmp_path / "silent.mp4", _frames(11), fps=25)
+    audio = _wav(tmp_path / "tone.wav", seconds=audio_seconds)
+    out = mux_audio(video, audio, tmp_path / "with_audio.mp4", keep_all_frames=True)
+    assert read_video(out).frames.shape[0] == 11
+    samples, rate, codec = _audio_track(out)
+    assert codec == "aac"
+    assert abs(len(samples) / rate - 0.44) <= 1 / 25
+    assert np.sqrt(np.mean(samples[: rate // 10] ** 2)) > 0.1  # the tone is there
+    if audio_seconds < 0.3:
+        assert np.abs(samples[int(0.3 * rate) :]).max() < 1e-3  # padded with silence
+    assert _leftovers(tmp_path) == ["silent.mp4", "tone.wav", "with_audio.mp4"]
+
+
+def test_mux_by_default_ends_with_the_audio_and_drops_the_last_frames(tmp_path):
+    video = write_video(tmp_path / "silent.mp4", _frames(11), fps=25)
+    out = mux_audio(video, _wav(tmp_path / "tone.wav", seconds=0.4), tmp_path / "with_audio.mp4")
+    assert read_video(out).frames.shape[0] < 11
+
+
+def test_mux_keeping_all_frames_reports_bad_inputs(tmp_path):
+    video = write_video(tmp_path / "silent.mp4", _frames(4), fps=10)
+    with pytest.raises(InputError, match="audio file not found"):
+        mux_audio(video, tmp_path / "missing.wav", tmp_path / "out.mp4", keep_all_frames=True)
+    with pytest.raises(InputError, match="video file not found"):
+        mux_audio(tmp_path / "missing.mp4", _wav(tmp_path / "tone.wav"), tmp_path / "out.mp4", keep_all_frames=True)
+    assert _leftovers(tmp_path) == ["silent.mp4", "tone.wav"]
 
 
 # ---------------------------------------------------------------------------------------------- images
