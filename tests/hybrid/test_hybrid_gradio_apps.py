@@ -1,15 +1,7 @@
 """Both Hybrid demos served in tiny mode, driven with gradio_client: uploads, clicks, masks, runs, messages."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -17,96 +9,31 @@ import pytest
 import soundfile
 from PIL import Image
 
+from ui_helpers import select, served_demo
 from utils.video_io import write_video
 
-SERVER_START_TIMEOUT_S = 180
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Hybrid"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(script: str, extra: list[str], work: Path):
-    port = _free_port()
-    log = work / "server.log"
-    command = [
-        sys.executable,
-        script,
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-        "--output_dir",
-        str(work / "outputs"),
-        *extra,
-    ]
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "MOFA_TINY": "0",
-        "OMP_NUM_THREADS": "1",
-    }
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            command, cwd=SUBPROJECT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"{script} exited with code {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"{script} did not answer on {url}:\n{log.read_text()}")
-            time.sleep(0.5)
-    return process, SimpleNamespace(url=url, log=log, outputs=work / "outputs")
-
-
-def _stop(process) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture(scope="module")
 def audio_app(tmp_path_factory):
     """The audio-driven demo started without weights (empty --ckpt_dir): it must fall back to tiny mode."""
     work = tmp_path_factory.mktemp("audio_app")
-    process, app = _serve("run_gradio_audio_driven.py", ["--ckpt_dir", str(work / "no_weights")], work)
-    yield app
-    _stop(process)
+    with served_demo(SUBPROJECT, "run_gradio_audio_driven.py", ["--ckpt_dir", str(work / "no_weights")], work) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
 def video_app(tmp_path_factory):
     work = tmp_path_factory.mktemp("video_app")
-    process, app = _serve("run_gradio_video_driven.py", ["--tiny"], work)
-    yield app
-    _stop(process)
+    with served_demo(SUBPROJECT, "run_gradio_video_driven.py", ["--tiny"], work) as app:
+        yield app
 
 
 def _client(app, tmp_path):
     from gradio_client import Client
 
     return Client(app.url, verbose=False, download_files=str(tmp_path))
-
-
-def _select(client, api_name: str, x: int, y: int, *inputs):
-    """Sends a click at pixel (x, y) on an image, as the browser's select event does."""
-    fn_index = next(index for index, endpoint in client.endpoints.items() if endpoint.api_name == api_name)
-    send = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
-    return send(*inputs, event_data={"index": [x, y], "value": None})
 
 
 def _run(client, renderer, num_frames, comparison=True, mode="auto"):
@@ -140,7 +67,7 @@ def _speech_flac(path: Path, seconds: float = 0.5) -> Path:
 
 
 def test_audio_app_without_weights_falls_back_to_tiny_mode_with_a_banner(audio_app, tmp_path):
-    notices = [line for line in audio_app.log.read_text().splitlines() if "starting in tiny mode" in line]
+    notices = [line for line in audio_app.stderr.read_text().splitlines() if "starting in tiny mode" in line]
     assert len(notices) == 1 and "make fetch MODE=hybrid" in notices[0]
     client = _client(audio_app, tmp_path)
     markdown = [c["props"].get("value") or "" for c in client.config["components"] if c["type"] == "markdown"]
@@ -155,8 +82,8 @@ def test_audio_app_answers_out_of_order_actions_with_messages(audio_app, tmp_pat
     assert _run(client, "aniportrait", 4)[-1].startswith("Upload an image first.")
     audio = _speech_flac(tmp_path / "speech.flac")
     assert client.predict(handle_file(audio), api_name="/upload_audio")[-1].startswith("Upload an image first.")
-    assert _select(client, "/add_point", 5, 5)[-1] == "Upload an image first."
-    assert _select(client, "/add_landmark_mask", 5, 5, 10, "auto")[-1] == "Upload an image first."
+    assert select(client, "/add_point", 5, 5)[-1] == "Upload an image first."
+    assert select(client, "/add_landmark_mask", 5, 5, 10, "auto")[-1] == "Upload an image first."
     assert client.predict("auto", api_name="/clear_landmark_mask")[-1] == "Upload an image first."
     client.predict(handle_file(_portrait(tmp_path / "face.png")), "auto", api_name="/upload_image")
     assert _run(client, "aniportrait", 4)[-1] == "Upload the driving audio first."
@@ -187,11 +114,11 @@ def test_audio_app_upload_trajectory_mask_and_run_write_a_video_with_the_audio(a
     assert views[-2].startswith("Landmark mask: automatic")
     status = client.predict(handle_file(_speech_flac(tmp_path / "speech.flac")), api_name="/upload_audio")[-1]
     assert status.endswith("driving audio: speech.flac.")
-    _select(client, "/add_point", 10, 60)
-    _, preview, status = _select(client, "/add_point", 30, 70)
+    select(client, "/add_point", 10, 60)
+    _, preview, status = select(client, "/add_point", 30, 70)
     assert status.startswith("Image 64x80: 1 trajectories (2 clicks)")
     assert np.asarray(Image.open(preview)).shape == (80, 64, 3)
-    _, mask_status, _ = _select(client, "/add_landmark_mask", 32, 30, 12, "auto")
+    _, mask_status, _ = select(client, "/add_landmark_mask", 32, 30, 12, "auto")
     assert mask_status.startswith("Landmark mask: painted")
 
     outputs = _run(client, "aniportrait", 4)
@@ -222,7 +149,7 @@ def test_video_app_runs_as_long_as_the_driving_video_and_refuses_a_corrupt_one(v
     texture = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
     driving = write_video(tmp_path / "drive.mp4", [np.roll(texture, 3 * i, axis=1) for i in range(5)], fps=25)
     assert client.predict(handle_file(driving), api_name="/upload_video")[-1].endswith("driving video: drive.mp4.")
-    _select(client, "/add_point", 5, 5)
+    select(client, "/add_point", 5, 5)
     outputs = _run(client, "sadtalker", 0, comparison=False, mode="none")
     video, *_, comparison, _, mask_status, status = outputs
     assert status.startswith("Done: 6 frames written to ")  # the reference + one frame per driving frame

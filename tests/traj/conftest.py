@@ -1,17 +1,14 @@
 """Puts MOFA-Video-Traj first on sys.path: its `models`, `pipeline` and `utils` packages are the ones under test."""
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SUBPROJECT = REPO_ROOT / "MOFA-Video-Traj"
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from suite_setup import set_up_suite  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(SUBPROJECT))
+SUBPROJECT = set_up_suite("MOFA-Video-Traj")
 
 
 @pytest.fixture

@@ -3,96 +3,41 @@
 Skipped when /usr/bin/chromium is missing, except under CI (``CI=true``), where that is a failure.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
-SERVER_START_TIMEOUT_S = 180
-EVENT_TIMEOUT_MS = 120_000
+from ui_helpers import (
+    EVENT_TIMEOUT_MS,
+    chromium_page,
+    loaded_video,
+    require_chromium,
+    served_demo,
+    wait_for_image_width,
+    wait_for_text,
+)
 
-
-def _require_chromium() -> None:
-    if CHROMIUM.is_file():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CHROMIUM} is missing on CI (.ci/run installs Debian's chromium)")
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Traj"
 
 
 @pytest.fixture(scope="module")
-def tiny_demo_url(tmp_path_factory, request):
-    """The demo served in tiny mode on 127.0.0.1 at a free port; stopped (its whole process group) afterwards."""
-    _require_chromium()
-    subproject = Path(request.config.rootpath) / "MOFA-Video-Traj"
-    work = tmp_path_factory.mktemp("browser_demo")
-    port = _free_port()
-    log = work / "server.log"
-    command = [sys.executable, "run_gradio.py", "--tiny", "--port", str(port), "--device", "cpu",
-               "--output_dir", str(work / "outputs")]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            command, cwd=subproject, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the demo exited with code {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the demo did not answer on {url}:\n{log.read_text()}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def tiny_demo_url(tmp_path_factory):
+    """The demo served in tiny mode on 127.0.0.1 at a free port."""
+    require_chromium()
+    with served_demo(SUBPROJECT, "run_gradio.py", ["--tiny"], tmp_path_factory.mktemp("browser_demo")) as server:
+        yield server.url
 
 
 @pytest.fixture
 def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1100})
-        finally:
-            browser.close()
+    with chromium_page(1400, 1100) as page:
+        yield page
 
 
 def _wait_for_status(page, text: str) -> None:
-    page.wait_for_function(
-        "text => document.querySelector('#status').innerText.includes(text)", arg=text, timeout=EVENT_TIMEOUT_MS
-    )
+    wait_for_text(page, "#status", text)
 
 
 def _click_image(page, selector: str, fx: float, fy: float, expected_status: str) -> None:
@@ -123,11 +68,7 @@ def test_upload_two_clicks_add_trajectory_brush_and_run_show_a_playable_video(ti
     assert "Tiny mode" in page.locator("#tiny-banner").inner_text()
     page.locator("input[type=file]").set_input_files(str(tmp_path / "input.png"))
     _wait_for_status(page, "Image 512x512: 0 trajectories")
-    page.wait_for_function(
-        "() => { const img = document.querySelector('#trajectory-image img');"
-        " return img && img.complete && img.naturalWidth === 512; }",
-        timeout=EVENT_TIMEOUT_MS,
-    )
+    wait_for_image_width(page, "#trajectory-image", 512)
     _click_image(page, "#trajectory-image", 0.4, 0.5, "1 trajectories (1 clicks)")
     _click_image(page, "#trajectory-image", 0.6, 0.45, "1 trajectories (2 clicks)")
     page.get_by_role("button", name="Add Trajectory").click()
@@ -139,14 +80,7 @@ def test_upload_two_clicks_add_trajectory_brush_and_run_show_a_playable_video(ti
 
     page.locator("#run-button").click()
     _wait_for_status(page, "Done: 3 frames written to")
-    page.wait_for_function(
-        "() => { const video = document.querySelector('#output-video video');"
-        " return video && video.readyState >= 1 && video.duration > 0; }",
-        timeout=EVENT_TIMEOUT_MS,
-    )
-    source, duration, width = page.locator("#output-video video").evaluate(
-        "video => [video.currentSrc, video.duration, video.videoWidth]"
-    )
+    source, duration, width = loaded_video(page, "#output-video")
     assert duration == pytest.approx(3 / 20, abs=0.03)  # 3 frames exported at 20 fps
     assert width > 0
     response = page.request.get(source)

@@ -1,24 +1,17 @@
 """The Gradio demo: its session-state helpers, and the app served in tiny mode driven with gradio_client."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from ui_helpers import select, served_demo
 from utils import ui_state
 from utils.video_io import read_video
 
-SERVER_START_TIMEOUT_S = 180
+SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Traj"
 
 
 def _session(width: int = 128, height: int = 64) -> ui_state.Session:
@@ -198,51 +191,12 @@ def test_painting_nothing_or_the_wrong_size_leaves_no_painted_brush():
 # the app in a subprocess, driven with gradio_client
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_served(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the demo exited with code {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the demo did not answer on {url} within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory, request):
+def demo_server(tmp_path_factory):
     """The demo started without weights (an empty --ckpt_dir): it must fall back to tiny mode."""
-    subproject = Path(request.config.rootpath) / "MOFA-Video-Traj"
     work = tmp_path_factory.mktemp("demo")
-    port = _free_port()
-    stdout, stderr = work / "stdout.log", work / "stderr.log"
-    command = [
-        sys.executable, "run_gradio.py", "--port", str(port), "--device", "cpu",
-        "--ckpt_dir", str(work / "no_weights"), "--output_dir", str(work / "outputs"),
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "MOFA_TINY": "0"}
-    with open(stdout, "w") as out, open(stderr, "w") as err:
-        process = subprocess.Popen(command, cwd=subproject, env=env, stdout=out, stderr=err, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_until_served(url, process, stderr)
-        yield SimpleNamespace(url=url, stderr=stderr, outputs=work / "outputs")
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with served_demo(SUBPROJECT, "run_gradio.py", ["--ckpt_dir", str(work / "no_weights")], work) as server:
+        yield server
 
 
 @pytest.fixture
@@ -250,13 +204,6 @@ def client(demo_server, tmp_path):
     from gradio_client import Client
 
     return Client(demo_server.url, verbose=False, download_files=str(tmp_path))
-
-
-def _select(client, api_name: str, x: int, y: int, *inputs):
-    """Sends a click at pixel (x, y) on an image, as the browser's select event does."""
-    fn_index = next(index for index, endpoint in client.endpoints.items() if endpoint.api_name == api_name)
-    send = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
-    return send(*inputs, event_data={"index": [x, y], "value": None})
 
 
 def _status(outputs) -> str:
@@ -274,10 +221,10 @@ def test_without_weights_the_demo_falls_back_to_tiny_mode_with_a_banner(demo_ser
 
 def test_every_action_before_an_upload_answers_with_a_message(client):
     assert _status(client.predict(api_name="/run")).startswith("Upload an image first.")
-    assert _status(_select(client, "/add_point", 10, 10)) == "Upload an image first."
+    assert _status(select(client, "/add_point", 10, 10)) == "Upload an image first."
     assert _status(client.predict(api_name="/add_trajectory")) == "Upload an image first."
     assert _status(client.predict(api_name="/delete_last_trajectory")) == "Upload an image first."
-    assert _status(_select(client, "/add_brush", 10, 10, 5)) == "Upload an image first."
+    assert _status(select(client, "/add_brush", 10, 10, 5)) == "Upload an image first."
     assert _status(client.predict(api_name="/clear_brush")) == "Upload an image first."
 
 
@@ -301,8 +248,8 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     gradient = np.linspace(0, 255, 256 * 256 * 3).reshape(256, 256, 3).astype(np.uint8)
     Image.fromarray(gradient).save(tmp_path / "square.png")
     client.predict(handle_file(tmp_path / "square.png"), api_name="/upload_image")
-    _select(client, "/add_point", 200, 250)
-    trajectory_view, preview, status = _select(client, "/add_point", 260, 230)
+    select(client, "/add_point", 200, 250)
+    trajectory_view, preview, status = select(client, "/add_point", 260, 230)
     assert status == "Image 512x512: 1 trajectories (2 clicks)."
     assert tuple(np.asarray(Image.open(trajectory_view))[240, 230]) == (255, 0, 0)  # the drawn track
     assert np.asarray(Image.open(preview)).shape == (512, 512, 3)
@@ -328,7 +275,7 @@ def test_brush_stamps_painting_and_deleting_work_through_the_api(client, tmp_pat
 
     Image.fromarray(np.full((512, 512, 3), 128, np.uint8)).save(tmp_path / "grey.png")
     client.predict(handle_file(tmp_path / "grey.png"), api_name="/upload_image")
-    brush_view, _, status = _select(client, "/add_brush", 100, 100, 20)
+    brush_view, _, status = select(client, "/add_brush", 100, 100, 20)
     assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps."
     assert tuple(np.asarray(Image.open(brush_view))[100, 100]) == (64, 64, 192)  # blue at 50 %
 
@@ -341,8 +288,8 @@ def test_brush_stamps_painting_and_deleting_work_through_the_api(client, tmp_pat
     assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps, painted brush of 200 pixels."
     assert _status(client.predict(api_name="/clear_brush")) == "Image 512x512: 0 trajectories (0 clicks)."
 
-    _select(client, "/add_point", 10, 10)
+    select(client, "/add_point", 10, 10)
     client.predict(api_name="/add_trajectory")
-    _select(client, "/add_point", 20, 20)
+    select(client, "/add_point", 20, 20)
     status = _status(client.predict(api_name="/delete_last_trajectory"))
     assert status == "Image 512x512: 1 trajectories (1 clicks)."

@@ -1,0 +1,23 @@
+"""What every suite's conftest.py does before its tests are imported.
+
+A conftest appends this folder to ``sys.path`` (to import this module; test files then import shared helpers
+such as ``ui_helpers`` the same way) and calls ``set_up_suite`` with its sub-project.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def set_up_suite(subproject: str) -> Path:
+    """Puts ``subproject`` first on ``sys.path`` and keeps the Hugging Face libraries offline; returns its folder.
+
+    The sub-project's ``models``, ``pipeline`` and ``utils`` packages are then the ones the suite tests.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    folder = REPO_ROOT / subproject
+    sys.path.insert(0, str(folder))
+    return folder

@@ -1,0 +1,192 @@
+"""Shared by the tests that serve a Gradio demo: the demo in a subprocess, gradio_client clicks, a headless browser.
+
+Every suite's conftest.py puts this folder on ``sys.path``, so test files ``import ui_helpers``.
+
+Browser tests use Debian's Chromium (driven by Playwright) and are skipped when it is missing, except under CI
+(``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+SERVER_START_TIMEOUT_S = 180
+SERVER_STOP_TIMEOUT_S = 15
+EVENT_TIMEOUT_MS = 120_000
+DEMO_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "MOFA_TINY": "0",  # tiny mode only where a test asks for it with --tiny
+    "OMP_NUM_THREADS": "1",
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the demo server
+
+
+@dataclass
+class DemoServer:
+    """A demo answering on ``url``; its output folder and the logs of its stdout and stderr."""
+
+    url: str
+    outputs: Path
+    stdout: Path
+    stderr: Path
+
+    def logs(self) -> str:
+        return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_served(server: DemoServer, process: subprocess.Popen, script: str) -> None:
+    """Returns once ``server.url`` answers HTTP 200; fails the test when the process exits or time runs out."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{script} exited with code {process.returncode}\n{server.logs()}")
+        try:
+            with urllib.request.urlopen(server.url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{script} did not answer on {server.url} within {SERVER_START_TIMEOUT_S} s\n{server.logs()}")
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
+        os.killpg(process.pid, signum)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stops the process and everything it started (its own process group): SIGTERM, then SIGKILL."""
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def served_demo(subproject: Path, script: str, args: list[str], work: Path) -> Iterator[DemoServer]:
+    """Runs ``python <script> --port <free> --device cpu --output_dir <work>/outputs <args>`` in ``subproject``.
+
+    The demo runs offline in its own process group, with the environment of ``DEMO_ENV``; yields once it answers
+    HTTP 200 on 127.0.0.1, and stops it (with anything it started) on exit, also when it never came up.
+    """
+    port = free_port()
+    server = DemoServer(
+        url=f"http://127.0.0.1:{port}/",
+        outputs=work / "outputs",
+        stdout=work / "stdout.log",
+        stderr=work / "stderr.log",
+    )
+    command = [sys.executable, script, "--port", str(port), "--device", "cpu", "--output_dir", str(server.outputs)]
+    with open(server.stdout, "w") as stdout, open(server.stderr, "w") as stderr:
+        process = subprocess.Popen(
+            [*command, *args],
+            cwd=subproject,
+            env={**os.environ, **DEMO_ENV},
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_served(server, process, script)
+        yield server
+    finally:
+        _stop(process)
+
+
+def select(client, api_name: str, x: int, y: int, *inputs):
+    """Sends a click at pixel (x, y) on an image through a gradio_client ``Client``, as the browser's select
+    event does, to the endpoint ``api_name`` with the other ``inputs``; returns the endpoint's outputs."""
+    fn_index = next(index for index, endpoint in client.endpoints.items() if endpoint.api_name == api_name)
+    send = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
+    return send(*inputs, event_data={"index": [x, y], "value": None})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the browser
+
+
+def require_chromium() -> None:
+    """Skips the test when Debian's Chromium is missing; under CI (``CI=true``) fails it instead."""
+    if CHROMIUM.is_file():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{CHROMIUM} is missing on CI (.ci/run installs Debian's chromium)")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@contextlib.contextmanager
+def chromium_page(width: int, height: int) -> Iterator:
+    """A Playwright page of ``width`` x ``height`` CSS pixels in headless Chromium, closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+def wait_for_text(page, selector: str, text: str) -> None:
+    """Waits until the element matching ``selector`` shows ``text`` (as part of its text)."""
+    page.wait_for_function(
+        "([selector, text]) => document.querySelector(selector).innerText.includes(text)",
+        arg=[selector, text],
+        timeout=EVENT_TIMEOUT_MS,
+    )
+
+
+def wait_for_image_width(page, selector: str, width: int) -> None:
+    """Waits until the image inside ``selector`` has loaded a picture ``width`` pixels wide."""
+    page.wait_for_function(
+        "([selector, width]) => { const img = document.querySelector(selector + ' img');"
+        " return img && img.complete && img.naturalWidth === width; }",
+        arg=[selector, width],
+        timeout=EVENT_TIMEOUT_MS,
+    )
+
+
+def loaded_video(page, selector: str) -> tuple[str, float, int]:
+    """Waits until the video inside ``selector`` knows its duration; returns (its URL, seconds, width in pixels)."""
+    page.wait_for_function(
+        "selector => { const video = document.querySelector(selector + ' video');"
+        " return video && video.readyState >= 1 && video.duration > 0; }",
+        arg=selector,
+        timeout=EVENT_TIMEOUT_MS,
+    )
+    source, duration, width = page.locator(f"{selector} video").evaluate(
+        "video => [video.currentSrc, video.duration, video.videoWidth]"
+    )
+    return source, duration, width
