@@ -1,11 +1,13 @@
 """Portrait + speech -> talking-head video of any length (landmark MOFA-Adapter, periodic sampling).
 
     python inference_opendomain.py --img_path portrait.jpg --audio_path speech.wav --save_root results
+    python inference_opendomain.py ... --ldmk_render sadtalker   # landmarks from the 3DMM path
     python inference_opendomain.py ... --tiny            # random tiny models, synthetic landmarks, offline
 
 Writes, under ``<save_root>/<ldmk_render>/``:
     ldmk/<image>/<audio>_<time>/input.png         the prepared reference frame (the input is never modified)
-    ldmk/<image>/<audio>_<time>/landmarks.npy     (1 + N, 68, 2) float64 landmarks in pixels of input.png
+    ldmk/<image>/<audio>_<time>/landmarks.npy     (1 + N, 68, 2) float64 landmarks in pixels of input.png,
+                                                  N = ceil(25 s) (aniportrait) or floor(25 s) (sadtalker)
     ldmk/<image>/<audio>_<time>/landmarks.mp4     reference | drawn landmarks, 25 fps
     out_video/<image>/<audio>_<time>.mp4          the video, 25 fps, with the audio (AAC, cut at the video end)
     out_video/<image>/<audio>_<time>_panels.mp4   with --panels: reference | flow | pose | dots | video
@@ -27,13 +29,13 @@ import numpy as np
 
 from utils.errors import InputError
 
-RENDERERS = ("aniportrait", "sadtalker")
+RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
 FPS = 25
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ldmk_render", choices=RENDERERS, default="aniportrait", help="landmark generator")
+    parser.add_argument("--ldmk_render", choices=RENDERERS, default="aniportrait", help="audio -> landmark generator")
     parser.add_argument(
         "--ckpt_dir",
         default=None,
@@ -83,8 +85,6 @@ def load_inputs(args: argparse.Namespace):
         )
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be positive, got {args.steps}")
-    if args.ldmk_render == "sadtalker" and args.landmarks is None:
-        raise InputError("--ldmk_render sadtalker is not yet available in this command; use aniportrait or --landmarks")
     image = load_image(args.img_path)
     waveform = load_audio(args.audio_path)
     landmarks = None
@@ -98,7 +98,7 @@ def load_inputs(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> Path:
     """Generate and write everything; returns the video path."""
-    from pipeline.keypoint_animator import SYNTHETIC_LANDMARKS_NOTICE, TINY_NOTICE, KeypointAnimator
+    from pipeline.keypoint_animator import TINY_LANDMARK_NOTICES, TINY_NOTICE, KeypointAnimator
     from utils.landmark_conditions import landmark_preview_frames
     from utils.audio_mux import mux_audio_track
     from utils.video_io import atomic_output, save_png, write_video
@@ -112,13 +112,14 @@ def run(args: argparse.Namespace) -> Path:
         dtype=args.dtype,
         memory=args.memory,
         tiny=args.tiny,
+        landmark_renderers=(args.ldmk_render,) if landmarks is None else (),
     )
     notices = [TINY_NOTICE] if args.tiny else []
     frame = animator.prepare_image(image)
     if landmarks is None:
-        landmarks = animator.landmarks_from_audio(frame, waveform, Path(args.img_path).name)
+        landmarks = animator.landmarks_from_audio(frame, waveform, Path(args.img_path).name, args.ldmk_render)
         if args.tiny:
-            notices.append(SYNTHETIC_LANDMARKS_NOTICE)
+            notices.append(TINY_LANDMARK_NOTICES[args.ldmk_render])
     for notice in notices:
         print(notice)
 

@@ -4,17 +4,21 @@
 
     animator = KeypointAnimator(ckpt_dir=None, adapter_dir=None, device=None, dtype=None, memory="high", tiny=False)
     frame = animator.prepare_image(image)                          # no-crop portrait rule, never in place
-    landmarks = animator.landmarks_from_audio(frame, waveform)     # (1 + N, 68, 2) pixels of `frame`
+    landmarks = animator.landmarks_from_audio(frame, waveform, renderer="aniportrait")  # (1 + N, 68, 2) pixels
     result = animator.animate(frame, landmarks, max_frames=125, steps=None, seed=42)
     # result.frames (T, H, W, 3) uint8, result.flow (T-1, 2, H, W), result.pose_images (T, H, W, 3) uint8
 
-Landmarks come from the AniPortrait generator (MediaPipe face + audio2mesh + audio2pose). Tiny mode builds
-random tiny models and replaces the landmark generator with a deterministic schematic face driven by the
-audio's loudness (:mod:`aniportrait.synthetic`), so the whole chain runs offline; its videos are noise.
+Landmarks come from one of two renderers: ``aniportrait`` (MediaPipe face + audio2mesh + audio2pose) or
+``sadtalker`` (a 3DMM fit of the portrait driven by Audio2Exp + Audio2Pose, :mod:`sadtalker_audio2pose`).
+Tiny mode builds random tiny models; ``aniportrait`` is replaced by a deterministic schematic face driven by
+the audio's loudness (:mod:`aniportrait.synthetic`) and ``sadtalker`` runs its real code on random weights and
+a synthetic face model (:mod:`sadtalker_audio2pose.tiny`), so the whole chain runs offline; its videos are noise.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from aniportrait.synthetic import synthetic_landmarks
 from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
 from pipeline.pipeline import LandmarkFlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
-from utils.checkpoints import ADAPTER_FILES, SOURCES, SVD_DIR, default_ckpt_dir, require_files
+from utils.checkpoints import ADAPTER_FILES, SOURCES, SVD_DIR, default_ckpt_dir, require_files, require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
 from utils.landmark_conditions import (
@@ -49,10 +53,14 @@ TINY_STEPS = 2
 TINY_CMP_GRID = 64
 ADAPTER_DIR = "mofa/ldmk_controlnet"
 CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
+LANDMARK_RENDERERS = ("aniportrait", "sadtalker")
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
-SYNTHETIC_LANDMARKS_NOTICE = (
-    "tiny mode: landmarks come from a synthetic schematic face driven by the audio's loudness, not from AniPortrait"
-)
+TINY_LANDMARK_NOTICES = {
+    "aniportrait": "tiny mode: landmarks come from a synthetic schematic face driven by the audio's loudness, "
+    "not from AniPortrait",
+    "sadtalker": "tiny mode: landmarks come from the SadTalker 3DMM path on random weights and a synthetic face "
+    "model (tiny_landmarker), not from the SadTalker checkpoint",
+}
 
 
 def default_device() -> torch.device:
@@ -107,6 +115,22 @@ class KeypointResult:
         return np.stack(panels)
 
 
+def require_landmark_files(ckpt_dir: Path, renderer: str) -> None:
+    """Raise :class:`CheckpointError` naming the first missing file of a landmark renderer and its fetch command
+    (``make fetch MODE=keypoint`` for ``aniportrait``, ``make fetch MODE=sadtalker`` for ``sadtalker``)."""
+    check_renderer(renderer)
+    if renderer == "sadtalker":
+        require_mode(ckpt_dir, "sadtalker")
+    else:
+        require_files(ckpt_dir, SOURCES["aniportrait"].local_paths(), "keypoint")
+
+
+def check_renderer(renderer: str) -> None:
+    """Raise InputError unless ``renderer`` is one of :data:`LANDMARK_RENDERERS`."""
+    if renderer not in LANDMARK_RENDERERS:
+        raise InputError(f"landmark renderer must be one of {', '.join(LANDMARK_RENDERERS)}, got {renderer!r}")
+
+
 class KeypointAnimator:
     """Loads the Keypoint models once and turns (portrait, landmarks) into videos.
 
@@ -118,10 +142,12 @@ class KeypointAnimator:
         memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
         tiny: random tiny models and synthetic landmarks instead of weights (outputs are noise).
         show_progress: show the pipeline's progress bar over denoising steps.
+        landmark_renderers: renderers whose files are checked with the animator's, before anything loads
+            (a renderer not listed is checked when it is first used).
 
     Raises:
-        CheckpointError: a checkpoint file is missing (the message names it and ``make fetch MODE=keypoint``);
-            the landmark-generator files are checked when landmarks are first generated.
+        CheckpointError: a checkpoint file is missing (the message names it and ``make fetch MODE=keypoint``,
+            or ``make fetch MODE=sadtalker`` for the ``sadtalker`` renderer).
     """
 
     def __init__(
@@ -133,6 +159,7 @@ class KeypointAnimator:
         memory: str = "high",
         tiny: bool = False,
         show_progress: bool = True,
+        landmark_renderers: tuple[str, ...] = (),
     ):
         self.device = torch.device(device) if device is not None else default_device()
         self.is_tiny = tiny
@@ -144,6 +171,8 @@ class KeypointAnimator:
             adapter_dir = Path(adapter_dir) if adapter_dir is not None else self.ckpt_dir / ADAPTER_DIR
             require_files(self.ckpt_dir, SOURCES["svd"].local_paths() + SOURCES["cmp"].local_paths(), "keypoint")
             require_files(adapter_dir, list(ADAPTER_FILES), "keypoint")
+            for renderer in landmark_renderers:
+                require_landmark_files(self.ckpt_dir, renderer)
             self.pipe, self.cmp = load_components(self.ckpt_dir, adapter_dir, plan.dtype)
         self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
         self.cmp.to(self.device)  # CMP always runs in fp32
@@ -152,7 +181,7 @@ class KeypointAnimator:
         self.size_multiple = self.pipe.controlnet.size_multiple
         self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
         self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
-        self._landmark_generator = None
+        self._landmark_generators: dict[str, Callable[..., np.ndarray]] = {}
 
     def prepare_image(self, image: Image.Image) -> Image.Image:
         """The generation frame: :func:`prepare_portrait`, or in tiny mode always short side 32 cropped to
@@ -161,22 +190,53 @@ class KeypointAnimator:
             return resize_and_center_crop(image.convert("RGB"), self.short_side, self.size_multiple)
         return prepare_portrait(image, self.short_side, self.size_multiple)
 
-    def landmarks_from_audio(self, frame: Image.Image, waveform: np.ndarray, image_name: str = "image") -> np.ndarray:
-        """``(1 + ceil(L / 640), 68, 2)`` landmarks in pixels of ``frame`` for a 16 kHz mono ``waveform``.
+    def landmarks_from_audio(
+        self, frame: Image.Image, waveform: np.ndarray, image_name: str = "image", renderer: str = "aniportrait"
+    ) -> np.ndarray:
+        """Landmarks in pixels of ``frame`` for a 16 kHz mono ``waveform`` of L samples, frame 0 the portrait's own.
 
-        Tiny mode uses :func:`aniportrait.synthetic.synthetic_landmarks` (no face model, no weights).
+        The renderers count frames differently: ``aniportrait`` gives ``1 + ceil(L / 640)`` frames (a started
+        25 fps frame counts), ``sadtalker`` ``1 + floor(L / 640)`` (whole frames only), as each was released.
+        Its generator is loaded on first use and kept. Tiny mode uses
+        :func:`aniportrait.synthetic.synthetic_landmarks` for ``aniportrait`` and
+        :func:`sadtalker_audio2pose.tiny.tiny_landmarker` for ``sadtalker`` (no weights, no face detector).
+
+        Returns:
+            ``(1 + N, 68, 2)`` float64.
 
         Raises:
-            InputError: no face in the image (named ``image_name``).
+            InputError: an unknown renderer, or no face in the image (named ``image_name`` by ``aniportrait``).
             CheckpointError: a landmark-model file is missing.
         """
-        if self.is_tiny:
+        check_renderer(renderer)
+        if self.is_tiny and renderer == "aniportrait":
             return synthetic_landmarks(frame.width, frame.height, waveform)
-        if self._landmark_generator is None:
-            from aniportrait.generator import AniPortraitLandmarkGenerator
+        generator = self._landmark_generator(renderer)
+        if renderer == "sadtalker":
+            with warnings.catch_warnings():
+                if self.is_tiny:  # tiny frames are 32 pixels: the synthetic face is always small
+                    warnings.filterwarnings("ignore", message="the face is small")
+                return generator(np.asarray(frame), waveform)
+        return generator(np.asarray(frame), waveform, image_name)
 
-            self._landmark_generator = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
-        return self._landmark_generator(np.asarray(frame), waveform, image_name)
+    def _landmark_generator(self, renderer: str) -> Callable[..., np.ndarray]:
+        """The renderer's generator, loaded on first use (checking its files first) and cached."""
+        if renderer not in self._landmark_generators:
+            if renderer == "sadtalker" and self.is_tiny:
+                from sadtalker_audio2pose.tiny import tiny_landmarker
+
+                generator = tiny_landmarker(self.device)
+            elif renderer == "sadtalker":
+                from sadtalker_audio2pose import FaceCoefficientLandmarker
+
+                require_landmark_files(self.ckpt_dir, renderer)
+                generator = FaceCoefficientLandmarker.from_checkpoints(self.ckpt_dir, device=self.device)
+            else:
+                from aniportrait.generator import AniPortraitLandmarkGenerator
+
+                generator = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
+            self._landmark_generators[renderer] = generator
+        return self._landmark_generators[renderer]
 
     @torch.no_grad()
     def animate(

@@ -29,10 +29,11 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
     portrait = folder / "portrait.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(portrait)
-    short, long = folder / "short.wav", folder / "long.wav"
+    short, long, odd = folder / "short.wav", folder / "long.wav", folder / "odd.wav"
     soundfile.write(short, _speechlike(2.5, 48000), 48000)
     soundfile.write(long, np.stack([_speechlike(7.0, 44100)] * 2, axis=1), 44100)
-    return {"portrait": portrait, "short": short, "long": long}
+    soundfile.write(odd, _speechlike(2.03, 48000), 48000)  # 50.75 frames at 25 fps
+    return {"portrait": portrait, "short": short, "long": long, "odd": odd}
 
 
 def _video_info(path: Path) -> tuple[int, float | None]:
@@ -137,7 +138,6 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
             ["--img_path", portrait, "--audio_path", short, "--landmarks", str(bad_landmarks)],
             r"shape \(N, 68, 2\)",
         ),
-        "sadtalker": (["--img_path", portrait, "--audio_path", short, "--ldmk_render", "sadtalker"], "not yet available"),
     }
 
 
@@ -145,7 +145,7 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
     "case",
     [
         "missing image", "silent audio", "empty audio", "corrupt audio", "unsupported file", "image as audio",
-        "bad landmarks", "sadtalker",
+        "bad landmarks",
     ],  # fmt: skip
 )
 def test_each_bad_input_is_one_error_line(cli_main, inputs, tmp_path, capsys, case):
@@ -176,3 +176,37 @@ def test_ckpt_dir_may_name_the_adapter_folder_as_the_released_command_did(cli_ma
     assert cli_main(argv) == 2
     error = capsys.readouterr().err
     assert str(tmp_path / "ckpts" / "stable-video-diffusion-img2vid-xt-1-1") in error  # the rest comes from ckpts/
+
+
+def test_sadtalker_renderer_tiny_end_to_end_counts_whole_audio_frames(cli_main, inputs, tmp_path, capsys):
+    argv = ["--tiny", "--steps", "1", "--ldmk_render", "sadtalker", "--max_frame_len", "13", "--save_root",
+            str(tmp_path), "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["odd"])]  # fmt: skip
+    assert cli_main(argv) == 0
+    assert "tiny_landmarker" in capsys.readouterr().out  # says where the landmarks came from
+    root = tmp_path / "sadtalker"
+    landmarks = np.load(_single(root / "ldmk" / "portrait", "odd_*") / "landmarks.npy")
+    assert landmarks.shape == (1 + math.floor(FPS * 2.03), 68, 2)  # 51; aniportrait would give 1 + ceil = 52
+    assert np.isfinite(landmarks).all()
+    frames, audio_seconds = _video_info(_single(root / "out_video" / "portrait", "odd_*.mp4"))
+    assert frames == 13  # max_frame_len cuts the video, not landmarks.npy
+    assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS
+    settings = json.loads(_single(root / "out_video" / "portrait", "odd_*.json").read_text())
+    assert settings["ldmk_render"] == "sadtalker" and any("tiny_landmarker" in n for n in settings["notices"])
+
+
+def test_missing_sadtalker_files_name_the_file_and_make_fetch_sadtalker(cli_main, inputs, tmp_path, capsys):
+    from utils.checkpoints import MODE_FILES
+
+    ckpts = tmp_path / "ckpts"
+    for relpath in MODE_FILES["keypoint"]:  # everything but the SadTalker files (empty: nothing is loaded)
+        (ckpts / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (ckpts / relpath).touch()
+    argv = ["--ldmk_render", "sadtalker", "--ckpt_dir", str(ckpts), "--device", "cpu",
+            "--save_root", str(tmp_path / "out"),
+            "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"])]  # fmt: skip
+    assert cli_main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert str(ckpts / "sad_talker" / "SadTalker_V0.0.2_256.safetensors") in error
+    assert "make fetch MODE=sadtalker" in error
+    assert not (tmp_path / "out").exists()

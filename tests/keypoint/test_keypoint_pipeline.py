@@ -115,3 +115,26 @@ def test_fast_adapter_schedule_and_several_videos_per_image(animator):
     assert frames.shape == (2, FRAMES, SIZE, SIZE, 3)
     assert len(seen) == len(get_views(FRAMES, WINDOW))  # the adapter ran at the first of the two steps only
     assert seen[0].shape[0] == 4  # 2 videos x 2 guidance halves
+
+
+def test_sadtalker_renderer_counts_whole_frames_and_is_loaded_once(animator, monkeypatch):
+    import sadtalker_audio2pose.tiny as sadtalker_tiny
+
+    tiny_landmarker, built = sadtalker_tiny.tiny_landmarker, []
+
+    def counting_tiny_landmarker(*args, **kwargs):
+        built.append(tiny_landmarker(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(sadtalker_tiny, "tiny_landmarker", counting_tiny_landmarker)
+    frame = Image.fromarray(np.random.default_rng(1).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    t = np.arange(int(0.43 * 16000)) / 16000  # 10.75 frames at 25 fps
+    waveform = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    landmarks = animator.landmarks_from_audio(frame, waveform, renderer="sadtalker")
+    again = animator.landmarks_from_audio(frame, waveform, renderer="sadtalker")
+    assert landmarks.shape == (1 + 10, 68, 2)  # floor(25 * 0.43); aniportrait counts ceil: 1 + 11
+    assert animator.landmarks_from_audio(frame, waveform).shape == (1 + 11, 68, 2)
+    assert len(built) == 1  # the landmarker is loaded once and kept by the animator
+    np.testing.assert_array_equal(landmarks, again)  # seeded blinks and head motion
+    with pytest.raises(InputError, match="landmark renderer must be one of aniportrait, sadtalker"):
+        animator.landmarks_from_audio(frame, waveform, renderer="wav2lip")
