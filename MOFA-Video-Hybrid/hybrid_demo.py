@@ -12,7 +12,6 @@ folder under ``--output_dir``; uploaded files are only read.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import uuid
 from datetime import datetime
@@ -26,9 +25,10 @@ from PIL import Image
 from pipeline.hybrid_animator import AUDIO_RENDERERS, HybridAnimator
 from utils import hybrid_session, ui_state
 from utils.checkpoints import default_ckpt_dir, fetch_command, require_mode
+from utils.demo_cli import demo_argument_parser
 from utils.errors import CheckpointError, InputError
 from utils.face_mask import describe_mask, describe_mask_choice
-from utils.memory import DTYPES, MEMORY_PRESETS
+from utils.memory import MEMORY_PRESETS
 from utils.video_io import load_image, save_png
 
 MAX_FRAMES = 250
@@ -454,19 +454,11 @@ def build_demo(
 
 
 def parse_args(kind: str, argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=f"{MODES[kind]['title']} Gradio demo.")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0: the whole network)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
-    parser.add_argument(
-        "--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
-        help="tiny random models and synthetic landmarks, no weights needed; outputs are noise (also MOFA_TINY=1)",
-    )  # fmt: skip
-    parser.add_argument("--ckpt_dir", type=Path, default=None, help="weights folder (default: ckpts/ or MOFA_CKPT_DIR)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda, else mps, else cpu)")
-    parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="weight dtype (auto: fp16 on GPUs)")
-    parser.add_argument("--memory", choices=MEMORY_PRESETS, default="balanced", help="initial memory preset")
-    parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="parent folder of per-run outputs")
+    parser = demo_argument_parser(
+        f"{MODES[kind]['title']} Gradio demo.",
+        tiny_help="tiny random models and synthetic landmarks, no weights needed; outputs are noise",
+        default_memory="balanced",
+    )
     return parser.parse_args(argv)
 
 
