@@ -9,7 +9,7 @@ Writes, under ``<save_root>/<ldmk_render>/``:
     ldmk/<image>/<audio>_<time>/landmarks.npy     (1 + N, 68, 2) float64 landmarks in pixels of input.png,
                                                   N = ceil(25 s) (aniportrait) or floor(25 s) (sadtalker)
     ldmk/<image>/<audio>_<time>/landmarks.mp4     reference | drawn landmarks, 25 fps
-    out_video/<image>/<audio>_<time>.mp4          the video, 25 fps, with the audio (AAC, cut at the video end)
+    out_video/<image>/<audio>_<time>.mp4          the video, 25 fps, with the audio (AAC, padded or cut to the video)
     out_video/<image>/<audio>_<time>_panels.mp4   with --panels: reference | flow | pose | dots | video
     out_video/<image>/<audio>_<time>.json         the settings used
 Bad input prints one line ``error: ...`` and exits with status 2, before any file is written.
@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> Path:
     """Generate and write everything; returns the video path."""
     from pipeline.keypoint_animator import TINY_LANDMARK_NOTICES, TINY_NOTICE, KeypointAnimator
     from utils.landmark_conditions import landmark_preview_frames
-    from utils.audio_mux import mux_audio_track
-    from utils.video_io import atomic_output, save_png, write_video
+    from utils.video_io import atomic_output, mux_audio, save_png, write_video
 
     image, waveform, landmarks = load_inputs(args)
     ckpt_dir, adapter_dir = split_ckpt_dir(args.ckpt_dir)
@@ -147,12 +146,11 @@ def run(args: argparse.Namespace) -> Path:
     )
     video_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=video_path.parent, prefix=".silent.") as scratch:
-        seconds = len(result.frames) / FPS
         silent = write_video(Path(scratch) / "video.mp4", result.frames, fps=FPS)
-        mux_audio_track(silent, args.audio_path, video_path, seconds, overwrite=args.overwrite)
+        mux_audio(silent, args.audio_path, video_path, overwrite=args.overwrite, keep_all_frames=True)
         if args.panels:
             silent_panels = write_video(Path(scratch) / "panels.mp4", result.panel_frames(), fps=FPS)
-            mux_audio_track(silent_panels, args.audio_path, panels_path, seconds, overwrite=args.overwrite)
+            mux_audio(silent_panels, args.audio_path, panels_path, overwrite=args.overwrite, keep_all_frames=True)
     settings = {
         **{key: value for key, value in vars(args).items()},
         "frames": len(result.frames),
