@@ -49,8 +49,7 @@ from utils.landmark_conditions import (
 )
 from utils.memory import apply_memory_preset, dtype_name, memory_plan
 from utils.trajectories import draw_hint_image, trajectories_to_flow, validate_tracks
-from utils.audio_mux import mux_audio_keep_video
-from utils.video_io import atomic_output, read_video, resize_and_center_crop, save_png, write_video
+from utils.video_io import atomic_output, mux_audio, read_video, resize_and_center_crop, save_png, write_video
 
 SHORT_SIDE = 512
 DEFAULT_STEPS = 25
@@ -587,7 +586,7 @@ class HybridAnimator:
         else:
             silent = write_video(run_dir / ".output_silent.mp4", result.frames, fps=FPS, overwrite=True)
             try:
-                mux_audio_keep_video(silent, audio_path, paths.video)
+                mux_audio(silent, audio_path, paths.video, keep_all_frames=True)
             finally:
                 silent.unlink(missing_ok=True)
         write_video(paths.trajectory_flow, flow_video_frames(result.trajectory_flow), fps=FPS)
