@@ -16,7 +16,7 @@ The first point of a track is where the motion starts; a one-point track pins th
 that start inside the brush only move the brushed area.
 
 Jobs file (JSON lines), one run per line; relative paths are relative to the jobs file; any option below
-(num_frames, steps, seed, control_scale, height, width, fps) may be set per job, else the command line's:
+(num_frames, steps, seed, control_scale, height, width, fps, fast) may be set per job, else the command line's:
 
     {"image": "a.png", "trajectories": "a.json", "output": "out/a.mp4", "seed": 1}
 
@@ -40,7 +40,7 @@ from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
 from utils.video_io import load_image
 
-JOB_OPTIONS = ("num_frames", "steps", "seed", "control_scale", "height", "width", "fps")
+JOB_OPTIONS = ("num_frames", "steps", "seed", "control_scale", "height", "width", "fps", "fast")
 
 
 @dataclass
@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=None, help="frame width (multiple of 64); default: short side "
                         "512, cropped to multiples of 64")
     parser.add_argument("--fps", type=float, default=20, help="playback rate of the written videos")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode: the adapter at every 4th step, residuals reused in between (~1.1x SVD time)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--memory", choices=MEMORY_PRESETS, default="high", help="memory preset (see utils/memory.py)")
@@ -224,6 +226,7 @@ def run_job(animator, job: Job, overwrite: bool, decode_chunk_size: int | None) 
         control_scale=options["control_scale"],
         height=options["height"],
         width=options["width"],
+        fast=bool(options["fast"]),
         decode_chunk_size=decode_chunk_size,
     )
     inputs = {"image": str(job.image), "trajectories": str(job.trajectories)}
