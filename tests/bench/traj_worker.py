@@ -142,12 +142,12 @@ class Runner:
 
 def flop_floors(runner: Runner, steps: int) -> dict:
     """End-to-end FLOP ratios (ours / plain) extrapolated to ``steps`` from 1- and 2-step counts."""
-    counts = {}
+    counts, device = {}, runner.pipe.unet.device
     for name, run in (
         ("plain_svd", lambda n: runner.run_plain("flops", num_inference_steps=n)),
         ("faithful", lambda n: runner.run_ours(FAITHFUL, "flops", num_inference_steps=n)),
     ):
-        one, two = count_flops(lambda: run(1)), count_flops(lambda: run(2))
+        one, two = count_flops(lambda: run(1), device), count_flops(lambda: run(2), device)
         counts[name] = {"fixed": 2 * one - two, "per_step": two - one}
     plain, ours = counts["plain_svd"], counts["faithful"]
     adapter_per_step = ours["per_step"] - plain["per_step"]
