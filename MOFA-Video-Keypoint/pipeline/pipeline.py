@@ -19,10 +19,9 @@ import torch
 
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, FlowControlNetPipelineOutput, ImageInput
-from utils.adapter_schedule import REUSE, RUN
+from utils.errors import InputError
 
 DEFAULT_MAX_GUIDANCE_SCALE = inspect.signature(FlowControlNetPipeline.__call__).parameters["max_guidance_scale"].default
-from utils.errors import InputError
 
 
 class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
@@ -72,40 +71,9 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
         finally:
             del self._pose_images
 
-    def window_pose_images(self, frame_indices: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-        """``(B', L, 3, H, W)`` pose images of one window's frames, in the sample's device and dtype."""
-        return self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)
-
-    def adapter_residuals(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor,
-        conditioning: dict[str, torch.Tensor],
-        frame_indices: torch.Tensor,
-        controlnet_cond_scale: float,
-    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
-        """The landmark adapter's residuals for one window: as
-        :meth:`FlowControlNetPipeline.adapter_residuals` (same adapter schedule, warped features computed once
-        per video), with the window's pose images."""
-        state = self._adapter_state
-        window = (int(frame_indices[1]), len(frame_indices))
-        if state.action == REUSE and window in state.residuals:
-            return state.residuals[window]
-        if state.action not in (RUN, REUSE):
-            return None, None
-        flow, warped = self.window_condition(conditioning, frame_indices, sample.dtype)
-        down_residuals, mid_residual, _, _ = self.controlnet(
-            sample,
-            timestep,
-            encoder_hidden_states=conditioning["image_embeddings"],
-            added_time_ids=conditioning["added_time_ids"],
-            controlnet_cond=conditioning["controlnet_cond"],
-            controlnet_flow=flow,
-            landmarks=self.window_pose_images(frame_indices, sample),
-            conditioning_scale=controlnet_cond_scale,
-            return_dict=False,
-            warped_condition=warped,
-        )
-        if state.keeps_residuals:
-            state.residuals[window] = (down_residuals, mid_residual)
-        return down_residuals, mid_residual
+    def adapter_kwargs(
+        self, sample: torch.Tensor, conditioning: dict[str, torch.Tensor], frame_indices: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The landmark adapter's extra input for one window: ``landmarks``, the ``(B', L, 3, H, W)`` pose images
+        of the window's frames in both guidance halves, in the sample's device and dtype."""
+        return {"landmarks": self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)}

@@ -22,12 +22,18 @@ features (:meth:`models.flow_controlnet.FlowControlNet.prepare_condition`) are c
 for all frames and sliced per window afterwards, which leaves the results unchanged. ``adapter_schedule``
 (:mod:`utils.adapter_schedule`) can run the adapter at fewer steps (fast mode), reusing or leaving out its
 residuals at the others.
+
+``__call__`` is a sequence of steps that subclasses with other adapters reuse: :meth:`encode_conditions` and
+:meth:`double_for_guidance`, :meth:`prepare_noise`, :meth:`plan_windows` and :meth:`guidance_ramp`,
+:meth:`denoise` (given a per-window prediction, usually built on :meth:`guided_prediction`) and :meth:`finish`.
+An adapter that reads more than the first frame and flow gets it from :meth:`adapter_kwargs`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import PIL.Image
@@ -206,6 +212,17 @@ class FlowControlNetPipeline(DiffusionPipeline):
                 f"`callback_on_step_end_tensor_inputs` may only name {self._callback_tensor_inputs}, got {unknown}"
             )
 
+    @staticmethod
+    def default_sizes(
+        flow: torch.Tensor, height: int | None, width: int | None, num_frames: int | None, decode_chunk_size: int | None
+    ) -> tuple[int, int, int, int]:
+        """``(height, width, num_frames, decode_chunk_size)``, each defaulting to what the ``(B, T-1, 2, H, W)``
+        flow implies: its H and W, T frames, all T decoded at once."""
+        height = height or flow.shape[-2]
+        width = width or flow.shape[-1]
+        num_frames = num_frames if num_frames is not None else flow.shape[1] + 1
+        return height, width, num_frames, decode_chunk_size or num_frames
+
     def image_to_tensor(self, image: ImageInput) -> torch.Tensor:
         """``(B, 3, H, W)`` float32 in [0, 1] at the image's own size (tensors are taken as [0, 1])."""
         if isinstance(image, torch.Tensor):
@@ -293,6 +310,59 @@ class FlowControlNetPipeline(DiffusionPipeline):
             raise InputError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}")
         return latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
+    def encode_conditions(
+        self,
+        image: ImageInput,
+        controlnet_condition: ImageInput | None,
+        height: int,
+        width: int,
+        fps: int,
+        motion_bucket_id: int,
+        noise_aug_strength: float,
+        normalize_clip_input: bool,
+        num_videos_per_prompt: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        device: torch.device,
+    ) -> dict[str, torch.Tensor]:
+        """The conditions every window and step share, encoded once per call, without the guidance halves.
+
+        Arguments as for :meth:`__call__`; the VAE encoding draws its noise from ``generator``.
+
+        Returns:
+            ``image_embeddings (B, 1, D)`` (CLIP), ``image_latents (B, 4, h, w)`` (VAE), ``added_time_ids
+            (B, 3)`` and ``controlnet_cond (B, 3, H, W)`` in [-1, 1] (the adapters' first frame), B = images
+            times ``num_videos_per_prompt``, on ``device`` in the image encoder's dtype.
+        """
+        pixels = self.image_to_tensor(image)
+        image_embeddings = self.encode_image(pixels, device, normalize_clip_input)
+        image_latents = self.encode_vae_image(image, height, width, noise_aug_strength, generator, device)
+        dtype = image_embeddings.dtype
+        batch_size = self.batch_size_of(image) * num_videos_per_prompt
+        added_time_ids = self.get_add_time_ids(fps, motion_bucket_id, noise_aug_strength, batch_size, dtype)
+        cond_image = self.video_processor.preprocess(
+            image if controlnet_condition is None else controlnet_condition, height=height, width=width
+        )
+        return {
+            "image_embeddings": image_embeddings.repeat_interleave(num_videos_per_prompt, dim=0),
+            "image_latents": image_latents.to(dtype).repeat_interleave(num_videos_per_prompt, dim=0),
+            "added_time_ids": added_time_ids.to(device),
+            "controlnet_cond": cond_image.to(device, dtype).repeat_interleave(num_videos_per_prompt, dim=0),
+        }
+
+    @staticmethod
+    def double_for_guidance(conditioning: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """``conditioning`` with the two halves of classifier-free guidance, unconditional first.
+
+        The unconditional half gets zero ``image_embeddings`` and ``image_latents``; the tensors in ``names``
+        (micro-conditioning, the adapters' inputs) are the same in both halves; other entries are kept as given.
+        """
+        doubled = dict(conditioning)
+        for name in ("image_embeddings", "image_latents"):
+            doubled[name] = torch.cat([torch.zeros_like(conditioning[name]), conditioning[name]])
+        for name in names:
+            doubled[name] = torch.cat([conditioning[name]] * 2)
+        return doubled
+
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
         """``(B, T, 4, h, w)`` latents -> ``(B, 3, T, H, W)`` float32 frames in about [-1, 1]."""
         batch_size, num_frames = latents.shape[:2]
@@ -338,6 +408,16 @@ class FlowControlNetPipeline(DiffusionPipeline):
         ]
         return flow, warped
 
+    def adapter_kwargs(
+        self, sample: torch.Tensor, conditioning: dict[str, torch.Tensor], frame_indices: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Extra keyword arguments of the adapter's call for one window: none for the trajectory adapter.
+
+        A subclass whose adapter reads more per frame (the landmark adapter's pose images) returns it here, in
+        the batch layout of ``sample`` ``(B', L, 8, h, w)``; ``frame_indices`` ``(L,)`` are the window's frames.
+        """
+        return {}
+
     def adapter_residuals(
         self,
         sample: torch.Tensor,
@@ -363,7 +443,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         if state.action not in (RUN, REUSE):
             return None, None
         flow, warped = self.window_condition(conditioning, frame_indices, sample.dtype)
-        down_residuals, mid_residual, _ = self.controlnet(
+        down_residuals, mid_residual = self.controlnet(
             sample,
             timestep,
             encoder_hidden_states=conditioning["image_embeddings"],
@@ -373,10 +453,59 @@ class FlowControlNetPipeline(DiffusionPipeline):
             conditioning_scale=controlnet_cond_scale,
             return_dict=False,
             warped_condition=warped,
-        )
+            **self.adapter_kwargs(sample, conditioning, frame_indices),
+        )[:2]
         if state.keeps_residuals:
             state.residuals[window] = (down_residuals, mid_residual)
         return down_residuals, mid_residual
+
+    def start_adapter_step(self, step_index: int, num_steps: int) -> None:
+        """Before denoising step ``step_index`` of ``num_steps``: set what the adapter does at it (schedule)."""
+        self._adapter_state.action = self._adapter_state.schedule.action(step_index, num_steps)
+
+    def guided_prediction(
+        self,
+        scaled_latents: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        guidance_scale: torch.Tensor,
+        residuals_fn: Callable[[torch.Tensor], tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]],
+    ) -> torch.Tensor:
+        """The guided v-prediction for one window, given how to get the adapter residuals for it.
+
+        The UNet's input is the window's latents (doubled when ``conditioning`` holds the two guidance halves)
+        with the first-frame latents concatenated on channels; the output's halves are mixed per position.
+
+        Args:
+            scaled_latents: ``(B, L, 4, h, w)`` noisy latents already divided by ``sqrt(sigma^2 + 1)``.
+            timestep: the UNet timestep (``0.25·ln sigma``).
+            conditioning: at least ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)`` and
+                ``added_time_ids (B', 3)``, B' = 2B (unconditional half first) with guidance, else B.
+            guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
+            residuals_fn: ``fn(sample (B', L, 8, h, w)) -> (down, mid)`` residuals for the UNet (or Nones).
+
+        Returns:
+            ``(B, L, 4, h, w)`` model output.
+        """
+        do_cfg = conditioning["image_embeddings"].shape[0] != scaled_latents.shape[0]
+        num_window_frames = scaled_latents.shape[1]
+        sample = torch.cat([scaled_latents] * 2) if do_cfg else scaled_latents
+        image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
+        sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
+        down_residuals, mid_residual = residuals_fn(sample)
+        model_output = self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states=conditioning["image_embeddings"],
+            added_time_ids=conditioning["added_time_ids"],
+            down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual,
+            return_dict=False,
+        )[0]
+        if do_cfg:
+            uncond, cond = model_output.chunk(2)
+            model_output = uncond + guidance_scale.to(model_output.dtype) * (cond - uncond)
+        return model_output
 
     def predict_window(
         self,
@@ -387,7 +516,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         guidance_scale: torch.Tensor,
         controlnet_cond_scale: float,
     ) -> torch.Tensor:
-        """The guided v-prediction for one window of frames.
+        """The guided v-prediction for one window of frames, with the adapter's residuals.
 
         Args:
             frame_indices: ``(L,)`` the window's frames in the video, frame 0 first.
@@ -402,27 +531,127 @@ class FlowControlNetPipeline(DiffusionPipeline):
         Returns:
             ``(B, L, 4, h, w)`` model output.
         """
-        do_cfg = conditioning["image_embeddings"].shape[0] != scaled_latents.shape[0]
-        num_window_frames = len(frame_indices)
-        sample = torch.cat([scaled_latents] * 2) if do_cfg else scaled_latents
-        image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
-        sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
-        down_residuals, mid_residual = self.adapter_residuals(
-            sample, timestep, conditioning, frame_indices, controlnet_cond_scale
-        )
-        model_output = self.unet(
-            sample,
+        return self.guided_prediction(
+            scaled_latents,
             timestep,
-            encoder_hidden_states=conditioning["image_embeddings"],
-            added_time_ids=conditioning["added_time_ids"],
-            down_block_additional_residuals=down_residuals,
-            mid_block_additional_residual=mid_residual,
-            return_dict=False,
-        )[0]
-        if do_cfg:
-            uncond, cond = model_output.chunk(2)
-            model_output = uncond + guidance_scale.to(model_output.dtype) * (cond - uncond)
-        return model_output
+            conditioning,
+            guidance_scale,
+            lambda sample: self.adapter_residuals(sample, timestep, conditioning, frame_indices, controlnet_cond_scale),
+        )
+
+    def prepare_noise(
+        self,
+        num_inference_steps: int,
+        batch_size: int,
+        num_frames: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Set the scheduler's steps and draw the initial latents.
+
+        Returns:
+            ``(timesteps, latents)``: the scheduler's timesteps and ``(B, T, 4, h, w)`` latents (``latents`` if
+            given, else noise from ``generator``) times the initial sigma.
+        """
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latent_shape = (
+            batch_size, num_frames, self.vae.config.latent_channels,
+            height // self.vae_scale_factor, width // self.vae_scale_factor,
+        )  # fmt: skip
+        return self.scheduler.timesteps, self.prepare_latents(latent_shape, dtype, device, generator, latents)
+
+    def plan_windows(self, num_frames: int, window_size: int, window_stride: int | None) -> list[tuple[int, int]]:
+        """The denoising windows ``[(a, b), ...]`` (:func:`utils.periodic_sampling.get_views`); more than one
+        needs a scheduler periodic sampling can step (:meth:`check_periodic_scheduler`)."""
+        views = get_views(num_frames, window_size, window_stride)
+        if len(views) > 1:
+            self.check_periodic_scheduler()
+        return views
+
+    @staticmethod
+    def guidance_ramp(
+        min_guidance_scale: float, max_guidance_scale: float, window_length: int, device: torch.device
+    ) -> torch.Tensor:
+        """``(1, L, 1, 1, 1)`` guidance per position in a window, growing linearly from min to max."""
+        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, window_length, device=device)
+        return guidance_scale.view(1, window_length, 1, 1, 1)
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        views: list[tuple[int, int]],
+        predict_window_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        callback_on_step_end: Callable[..., dict] | None,
+        callback_on_step_end_tensor_inputs: list[str],
+        before_step: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """The denoising loop: one window steps with the scheduler, several with periodic sampling.
+
+        Args:
+            latents: ``(B, T, 4, h, w)`` initial latents (:meth:`prepare_noise`).
+            timesteps: the scheduler's timesteps.
+            views: the windows (:meth:`plan_windows`).
+            predict_window_fn: ``fn(frame_indices (L,), scaled_latents (B, L, 4, h, w), timestep)`` -> the
+                window's guided model output ``(B, L, 4, h, w)``.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: as for :meth:`__call__`.
+            before_step: ``fn(step_index, num_steps)`` called before every step.
+
+        Returns:
+            ``(B, T, 4, h, w)`` denoised latents.
+        """
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for step_index, timestep in enumerate(timesteps):
+                if before_step is not None:
+                    before_step(step_index, len(timesteps))
+                if len(views) == 1:
+                    scaled = self.scheduler.scale_model_input(latents, timestep)
+                    model_output = predict_window_fn(window_frame_indices(views[0], latents.device), scaled, timestep)
+                    latents = self.scheduler.step(model_output, timestep, latents).prev_sample
+                else:
+                    latents = self.periodic_step(latents, views, predict_window_fn, step_index, timestep)
+                if callback_on_step_end is not None:
+                    available = {"latents": latents}
+                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
+                    latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
+                progress_bar.update()
+        return latents
+
+    def periodic_step(
+        self,
+        latents: torch.Tensor,
+        views: list[tuple[int, int]],
+        predict_window_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        step_index: int,
+        timestep: torch.Tensor,
+    ) -> torch.Tensor:
+        """One step of periodic sampling: every window from the same sigma pair, with the functional Euler step,
+        averaged (:func:`utils.periodic_sampling.periodic_denoise_step`). Shapes as for :meth:`denoise`."""
+        sigma = self.scheduler.sigmas[step_index].item()
+        sigma_next = self.scheduler.sigmas[step_index + 1].item()
+
+        def denoise_window(frame_indices: torch.Tensor, window_latents: torch.Tensor) -> torch.Tensor:
+            return predict_window_fn(frame_indices, window_latents / (sigma**2 + 1) ** 0.5, timestep)
+
+        return periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
+
+    def finish(
+        self, latents: torch.Tensor, output_type: str, decode_chunk_size: int
+    ) -> list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor:
+        """The frames of the denoised ``(B, T, 4, h, w)`` latents as ``output_type`` asks (see
+        :class:`FlowControlNetPipelineOutput`), then the models' offload hooks released."""
+        if output_type == "latent":
+            frames = latents
+        else:
+            frames = self.decode_latents(latents, decode_chunk_size)
+            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
+        self.maybe_free_model_hooks()
+        return frames
 
     @torch.no_grad()
     def __call__(
@@ -490,103 +719,54 @@ class FlowControlNetPipeline(DiffusionPipeline):
             (``(B·num_videos_per_prompt, T-1, 2, H, W)`` float32).
         """
         callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
-        height = height or controlnet_flow.shape[-2]
-        width = width or controlnet_flow.shape[-1]
-        num_frames = num_frames if num_frames is not None else controlnet_flow.shape[1] + 1
-        decode_chunk_size = decode_chunk_size or num_frames
+        height, width, num_frames, decode_chunk_size = self.default_sizes(
+            controlnet_flow, height, width, num_frames, decode_chunk_size
+        )
         self.check_inputs(
             image, controlnet_condition, controlnet_flow, height, width, num_frames, num_inference_steps,
             decode_chunk_size, num_videos_per_prompt, window_size, window_stride, output_type,
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         device = self._execution_device
-        batch_size = self.batch_size_of(image) * num_videos_per_prompt
-        do_cfg = max_guidance_scale > 1.0
 
-        # 1. condition, encoded once: (B, 1, D) embedding and (B, 4, h, w) latents; zeros for the uncond half
-        pixels = self.image_to_tensor(image)
-        image_embeddings = self.encode_image(pixels, device, normalize_clip_input)
-        image_latents = self.encode_vae_image(image, height, width, noise_aug_strength, generator, device)
-        dtype = image_embeddings.dtype
-        image_embeddings = image_embeddings.repeat_interleave(num_videos_per_prompt, dim=0)
-        image_latents = image_latents.to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        added_time_ids = self.get_add_time_ids(fps, motion_bucket_id, noise_aug_strength, batch_size, dtype)
-        cond_image = self.video_processor.preprocess(
-            image if controlnet_condition is None else controlnet_condition, height=height, width=width
-        )  # (B, 3, H, W) in [-1, 1]
-        cond_image = cond_image.to(device, dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        flow = controlnet_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, dim=0)
-        conditioning = {
-            "image_embeddings": image_embeddings,
-            "image_latents": image_latents,
-            "added_time_ids": added_time_ids.to(device),
-            "controlnet_cond": cond_image,
-            "controlnet_flow": flow,
-        }
-        if do_cfg:
-            conditioning["image_embeddings"] = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
-            conditioning["image_latents"] = torch.cat([torch.zeros_like(image_latents), image_latents])
-            for name in ("added_time_ids", "controlnet_cond", "controlnet_flow"):
-                conditioning[name] = torch.cat([conditioning[name]] * 2)
-
-        # 2. schedule and noise
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        latent_shape = (
-            batch_size, num_frames, self.vae.config.latent_channels,
-            height // self.vae_scale_factor, width // self.vae_scale_factor,
+        # 1. conditions, encoded once; the unconditional half gets zero image embeddings and latents only
+        conditioning = self.encode_conditions(
+            image, controlnet_condition, height, width, fps, motion_bucket_id, noise_aug_strength,
+            normalize_clip_input, num_videos_per_prompt, generator, device,
         )  # fmt: skip
-        latents = self.prepare_latents(latent_shape, dtype, device, generator, latents)
+        flow = controlnet_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, dim=0)
+        conditioning["controlnet_flow"] = flow
+        if max_guidance_scale > 1.0:
+            same_in_both_halves = ("added_time_ids", "controlnet_cond", "controlnet_flow")
+            conditioning = self.double_for_guidance(conditioning, same_in_both_halves)
 
-        # 3. windows and guidance (per position inside a window)
-        views = get_views(num_frames, window_size, window_stride)
+        # 2. schedule, noise, windows and guidance (per position inside a window)
+        batch_size = self.batch_size_of(image) * num_videos_per_prompt
+        timesteps, latents = self.prepare_noise(
+            num_inference_steps, batch_size, num_frames, height, width, conditioning["image_embeddings"].dtype,
+            device, generator, latents,
+        )  # fmt: skip
+        views = self.plan_windows(num_frames, window_size, window_stride)
         window_length = min(num_frames, window_size)
-        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, window_length, device=device)
-        guidance_scale = guidance_scale.view(1, window_length, 1, 1, 1)
-        if len(views) > 1:
-            self.check_periodic_scheduler()
+        guidance_scale = self.guidance_ramp(min_guidance_scale, max_guidance_scale, window_length, device)
 
-        # 4. denoising loop
-        self._num_timesteps = len(timesteps)
+        # 3. denoising, the adapter running as the schedule says
         schedule = adapter_schedule or FAITHFUL
         self._adapter_state = AdapterState(schedule, keeps_residuals=REUSE in schedule.actions(len(timesteps)))
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for step_index, timestep in enumerate(timesteps):
-                self._adapter_state.action = self._adapter_state.schedule.action(step_index, len(timesteps))
-                if len(views) == 1:
-                    scaled = self.scheduler.scale_model_input(latents, timestep)
-                    model_output = self.predict_window(
-                        window_frame_indices(views[0], device), scaled, timestep, conditioning,
-                        guidance_scale, controlnet_cond_scale,
-                    )  # fmt: skip
-                    latents = self.scheduler.step(model_output, timestep, latents).prev_sample
-                else:
-                    sigma = self.scheduler.sigmas[step_index].item()
-                    sigma_next = self.scheduler.sigmas[step_index + 1].item()
-
-                    def denoise_window(frame_indices: torch.Tensor, window_latents: torch.Tensor) -> torch.Tensor:
-                        scaled = window_latents / (sigma**2 + 1) ** 0.5
-                        return self.predict_window(
-                            frame_indices, scaled, timestep, conditioning, guidance_scale, controlnet_cond_scale
-                        )
-
-                    latents = periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
-
-                if callback_on_step_end is not None:
-                    available = {"latents": latents}
-                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
-                    latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
-                progress_bar.update()
+        predict = partial(
+            self.predict_window,
+            conditioning=conditioning,
+            guidance_scale=guidance_scale,
+            controlnet_cond_scale=controlnet_cond_scale,
+        )
+        latents = self.denoise(
+            latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            before_step=self.start_adapter_step,
+        )  # fmt: skip
         del self._adapter_state  # frees the cached features and residuals before decoding
 
-        # 5. decode
-        if output_type == "latent":
-            frames = latents
-        else:
-            frames = self.decode_latents(latents, decode_chunk_size)
-            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
-        self.maybe_free_model_hooks()
-
+        # 4. decode
+        frames = self.finish(latents, output_type, decode_chunk_size)
         flow_used = controlnet_flow.float().repeat_interleave(num_videos_per_prompt, dim=0)
         if not return_dict:
             return frames, flow_used
