@@ -10,11 +10,12 @@ At every denoising step, on the same classifier-free-guidance-doubled input,
   (:mod:`pipeline.residual_fusion`), and the UNet denoises with the fused residuals.
 
 Everything else is the trajectory pipeline's (:class:`pipeline.flow_controlnet_pipeline.FlowControlNetPipeline`,
-whose encoders, latents and decoding are reused): per-frame guidance ``linspace(1, 3, window)``, zero
-unconditional image embedding and latents but the same adapter conditions in both halves, micro-conditioning
-``[6, 128, 0.02]``, CLIP input without mean/std normalisation, unscaled ``mode()`` image latents. Videos longer
-than ``window_size`` (25) frames are denoised by periodic sampling (:mod:`utils.periodic_sampling`), so a
-hybrid video may have any number of frames; the CLIP and VAE encodings are computed once.
+whose condition encoding, noise, windows, denoising loop and decoding are reused): per-frame guidance
+``linspace(1, 3, window)``, zero unconditional image embedding and latents but the same adapter conditions in
+both halves, micro-conditioning ``[6, 128, 0.02]``, CLIP input without mean/std normalisation, unscaled
+``mode()`` image latents. Videos longer than ``window_size`` (25) frames are denoised by periodic sampling
+(:mod:`utils.periodic_sampling`), so a hybrid video may have any number of frames; the CLIP and VAE encodings
+are computed once.
 
 When the mask is empty only the trajectory adapter runs, and when it is full only the landmark adapter runs:
 the fusion would discard the other's residuals anyway. Each adapter's warped first-frame features depend on the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import PIL.Image
@@ -39,7 +41,6 @@ from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalC
 from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, ImageInput
 from pipeline.residual_fusion import fuse_residuals, mask_to_tensor
 from utils.errors import InputError
-from utils.periodic_sampling import get_views, periodic_denoise_step, window_frame_indices
 
 
 @dataclass
@@ -150,40 +151,47 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         h_k, w_k)`` per level, batch-major like the UNet input."""
         return [torch.cat([level[:, frame_indices]] * copies).flatten(0, 1) for level in warped]
 
-    def predict_hybrid_window(
+    def warped_conditions(
+        self, conditioning: dict[str, torch.Tensor], chunk_size: int
+    ) -> dict[str, list[torch.Tensor] | None]:
+        """``trajectory_warped`` and ``landmark_warped``: each adapter's warped first-frame features
+        (:meth:`prepare_warped_condition`) from the conditioning's first frame and that adapter's flow, or None
+        for an adapter the mask leaves out (an empty mask leaves out the landmark one, a full mask the other)."""
+        mask = conditioning["landmark_mask"]
+        dtype = conditioning["image_embeddings"].dtype
+        warped = {}
+        for name, adapter, used in (
+            ("trajectory", self.controlnet, bool(mask.lt(1).any())),
+            ("landmark", self.ldmk_controlnet, bool(mask.gt(0).any())),
+        ):
+            flow = conditioning[f"{name}_flow"]
+            reference = conditioning["controlnet_cond"]
+            features = self.prepare_warped_condition(adapter, reference, flow, dtype, chunk_size) if used else None
+            warped[f"{name}_warped"] = features
+        return warped
+
+    def hybrid_residuals(
         self,
-        frame_indices: torch.Tensor,
-        scaled_latents: torch.Tensor,
+        sample: torch.Tensor,
         timestep: torch.Tensor,
         conditioning: dict[str, torch.Tensor],
-        guidance_scale: torch.Tensor,
+        frame_indices: torch.Tensor,
         trajectory_cond_scale: float,
         landmark_cond_scale: float,
-    ) -> torch.Tensor:
-        """The guided v-prediction for one window of frames, with fused adapter residuals.
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Both adapters' residuals for one window, fused as ``face * M + traj * (1 - M)`` (only the adapters the
+        mask uses run).
 
         Args:
-            frame_indices: ``(L,)`` the window's frames in the video, frame 0 first.
-            scaled_latents: ``(B, L, 4, h, w)`` noisy latents already divided by ``sqrt(sigma^2 + 1)``.
-            timestep: the UNet timestep (``0.25·ln sigma``).
-            conditioning: ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)``, ``added_time_ids
-                (B', 3)``, ``controlnet_cond (B', 3, H, W)`` (B' = 2B with guidance, unconditional half first),
-                and, not doubled, ``trajectory_flow`` / ``landmark_flow`` ``(B, T-1, 2, H, W)``,
-                ``landmark_images (B, T, 3, H, W)``, ``landmark_mask (1, 1, H, W)`` and
-                ``trajectory_warped`` / ``landmark_warped`` (:meth:`prepare_warped_condition`, None for an
-                adapter the mask leaves out).
-            guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
-            trajectory_cond_scale, landmark_cond_scale: multiply each adapter's residuals.
+            sample: ``(B', L, 8, h, w)`` the UNet's input for the window (B' = 2B with guidance, else B).
+            timestep, conditioning, trajectory_cond_scale, landmark_cond_scale: as for
+                :meth:`predict_hybrid_window`.
+            frame_indices: ``(L,)`` the window's frames.
 
         Returns:
-            ``(B, L, 4, h, w)`` model output.
+            ``(down, mid)`` residuals, ``(B'·L, C, h_j, w_j)`` each.
         """
-        do_cfg = conditioning["image_embeddings"].shape[0] != scaled_latents.shape[0]
-        copies = 2 if do_cfg else 1
-        num_window_frames = len(frame_indices)
-        sample = torch.cat([scaled_latents] * copies)
-        image_latents = conditioning["image_latents"].unsqueeze(1).expand(-1, num_window_frames, -1, -1, -1)
-        sample = torch.cat([sample, image_latents.to(sample.dtype)], dim=2)
+        copies = sample.shape[0] // conditioning["trajectory_flow"].shape[0]
         shared = {
             "encoder_hidden_states": conditioning["image_embeddings"],
             "added_time_ids": conditioning["added_time_ids"],
@@ -191,7 +199,6 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             "return_dict": False,
         }
         flow_frames = frame_indices[1:] - 1
-        mask = conditioning["landmark_mask"]
 
         traj = face = None
         if conditioning["trajectory_warped"] is not None:
@@ -214,25 +221,46 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                 **shared,
             )[:2]
         if traj is None:
-            down_residuals, mid_residual = face
-        elif face is None:
-            down_residuals, mid_residual = traj
-        else:
-            down_residuals, mid_residual = fuse_residuals(*face, *traj, mask)
+            return face
+        if face is None:
+            return traj
+        return fuse_residuals(*face, *traj, conditioning["landmark_mask"])
 
-        model_output = self.unet(
-            sample,
+    def predict_hybrid_window(
+        self,
+        frame_indices: torch.Tensor,
+        scaled_latents: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        guidance_scale: torch.Tensor,
+        trajectory_cond_scale: float,
+        landmark_cond_scale: float,
+    ) -> torch.Tensor:
+        """The guided v-prediction for one window of frames, with fused adapter residuals.
+
+        Args:
+            frame_indices: ``(L,)`` the window's frames in the video, frame 0 first.
+            scaled_latents: ``(B, L, 4, h, w)`` noisy latents already divided by ``sqrt(sigma^2 + 1)``.
+            timestep: the UNet timestep (``0.25·ln sigma``).
+            conditioning: ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)``, ``added_time_ids
+                (B', 3)``, ``controlnet_cond (B', 3, H, W)`` (B' = 2B with guidance, unconditional half first),
+                and, not doubled, ``trajectory_flow`` / ``landmark_flow`` ``(B, T-1, 2, H, W)``,
+                ``landmark_images (B, T, 3, H, W)``, ``landmark_mask (1, 1, H, W)`` and
+                ``trajectory_warped`` / ``landmark_warped`` (:meth:`warped_conditions`).
+            guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
+            trajectory_cond_scale, landmark_cond_scale: multiply each adapter's residuals.
+
+        Returns:
+            ``(B, L, 4, h, w)`` model output.
+        """
+        scales = (trajectory_cond_scale, landmark_cond_scale)
+        return self.guided_prediction(
+            scaled_latents,
             timestep,
-            encoder_hidden_states=conditioning["image_embeddings"],
-            added_time_ids=conditioning["added_time_ids"],
-            down_block_additional_residuals=down_residuals,
-            mid_block_additional_residual=mid_residual,
-            return_dict=False,
-        )[0]
-        if do_cfg:
-            uncond, cond = model_output.chunk(2)
-            model_output = uncond + guidance_scale.to(model_output.dtype) * (cond - uncond)
-        return model_output
+            conditioning,
+            guidance_scale,
+            lambda sample: self.hybrid_residuals(sample, timestep, conditioning, frame_indices, *scales),
+        )
 
     @torch.no_grad()
     def __call__(
@@ -301,10 +329,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             :class:`HybridPipelineOutput`.
         """
         callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
-        height = height or trajectory_flow.shape[-2]
-        width = width or trajectory_flow.shape[-1]
-        num_frames = num_frames if num_frames is not None else trajectory_flow.shape[1] + 1
-        decode_chunk_size = decode_chunk_size or num_frames
+        height, width, num_frames, decode_chunk_size = self.default_sizes(
+            trajectory_flow, height, width, num_frames, decode_chunk_size
+        )
         self.check_inputs(
             image, controlnet_condition, trajectory_flow, height, width, num_frames, num_inference_steps,
             decode_chunk_size, num_videos_per_prompt, window_size, window_stride, output_type,
@@ -312,102 +339,48 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         )  # fmt: skip
         self.check_hybrid_inputs(trajectory_flow, landmark_flow, landmark_images, landmark_mask)
         device = self._execution_device
-        batch_size = self.batch_size_of(image) * num_videos_per_prompt
-        do_cfg = max_guidance_scale > 1.0
 
         # 1. conditions, encoded once; the adapters' inputs are doubled per window, not here
-        pixels = self.image_to_tensor(image)
-        image_embeddings = self.encode_image(pixels, device, normalize_clip_input)
-        image_latents = self.encode_vae_image(image, height, width, noise_aug_strength, generator, device)
-        dtype = image_embeddings.dtype
-        image_embeddings = image_embeddings.repeat_interleave(num_videos_per_prompt, dim=0)
-        image_latents = image_latents.to(dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        added_time_ids = self.get_add_time_ids(fps, motion_bucket_id, noise_aug_strength, batch_size, dtype)
-        cond_image = self.video_processor.preprocess(
-            image if controlnet_condition is None else controlnet_condition, height=height, width=width
-        )  # (B, 3, H, W) in [-1, 1]
-        cond_image = cond_image.to(device, dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        conditioning = {
-            "image_embeddings": image_embeddings,
-            "image_latents": image_latents,
-            "added_time_ids": added_time_ids.to(device),
-            "controlnet_cond": cond_image,
-            "trajectory_flow": trajectory_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
-            "landmark_flow": landmark_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
-            "landmark_images": landmark_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
-            "landmark_mask": mask_to_tensor(landmark_mask, device, dtype),
-        }
-        # the warped first-frame features of the adapters the mask uses, once for the whole video
-        chunk_size = min(num_frames, window_size) - 1
-        mask = conditioning["landmark_mask"]
-        for name, adapter, used in (
-            ("trajectory", self.controlnet, bool(mask.lt(1).any())),
-            ("landmark", self.ldmk_controlnet, bool(mask.gt(0).any())),
-        ):
-            flow = conditioning[f"{name}_flow"]
-            warped = self.prepare_warped_condition(adapter, cond_image, flow, dtype, chunk_size) if used else None
-            conditioning[f"{name}_warped"] = warped
-        if do_cfg:
-            conditioning["image_embeddings"] = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
-            conditioning["image_latents"] = torch.cat([torch.zeros_like(image_latents), image_latents])
-            for name in ("added_time_ids", "controlnet_cond"):
-                conditioning[name] = torch.cat([conditioning[name]] * 2)
-
-        # 2. schedule and noise
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        latent_shape = (
-            batch_size, num_frames, self.vae.config.latent_channels,
-            height // self.vae_scale_factor, width // self.vae_scale_factor,
+        conditioning = self.encode_conditions(
+            image, controlnet_condition, height, width, fps, motion_bucket_id, noise_aug_strength,
+            normalize_clip_input, num_videos_per_prompt, generator, device,
         )  # fmt: skip
-        latents = self.prepare_latents(latent_shape, dtype, device, generator, latents)
+        dtype = conditioning["image_embeddings"].dtype
+        conditioning.update(
+            trajectory_flow=trajectory_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
+            landmark_flow=landmark_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
+            landmark_images=landmark_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
+            landmark_mask=mask_to_tensor(landmark_mask, device, dtype),
+        )
+        conditioning.update(self.warped_conditions(conditioning, chunk_size=min(num_frames, window_size) - 1))
+        if max_guidance_scale > 1.0:
+            conditioning = self.double_for_guidance(conditioning, ("added_time_ids", "controlnet_cond"))
 
-        # 3. windows and guidance (per position inside a window)
-        views = get_views(num_frames, window_size, window_stride)
-        window_length = min(num_frames, window_size)
-        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, window_length, device=device)
-        guidance_scale = guidance_scale.view(1, window_length, 1, 1, 1)
-        if len(views) > 1:
-            self.check_periodic_scheduler()
-        scales = (trajectory_cond_scale, landmark_cond_scale)
+        # 2. schedule, noise, windows and guidance (per position inside a window)
+        timesteps, latents = self.prepare_noise(
+            num_inference_steps, self.batch_size_of(image) * num_videos_per_prompt, num_frames, height, width,
+            dtype, device, generator, latents,
+        )  # fmt: skip
+        views = self.plan_windows(num_frames, window_size, window_stride)
+        guidance_scale = self.guidance_ramp(
+            min_guidance_scale, max_guidance_scale, min(num_frames, window_size), device
+        )
 
-        # 4. denoising loop
-        self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for step_index, timestep in enumerate(timesteps):
-                if len(views) == 1:
-                    scaled = self.scheduler.scale_model_input(latents, timestep)
-                    model_output = self.predict_hybrid_window(
-                        window_frame_indices(views[0], device), scaled, timestep, conditioning, guidance_scale, *scales
-                    )
-                    latents = self.scheduler.step(model_output, timestep, latents).prev_sample
-                else:
-                    sigma = self.scheduler.sigmas[step_index].item()
-                    sigma_next = self.scheduler.sigmas[step_index + 1].item()
+        # 3. denoising
+        predict = partial(
+            self.predict_hybrid_window,
+            conditioning=conditioning,
+            guidance_scale=guidance_scale,
+            trajectory_cond_scale=trajectory_cond_scale,
+            landmark_cond_scale=landmark_cond_scale,
+        )
+        latents = self.denoise(
+            latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
 
-                    def denoise_window(frame_indices: torch.Tensor, window_latents: torch.Tensor) -> torch.Tensor:
-                        scaled = window_latents / (sigma**2 + 1) ** 0.5
-                        return self.predict_hybrid_window(
-                            frame_indices, scaled, timestep, conditioning, guidance_scale, *scales
-                        )
-
-                    latents = periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
-
-                if callback_on_step_end is not None:
-                    available = {"latents": latents}
-                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
-                    latents = callback_on_step_end(self, step_index, timestep, tensors).pop("latents", latents)
-                progress_bar.update()
-
-        # 5. decode (the warped features are no longer needed)
+        # 4. decode (the warped features are no longer needed)
         del conditioning["trajectory_warped"], conditioning["landmark_warped"]
-        if output_type == "latent":
-            frames = latents
-        else:
-            frames = self.decode_latents(latents, decode_chunk_size)
-            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
-        self.maybe_free_model_hooks()
-
+        frames = self.finish(latents, output_type, decode_chunk_size)
         outputs = (
             frames,
             trajectory_flow.float().repeat_interleave(num_videos_per_prompt, dim=0),
