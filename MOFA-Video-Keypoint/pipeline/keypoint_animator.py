@@ -260,7 +260,8 @@ class KeypointAnimator:
             seed: seeds the global torch RNG, which draws the noise (as the released demo did).
             window_size: frames per periodic-sampling window (25, the adapter's training length).
             control_scale: multiplies the adapter's residuals.
-            fast: run the adapter in the first 40 % of the steps only (:data:`utils.adapter_schedule.FAST`).
+            fast: run the adapter at every 4th step only and reuse its residuals in between
+                (:data:`utils.adapter_schedule.FAST`).
 
         Raises:
             InputError: bad landmarks or ``max_frames`` < 2.
