@@ -3,16 +3,31 @@
     python inference_opendomain.py --img_path portrait.jpg --audio_path speech.wav --save_root results
     python inference_opendomain.py ... --ldmk_render sadtalker   # landmarks from the 3DMM path
     python inference_opendomain.py ... --tiny            # random tiny models, synthetic landmarks, offline
+    python inference_opendomain.py --jobs jobs.jsonl --save_root results   # many runs, models loaded once
+    accelerate launch inference_opendomain.py --jobs jobs.jsonl            # the same, split over GPUs
 
-Writes, under ``<save_root>/<ldmk_render>/``:
-    ldmk/<image>/<audio>_<time>/input.png         the prepared reference frame (the input is never modified)
-    ldmk/<image>/<audio>_<time>/landmarks.npy     (1 + N, 68, 2) float64 landmarks in pixels of input.png,
-                                                  N = ceil(25 s) (aniportrait) or floor(25 s) (sadtalker)
-    ldmk/<image>/<audio>_<time>/landmarks.mp4     reference | drawn landmarks, 25 fps
-    out_video/<image>/<audio>_<time>.mp4          the video, 25 fps, with the audio (AAC, padded or cut to the video)
-    out_video/<image>/<audio>_<time>_panels.mp4   with --panels: reference | flow | pose | dots | video
-    out_video/<image>/<audio>_<time>.json         the settings used
-Bad input prints one line ``error: ...`` and exits with status 2, before any file is written.
+Writes, under ``<save_root>/<ldmk_render>/``, with ``<run>`` = ``<audio>_<time>`` (``<landmarks>_<time>``
+without audio; a job's ``name``, by default its audio's or landmark file's stem, in a jobs file):
+    ldmk/<image>/<run>/input.png         the prepared reference frame (the input is never modified)
+    ldmk/<image>/<run>/landmarks.npy     (1 + N, 68, 2) float64 landmarks in pixels of input.png,
+                                         N = ceil(25 s) (aniportrait) or floor(25 s) (sadtalker)
+    ldmk/<image>/<run>/landmarks.mp4     reference | drawn landmarks, 25 fps
+    out_video/<image>/<run>.mp4          the video, 25 fps, with the audio (AAC, padded or cut to the video);
+                                         silent when only landmarks are given
+    out_video/<image>/<run>_panels.mp4   with --panels: reference | flow | pose | dots | video
+    out_video/<image>/<run>.json         the settings used, written last
+
+Jobs file (JSON lines), one run per line; relative paths are relative to the jobs file; ``img_path`` and
+``audio_path`` or ``landmarks`` (or both) are needed, ``save_root`` too unless given on the command line;
+``name``, ``max_frame_len``, ``steps``, ``seed``, ``ldmk_render``, ``fast`` and ``panels`` may be set per job,
+else the command line's apply:
+
+    {"img_path": "a.jpg", "audio_path": "a.wav", "save_root": "results", "seed": 1, "fast": true}
+
+Jobs whose ``<run>.json`` exists are skipped, so an interrupted batch resumes where it stopped (a job writes
+nothing until its video is generated). A job with bad input prints ``error: <its video>: <message>`` and the
+others go on; the exit status is then 2. A bad jobs file stops everything before any model loads.
+A single run with bad input prints one line ``error: ...`` and exits with status 2, before any file is written.
 """
 
 from __future__ import annotations
@@ -23,6 +38,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +48,53 @@ from utils.errors import InputError
 
 RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
 FPS = 25
+JOB_OPTIONS = {"max_frame_len": int, "steps": int, "seed": int, "ldmk_render": str, "fast": bool, "panels": bool}
+TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
+JOB_PATHS = ("img_path", "audio_path", "landmarks", "save_root")
+
+
+@dataclass
+class Job:
+    """One run: input paths (``audio_path`` or ``landmarks`` may be None), where it writes, and its options
+    (``JOB_OPTIONS``)."""
+
+    img_path: Path
+    audio_path: Path | None
+    landmarks: Path | None
+    save_root: Path
+    name: str
+    options: dict
+
+    @property
+    def landmark_dir(self) -> Path:
+        return self.save_root / self.options["ldmk_render"] / "ldmk" / self.img_path.stem / self.name
+
+    @property
+    def video_path(self) -> Path:
+        return self.save_root / self.options["ldmk_render"] / "out_video" / self.img_path.stem / f"{self.name}.mp4"
+
+    @property
+    def panels_path(self) -> Path:
+        return self.video_path.with_name(f"{self.name}_panels.mp4")
+
+    @property
+    def settings_path(self) -> Path:
+        """Written last: its presence marks the job finished."""
+        return self.video_path.with_suffix(".json")
+
+    def outputs(self) -> list[Path]:
+        """Every file the job writes."""
+        outputs = [self.landmark_dir / name for name in ("input.png", "landmarks.npy", "landmarks.mp4")]
+        outputs += [self.video_path, self.settings_path]
+        return outputs + ([self.panels_path] if self.options["panels"] else [])
+
+    def settings(self) -> dict:
+        """The job's inputs, name and options for the settings file."""
+        paths = {key: None if getattr(self, key) is None else str(getattr(self, key)) for key in JOB_PATHS}
+        return {**paths, "name": self.name, **self.options}
+
+
+# ----------------------------------------------------------------------------------------------- parsing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,9 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoint folder (ckpts/; default $MOFA_CKPT_DIR or <repo>/ckpts), or the landmark adapter folder "
         "itself (…/ckpts/mofa/ldmk_controlnet), whose ckpts/ is then used for the rest",
     )
-    parser.add_argument("--audio_path", required=True, help="speech: wav, mp3, m4a, flac, ogg, ...")
-    parser.add_argument("--img_path", required=True, help="portrait image (not modified)")
-    parser.add_argument("--save_root", required=True, help="output folder")
+    parser.add_argument("--audio_path", default=None, help="speech: wav, mp3, m4a, flac, ogg, ...")
+    parser.add_argument("--img_path", default=None, help="portrait image (not modified)")
+    parser.add_argument("--save_root", default=None, help="output folder (with --jobs: for jobs that set none)")
+    parser.add_argument("--jobs", default=None, help="JSON-lines file of runs (replaces --img_path/--audio_path)")
     parser.add_argument("--max_frame_len", type=int, default=125, help="most output frames, reference included")
     parser.add_argument(
         "--landmarks", default=None, help="(N, 68, 2) .npy in pixels of the prepared frame; skips audio->landmarks"
@@ -57,9 +122,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory", choices=("high", "balanced", "low"), default="high", help="memory preset")
     parser.add_argument("--seed", type=int, default=41, help="seed of the diffusion noise (41, as released)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
-    parser.add_argument("--fast", action="store_true", help="run the adapter in the first 40%% of the steps only")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode: the adapter at every 4th step, its residuals reused in between")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.jobs is not None and any(value is not None for value in (args.img_path, args.audio_path, args.landmarks)):
+        parser.error("--jobs cannot be combined with --img_path/--audio_path/--landmarks")
+    if args.jobs is None and (args.img_path is None or args.save_root is None):
+        parser.error("give --img_path and --save_root (with --audio_path and/or --landmarks), or --jobs")
+    if args.jobs is None and args.audio_path is None and args.landmarks is None:
+        parser.error("give --audio_path, --landmarks or both")
+    return args
 
 
 def split_ckpt_dir(path: str | None) -> tuple[Path | None, Path | None]:
@@ -73,106 +146,248 @@ def split_ckpt_dir(path: str | None) -> tuple[Path | None, Path | None]:
     return path, None
 
 
-def load_inputs(args: argparse.Namespace):
-    """Image, waveform and optional landmark file, validated before any model loads."""
+def single_job(args: argparse.Namespace) -> Job:
+    """The job of a command line without ``--jobs``; its run name ends with the time, so runs never collide."""
+    driver = Path(args.audio_path if args.audio_path is not None else args.landmarks)
+    return Job(
+        img_path=Path(args.img_path),
+        audio_path=None if args.audio_path is None else Path(args.audio_path),
+        landmarks=None if args.landmarks is None else Path(args.landmarks),
+        save_root=Path(args.save_root),
+        name=f"{driver.stem}_{int(time.time())}",
+        options={name: getattr(args, name) for name in JOB_OPTIONS},
+    )
+
+
+def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where: str) -> Job:
+    """One jobs-file line as a :class:`Job`; ``where`` names the line in errors."""
+    if not isinstance(entry, dict) or "img_path" not in entry:
+        raise InputError(f"{where}: each job needs \"img_path\" and \"audio_path\" and/or \"landmarks\"")
+    if entry.get("audio_path") is None and entry.get("landmarks") is None:
+        raise InputError(f"{where}: each job needs \"audio_path\" and/or \"landmarks\"")
+    unknown = sorted(set(entry) - {*JOB_PATHS, "name", *JOB_OPTIONS})
+    if unknown:
+        raise InputError(f"{where}: unknown keys {unknown}")
+    for key in (*JOB_PATHS, "name"):
+        if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
+            raise InputError(f"{where}: \"{key}\" must be a non-empty string")
+    for key, kind in JOB_OPTIONS.items():
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise InputError(f"{where}: \"{key}\" must be {TYPE_NAMES[kind]}, got {value!r}")
+    if entry.get("ldmk_render", args.ldmk_render) not in RENDERERS:
+        raise InputError(f"{where}: \"ldmk_render\" must be one of {', '.join(RENDERERS)}")
+    if entry.get("save_root") is None and args.save_root is None:
+        raise InputError(f"{where}: no \"save_root\" (set it in the job or pass --save_root)")
+    paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}
+    paths["save_root"] = paths["save_root"] or Path(args.save_root)
+    name = entry.get("name") or (paths["audio_path"] or paths["landmarks"]).stem
+    if Path(name).name != name:
+        raise InputError(f"{where}: \"name\" must be a file name without folders, got {name!r}")
+    options = {key: getattr(args, key) for key in JOB_OPTIONS}
+    options.update({key: entry[key] for key in JOB_OPTIONS if entry.get(key) is not None})
+    return Job(**paths, name=name, options=options)
+
+
+def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
+    """Parse a jobs file (schema in the module docstring); missing options come from ``args``.
+
+    Raises:
+        InputError: missing file, a line that is not a valid job, or two jobs writing the same video.
+    """
+    if not path.is_file():
+        raise InputError(f"jobs file not found: {path}")
+    jobs: list[Job] = []
+    lines: dict[Path, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{where}: not valid JSON ({error})") from None
+        job = _job_from_entry(entry, path.parent, args, where)
+        if job.video_path in lines:
+            raise InputError(
+                f"{where}: writes {job.video_path} as line {lines[job.video_path]} does; give the jobs different "
+                "\"name\"s"
+            )
+        lines[job.video_path] = number
+        jobs.append(job)
+    if not jobs:
+        raise InputError(f"{path} holds no jobs")
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def load_inputs(job: Job) -> tuple:
+    """``(image, waveform, landmarks)``, validated before any model work: waveform is None without audio,
+    landmarks None without a landmark file."""
     from aniportrait.audio import load_audio
     from utils.landmark_conditions import check_landmarks
     from utils.video_io import load_image
 
-    if args.max_frame_len < 2:
-        raise InputError(
-            f"--max_frame_len must be at least 2 (the reference and one more frame), got {args.max_frame_len}"
-        )
-    if args.steps is not None and args.steps < 1:
-        raise InputError(f"--steps must be positive, got {args.steps}")
-    image = load_image(args.img_path)
-    waveform = load_audio(args.audio_path)
+    max_frame_len, steps = job.options["max_frame_len"], job.options["steps"]
+    if max_frame_len < 2:
+        raise InputError(f"--max_frame_len must be at least 2 (the reference and one more frame), got {max_frame_len}")
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be positive, got {steps}")
+    image = load_image(job.img_path)
+    waveform = None if job.audio_path is None else load_audio(job.audio_path)
     landmarks = None
-    if args.landmarks is not None:
+    if job.landmarks is not None:
         try:
-            landmarks = check_landmarks(np.load(args.landmarks, allow_pickle=False))
+            landmarks = check_landmarks(np.load(job.landmarks, allow_pickle=False))
         except (OSError, ValueError) as error:
-            raise InputError(f"cannot read landmarks {args.landmarks}: {error}") from None
+            raise InputError(f"cannot read landmarks {job.landmarks}: {error}") from None
     return image, waveform, landmarks
 
 
-def run(args: argparse.Namespace) -> Path:
-    """Generate and write everything; returns the video path."""
-    from pipeline.keypoint_animator import TINY_LANDMARK_NOTICES, TINY_NOTICE, KeypointAnimator
-    from utils.landmark_conditions import landmark_preview_frames
-    from utils.video_io import atomic_output, mux_audio, save_png, write_video
+def build_animator(args: argparse.Namespace, device: str | None, renderers: tuple[str, ...]):
+    """The animator for every job of this process; ``renderers``' files are checked before anything loads."""
+    from pipeline.keypoint_animator import KeypointAnimator
 
-    image, waveform, landmarks = load_inputs(args)
     ckpt_dir, adapter_dir = split_ckpt_dir(args.ckpt_dir)
-    animator = KeypointAnimator(
+    return KeypointAnimator(
         ckpt_dir=ckpt_dir,
         adapter_dir=adapter_dir,
-        device=args.device,
+        device=device,
         dtype=args.dtype,
         memory=args.memory,
         tiny=args.tiny,
-        landmark_renderers=(args.ldmk_render,) if landmarks is None else (),
+        landmark_renderers=renderers,
     )
-    notices = [TINY_NOTICE] if args.tiny else []
-    frame = animator.prepare_image(image)
-    if landmarks is None:
-        landmarks = animator.landmarks_from_audio(frame, waveform, Path(args.img_path).name, args.ldmk_render)
-        if args.tiny:
-            notices.append(TINY_LANDMARK_NOTICES[args.ldmk_render])
-    for notice in notices:
-        print(notice)
 
-    run_name = f"{Path(args.audio_path).stem}_{int(time.time())}"
-    render_root = Path(args.save_root) / args.ldmk_render
-    landmark_dir = render_root / "ldmk" / Path(args.img_path).stem / run_name
-    video_path = render_root / "out_video" / Path(args.img_path).stem / f"{run_name}.mp4"
-    panels_path = video_path.with_name(f"{run_name}_panels.mp4")
-    settings_path = video_path.with_suffix(".json")
-    outputs = [landmark_dir / name for name in ("input.png", "landmarks.npy", "landmarks.mp4")]
-    outputs += [video_path, settings_path]
-    outputs += [panels_path] if args.panels else []
-    existing = [str(path) for path in outputs if path.exists()]
-    if existing and not args.overwrite:
-        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
 
-    save_png(landmark_dir / "input.png", frame, overwrite=args.overwrite)
-    with atomic_output(landmark_dir / "landmarks.npy", args.overwrite) as temporary:
+def write_outputs(job: Job, frame, landmarks: np.ndarray, result, overwrite: bool) -> None:
+    """Landmark files, the video (with the audio, if any) and the panels, each atomically."""
+    from utils.landmark_conditions import landmark_preview_frames
+    from utils.video_io import atomic_output, mux_audio, save_png, write_video
+
+    save_png(job.landmark_dir / "input.png", frame, overwrite=overwrite)
+    with atomic_output(job.landmark_dir / "landmarks.npy", overwrite) as temporary:
         np.save(temporary, landmarks.astype(np.float64))
     preview = landmark_preview_frames(np.asarray(frame), landmarks)
-    write_video(landmark_dir / "landmarks.mp4", preview, fps=FPS, overwrite=args.overwrite)
+    write_video(job.landmark_dir / "landmarks.mp4", preview, fps=FPS, overwrite=overwrite)
+    videos = [(job.video_path, result.frames)]
+    videos += [(job.panels_path, result.panel_frames())] if job.options["panels"] else []
+    if job.audio_path is None:
+        for path, frames in videos:
+            write_video(path, frames, fps=FPS, overwrite=overwrite)
+        return
+    job.video_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=job.video_path.parent, prefix=".silent.") as scratch:
+        for index, (path, frames) in enumerate(videos):
+            silent = write_video(Path(scratch) / f"{index}.mp4", frames, fps=FPS)
+            mux_audio(silent, job.audio_path, path, overwrite=overwrite, keep_all_frames=True)
 
+
+def run_job(
+    animator, job: Job, inputs: tuple, args: argparse.Namespace, say: Callable[[str], None] = print
+) -> Path:
+    """Generate one job from its :func:`load_inputs` and write its files (nothing before the video is generated,
+    the settings last).
+
+    Returns:
+        The video path.
+
+    Raises:
+        InputError: a bad input, or an existing output without ``--overwrite``.
+    """
+    from pipeline.keypoint_animator import TINY_LANDMARK_NOTICES, TINY_NOTICE
+    from utils.video_io import atomic_output
+
+    image, waveform, landmarks = inputs
+    existing = [str(path) for path in job.outputs() if path.exists()]
+    if existing and not args.overwrite:
+        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    renderer = job.options["ldmk_render"]
+    notices = [TINY_NOTICE] if animator.is_tiny else []
+    frame = animator.prepare_image(image)
+    if landmarks is None:
+        landmarks = animator.landmarks_from_audio(frame, waveform, job.img_path.name, renderer)
+        notices += [TINY_LANDMARK_NOTICES[renderer]] if animator.is_tiny else []
+    for notice in notices:
+        say(notice)
+
+    options = job.options
     result = animator.animate(
-        frame, landmarks, max_frames=args.max_frame_len, steps=args.steps, seed=args.seed, fast=args.fast
-    )
-    video_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=video_path.parent, prefix=".silent.") as scratch:
-        silent = write_video(Path(scratch) / "video.mp4", result.frames, fps=FPS)
-        mux_audio(silent, args.audio_path, video_path, overwrite=args.overwrite, keep_all_frames=True)
-        if args.panels:
-            silent_panels = write_video(Path(scratch) / "panels.mp4", result.panel_frames(), fps=FPS)
-            mux_audio(silent_panels, args.audio_path, panels_path, overwrite=args.overwrite, keep_all_frames=True)
+        frame, landmarks, max_frames=options["max_frame_len"], steps=options["steps"], seed=options["seed"],
+        fast=options["fast"],
+    )  # fmt: skip
+    write_outputs(job, frame, landmarks, result, args.overwrite)
     settings = {
-        **{key: value for key, value in vars(args).items()},
+        **vars(args),
+        **job.settings(),
         "frames": len(result.frames),
         "width": frame.width,
         "height": frame.height,
         "fps": FPS,
-        "steps": args.steps or animator.default_steps,
+        "steps": options["steps"] or animator.default_steps,
         "dtype": str(animator.memory.dtype).removeprefix("torch."),
         "device": str(animator.device),
         "notices": notices,
     }
-    with atomic_output(settings_path, args.overwrite) as temporary:
+    with atomic_output(job.settings_path, args.overwrite) as temporary:
         temporary.write_text(json.dumps(settings, indent=2))
-    print(f"landmarks: {landmark_dir / 'landmarks.npy'}")
-    print(f"video: {video_path} ({len(result.frames)} frames, {frame.width}x{frame.height}, {FPS} fps, with audio)")
-    return video_path
+    say(f"landmarks: {job.landmark_dir / 'landmarks.npy'}")
+    sound = "with audio" if job.audio_path is not None else "silent"
+    say(f"video: {job.video_path} ({len(result.frames)} frames, {frame.width}x{frame.height}, {FPS} fps, {sound})")
+    return job.video_path
+
+
+def run_single(args: argparse.Namespace) -> Path:
+    """Generate and write everything for the command line's inputs; returns the video path."""
+    job = single_job(args)
+    inputs = load_inputs(job)  # fail fast, before loading models
+    renderers = (args.ldmk_render,) if args.landmarks is None else ()
+    return run_job(build_animator(args, args.device, renderers), job, inputs, args)
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """Run every unfinished job (settings file missing), split across processes under ``accelerate launch``."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    jobs = load_jobs(Path(args.jobs), args)
+    pending = [job for job in jobs if args.overwrite or not job.settings_path.exists()]
+    state = PartialState(cpu=args.device == "cpu")  # cpu: CPU processes (torchrun) split the jobs too
+    if state.is_main_process and len(pending) < len(jobs):
+        print(f"skipping {len(jobs) - len(pending)} finished job(s)", file=sys.stderr)
+    if not pending:
+        return 0
+    failures = 0
+    said: set[str] = set()
+
+    def say_once(message: str) -> None:
+        """Print above the progress bar; the notices every job repeats are printed once."""
+        if message not in said:
+            said.add(message)
+            tqdm.write(message)
+
+    with state.split_between_processes(pending) as my_jobs:
+        if not my_jobs:
+            return 0
+        renderers = tuple(sorted({job.options["ldmk_render"] for job in my_jobs if job.landmarks is None}))
+        animator = build_animator(args, args.device or str(state.device), renderers)
+        for job in tqdm(my_jobs, desc=f"jobs (process {state.process_index})"):
+            try:
+                run_job(animator, job, load_inputs(job), args, say_once)
+            except InputError as error:
+                failures += 1
+                tqdm.write(f"error: {job.video_path}: {error}", file=sys.stderr)  # on a line of its own
+    return 2 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        if args.jobs is not None:
+            return run_jobs(args)
+        run_single(args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
