@@ -266,7 +266,7 @@ def run_jobs(args: argparse.Namespace) -> int:
 
     jobs = load_jobs(args.jobs, args)
     pending = [job for job in jobs if args.overwrite or not OutputPaths.for_video(job.output).settings.exists()]
-    state = PartialState()
+    state = PartialState(cpu=args.device == "cpu")  # cpu: CPU processes (torchrun) split the jobs too
     if state.is_main_process and len(pending) < len(jobs):
         print(f"skipping {len(jobs) - len(pending)} finished job(s)", file=sys.stderr)
     if not pending:
@@ -281,10 +281,10 @@ def run_jobs(args: argparse.Namespace) -> int:
                 messages = run_job(animator, job, args.overwrite, args.decode_chunk_size)
             except InputError as error:
                 failures += 1
-                print(f"error: {job.output}: {error}", file=sys.stderr)
+                tqdm.write(f"error: {job.output}: {error}", file=sys.stderr)
                 continue
             for message in messages:
-                print(f"warning: {job.output}: {message}", file=sys.stderr)
+                tqdm.write(f"warning: {job.output}: {message}", file=sys.stderr)
     return 2 if failures else 0
 
 
