@@ -222,6 +222,7 @@ class HybridDemoHandlers:
         seed: float,
         memory: str,
         comparison: bool,
+        fast: bool = False,
         progress: gr.Progress = gr.Progress(),
     ):
         """Generates the video; returns (video, trajectory flow, landmark flow, landmarks, hint, comparison,
@@ -255,6 +256,7 @@ class HybridDemoHandlers:
                 seed=int(seed),
                 trajectory_scale=float(trajectory_scale),
                 landmark_scale=float(landmark_scale),
+                fast=bool(fast),
                 progress=lambda done, total: progress((done, total), desc="Denoising"),
             )
             progress(1.0, desc="Writing videos")
@@ -363,6 +365,7 @@ def build_demo(
                 seed = gr.Number(42, precision=0, label="Seed")
                 memory_preset = gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset")
                 comparison = gr.Checkbox(True, label="Also write the 7-panel comparison video")
+                fast_mode = gr.Checkbox(False, label="Fast Mode (adapters every 4th step, fused residuals reused)")
             with gr.Column(scale=3):
                 with gr.Row():
                     trajectory_image = gr.Image(
@@ -436,6 +439,7 @@ def build_demo(
                 seed,
                 memory_preset,
                 comparison,
+                fast_mode,
             ],
             [
                 output_video,

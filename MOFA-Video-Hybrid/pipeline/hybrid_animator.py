@@ -36,6 +36,7 @@ from PIL import Image
 
 from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
 from pipeline.pipeline import HybridFlowControlNetPipeline
+from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_mode
 from utils.errors import InputError
 from utils.face_mask import LandmarkMask, resolve_landmark_mask
@@ -427,6 +428,7 @@ class HybridAnimator:
         window_size: int = 25,
         window_stride: int | None = None,
         decode_chunk_size: int | None = None,
+        fast: bool = False,
         progress: ProgressFn | None = None,
     ) -> HybridResult:
         """Animate ``frame``: the face follows ``landmarks`` inside the landmark mask, the rest follows ``tracks``.
@@ -447,6 +449,8 @@ class HybridAnimator:
             min_guidance_scale, max_guidance_scale: per-frame guidance ramp (1 -> 3).
             window_size, window_stride: periodic-sampling windows (25, 12).
             decode_chunk_size: frames per VAE decode (None: the memory preset's).
+            fast: run both adapters at every fourth step only, reusing their fused residuals in between
+                (:data:`utils.adapter_schedule.FAST`).
             progress: ``progress(done, total)`` after every denoising step.
 
         Returns:
@@ -507,6 +511,7 @@ class HybridAnimator:
             decode_chunk_size=decode_chunk_size,
             window_size=window_size,
             window_stride=window_stride,
+            adapter_schedule=adapter_schedule(fast),
             generator=torch.Generator("cpu").manual_seed(int(seed)),
             output_type="np",
             callback_on_step_end=on_step_end if progress is not None else None,
@@ -536,6 +541,8 @@ class HybridAnimator:
             "landmark_mask_coverage": float((landmark_mask.mask > 0).mean()),
             "mask_dilation": mask_dilation,
             "cmp_grid": self.cmp_grid,
+            "fast": bool(fast),
+            "adapter_schedule": adapter_schedule(fast).as_dict(),
             "export_fps": FPS,
             "memory": self.memory.as_dict(),
             "tiny": self.is_tiny,

@@ -1,6 +1,6 @@
 """HybridFlowControlNetPipeline: SVD image-to-video steered by two MOFA-Adapters at once.
 
-At every denoising step, on the same classifier-free-guidance-doubled input,
+At every denoising step (fewer in fast mode, see below), on the same classifier-free-guidance-doubled input,
 
 - the trajectory adapter (:class:`models.flow_controlnet.FlowControlNet`) reads the drag flow and the first
   frame, its residuals scaled by ``trajectory_cond_scale`` (0.6 as in the demos);
@@ -20,6 +20,10 @@ are computed once.
 When the mask is empty only the trajectory adapter runs, and when it is full only the landmark adapter runs:
 the fusion would discard the other's residuals anyway. Each adapter's warped first-frame features depend on the
 first frame and its flow only, so they are computed once per video and sliced for every window and step.
+
+``adapter_schedule`` (:mod:`utils.adapter_schedule`) says at which steps the adapters run, as in the trajectory
+pipeline: at a ``run`` step both run and their fused residuals are kept per window; a ``reuse`` step adds the
+window's kept fused residuals without running either adapter; a ``skip`` step adds none.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from models.flow_controlnet import FlowControlNet
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
-from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, ImageInput
-from pipeline.residual_fusion import fuse_residuals, mask_to_tensor
+from pipeline.flow_controlnet_pipeline import AdapterState, FlowControlNetPipeline, ImageInput
+from pipeline.residual_fusion import Residuals, fuse_residuals, mask_to_tensor
+from utils.adapter_schedule import FAITHFUL, REUSE, RUN, AdapterSchedule
 from utils.errors import InputError
 
 
@@ -178,7 +183,37 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         frame_indices: torch.Tensor,
         trajectory_cond_scale: float,
         landmark_cond_scale: float,
-    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
+        """The fused residuals for one window at the current step, as the adapter schedule says: computed
+        (:meth:`fused_residuals`) at a ``run`` step, the window's kept ones at a ``reuse`` step, none at a ``skip``.
+
+        Arguments as for :meth:`fused_residuals`.
+
+        Returns:
+            ``(down, mid)`` residuals (``(B'·L, C, h_j, w_j)`` each), or ``(None, None)`` at a skipped step.
+        """
+        state = self._adapter_state
+        window = (int(frame_indices[1]), len(frame_indices))  # windows are frame 0 + frames a..b-1
+        if state.action == REUSE and window in state.residuals:
+            return state.residuals[window]
+        if state.action not in (RUN, REUSE):
+            return None, None
+        residuals = self.fused_residuals(
+            sample, timestep, conditioning, frame_indices, trajectory_cond_scale, landmark_cond_scale
+        )
+        if state.keeps_residuals:
+            state.residuals[window] = residuals
+        return residuals
+
+    def fused_residuals(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: dict[str, torch.Tensor],
+        frame_indices: torch.Tensor,
+        trajectory_cond_scale: float,
+        landmark_cond_scale: float,
+    ) -> Residuals:
         """Both adapters' residuals for one window, fused as ``face * M + traj * (1 - M)`` (only the adapters the
         mask uses run).
 
@@ -286,6 +321,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         decode_chunk_size: int | None = None,
         window_size: int = 25,
         window_stride: int | None = None,
+        adapter_schedule: AdapterSchedule | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -316,6 +352,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             normalize_clip_input: apply CLIP's mean/std before the image encoder (off, as released).
             decode_chunk_size: frames decoded at a time (default: all T).
             window_size, window_stride: periodic-sampling windows (25 frames, frame 0 included; stride 12).
+            adapter_schedule: at which steps the two adapters run (:mod:`utils.adapter_schedule`); default every
+                step. ``utils.adapter_schedule.FAST`` runs them at every fourth step and reuses their fused
+                residuals in between (fast mode).
             num_videos_per_prompt: videos per input image.
             generator: random generator(s) for the noise augmentation and the initial latents.
             latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
@@ -366,7 +405,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             min_guidance_scale, max_guidance_scale, min(num_frames, window_size), device
         )
 
-        # 3. denoising
+        # 3. denoising, the adapters running as the schedule says
+        schedule = adapter_schedule or FAITHFUL
+        self._adapter_state = AdapterState(schedule, keeps_residuals=REUSE in schedule.actions(len(timesteps)))
         predict = partial(
             self.predict_hybrid_window,
             conditioning=conditioning,
@@ -375,11 +416,12 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             landmark_cond_scale=landmark_cond_scale,
         )
         latents = self.denoise(
-            latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs
-        )
+            latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            before_step=self.start_adapter_step,
+        )  # fmt: skip
 
-        # 4. decode (the warped features are no longer needed)
-        del conditioning["trajectory_warped"], conditioning["landmark_warped"]
+        # 4. decode (the warped features and kept residuals are no longer needed)
+        del conditioning["trajectory_warped"], conditioning["landmark_warped"], self._adapter_state
         frames = self.finish(latents, output_type, decode_chunk_size)
         outputs = (
             frames,

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from pipeline.hybrid_animator import FPS, HybridAnimator, fit_landmarks_length
+from utils.adapter_schedule import FAST
 from utils.errors import InputError
 from utils.video_io import write_video
 
@@ -84,6 +85,23 @@ def test_without_trajectories_the_drag_flow_is_zero_the_painted_mask_wins_and_pr
     assert steps == [(1, 2), (2, 2)]
     assert torch.count_nonzero(result.trajectory_flow) == 0
     assert result.landmark_mask.source == "painted" and np.array_equal(result.landmark_mask.mask, painted)
+
+
+def test_fast_mode_runs_both_adapters_every_fourth_step_and_is_recorded(animator, frame, tmp_path):
+    landmarks = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"))[:3]
+    calls = []
+    hooks = [
+        adapter.register_forward_pre_hook(lambda module, args: calls.append(module))
+        for adapter in (animator.pipe.controlnet, animator.pipe.ldmk_controlnet)
+    ]
+    try:
+        result = animator.animate(frame, landmarks, tracks=[[(5, 5), (20, 20)]], num_frames=3, steps=5, fast=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert result.frames.shape == (3, 64, 84, 3)
+    assert calls.count(animator.pipe.controlnet) == calls.count(animator.pipe.ldmk_controlnet) == 2  # steps 0, 4
+    assert result.settings["fast"] is True and result.settings["adapter_schedule"] == FAST.as_dict()
 
 
 def test_frame_count_defaults_to_the_landmarks_and_a_longer_request_holds_the_last_pose(frame):

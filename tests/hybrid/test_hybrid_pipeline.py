@@ -7,6 +7,7 @@ import torch
 from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline
 from pipeline.pipeline import HybridFlowControlNetPipeline
 from utils import tiny
+from utils.adapter_schedule import FAITHFUL, FAST
 from utils.errors import InputError
 from utils.tiny_keypoint import tiny_ldmk_controlnet
 
@@ -202,3 +203,49 @@ def test_warped_features_are_computed_once_in_chunks_and_sliced_per_window(pipe)
         for level_window, level_chunked in zip(window, chunked):
             expected = level_chunked[0, [0, 3, 4, 5]]
             assert torch.equal(level_window[:4], expected) and torch.equal(level_window[4:], expected)
+
+
+def test_faithful_schedule_gives_the_default_video_bit_for_bit(pipe):
+    inputs = _inputs(4)
+    default = _run(pipe, "left", inputs=inputs, num_inference_steps=3).frames
+    faithful = _run(pipe, "left", inputs=inputs, num_inference_steps=3, adapter_schedule=FAITHFUL).frames
+    np.testing.assert_array_equal(faithful, default)
+
+
+def test_fast_schedule_runs_both_adapters_every_fourth_step_and_reuses_the_fused_residuals(pipe):
+    inputs = _inputs(4)
+    with Capture(pipe) as capture:
+        fast = _run(pipe, "left", inputs=inputs, num_inference_steps=6, adapter_schedule=FAST).frames
+    assert fast.shape == (1, 4, SIZE, SIZE, 3)
+    assert len(capture.traj) == len(capture.face) == 2  # steps 0 and 4 of 6
+    assert len(capture.unet) == 6
+    run_steps = {0: 0, 4: 1}
+    for step, (down, mid) in enumerate(capture.unet):
+        source = capture.unet[4 if step >= 4 else 0]
+        assert all(torch.equal(got, kept) for got, kept in zip((*down, mid), (*source[0], source[1])))
+        if step in run_steps:  # the fused residuals of that step's own adapter calls
+            face_mid, traj_mid = capture.face[run_steps[step]][1], capture.traj[run_steps[step]][1]
+            half = mid.shape[-1] // 2
+            assert torch.equal(mid[..., :half], face_mid[..., :half])
+            assert torch.equal(mid[..., half:], traj_mid[..., half:])
+    assert not torch.equal(capture.unet[4][1], capture.unet[0][1])
+    faithful = _run(pipe, "left", inputs=inputs, num_inference_steps=6).frames
+    assert np.abs(fast - faithful).max() > 0
+
+
+def test_fast_schedule_keeps_the_fused_residuals_of_every_window_apart(pipe):
+    views = 4  # 10 frames in windows of 5: (1, 5) (3, 7) (5, 9) (6, 10)
+    with Capture(pipe) as capture:
+        output = _run(
+            pipe, "left", num_frames=10, num_inference_steps=5, window_size=5, max_guidance_scale=1.0,
+            adapter_schedule=FAST,
+        )  # fmt: skip
+    assert output.frames.shape == (1, 10, SIZE, SIZE, 3)
+    assert len(capture.traj) == len(capture.face) == 2 * views  # steps 0 and 4, every window
+    assert len(capture.unet) == 5 * views
+    per_step = [capture.unet[step * views : (step + 1) * views] for step in range(5)]
+    for step in (1, 2, 3):
+        for window in range(views):
+            assert torch.equal(per_step[step][window][1], per_step[0][window][1])
+    assert not torch.equal(per_step[0][0][1], per_step[0][-1][1])  # the windows' residuals differ
+    assert not torch.equal(per_step[4][0][1], per_step[0][0][1])
