@@ -33,14 +33,11 @@ TINY_CLIP_ARGS = [
 
 
 @pytest.fixture(autouse=True)
-def one_thread_and_fresh_accelerate_state():
-    """Tiny models run fastest on one thread; each run gets its own accelerate state."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def fresh_accelerate_state():
+    """Each run gets its own accelerate state."""
     AcceleratorState._reset_state(reset_partial_state=True)
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,10 @@ def constant_flow(value):
 
 @pytest.fixture(scope="module")
 def components():
-    """Tiny stage-2 networks; tiny models run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Tiny stage-2 networks."""
     parts = load_components(parse_args(2, ["--tiny", "--output_dir", "unused"]))
     freeze(parts.vae, parts.image_encoder, parts.unet, parts.cmp)
-    yield parts
-    torch.set_num_threads(threads)
+    return parts
 
 
 def run_step(components, stage, conventions, flow_value=1.0):

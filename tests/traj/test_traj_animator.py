@@ -13,15 +13,6 @@ from utils.checkpoints import SVD_DIR
 from utils.errors import CheckpointError, InputError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def animator():
     return TrajectoryAnimator.tiny(device="cpu", show_progress=False)

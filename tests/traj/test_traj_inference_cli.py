@@ -7,22 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import inference
 from utils.video_io import read_video
 
 FAST = ["--tiny", "--height", "32", "--width", "32"]  # tiny models at 32x32, 2 steps
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _image(path, width=48, height=40):

@@ -4,33 +4,15 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from pipeline.pipeline import FlowControlNetPipeline
-from utils import tiny
+from pipeline.trajectory_animator import build_tiny_components
 from utils.errors import InputError
 from utils.memory import MEMORY_PRESETS, apply_memory_preset, memory_plan, resolve_dtype
 
 SIZE = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pipe():
-    unet = tiny.tiny_unet(0)
-    pipe = FlowControlNetPipeline(
-        vae=tiny.tiny_vae(0),
-        image_encoder=tiny.tiny_image_encoder(0),
-        unet=unet,
-        controlnet=tiny.tiny_flow_controlnet(0, unet),
-        scheduler=tiny.tiny_scheduler(),
-        feature_extractor=tiny.tiny_feature_extractor(),
-    )
+    pipe = build_tiny_components(0)[0]
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -8,32 +8,15 @@ import torch
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 
 from pipeline.pipeline import FlowControlNetPipeline
-from utils import tiny
+from pipeline.trajectory_animator import build_tiny_components
 from utils.errors import InputError
 
 SIZE = 16  # frame side: tiny latents are 8x8, fast on a CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny models run fastest on one thread (no oversubscription on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pipe():
-    unet = tiny.tiny_unet(0)
-    pipeline = FlowControlNetPipeline(
-        vae=tiny.tiny_vae(0),
-        image_encoder=tiny.tiny_image_encoder(0),
-        unet=unet,
-        controlnet=tiny.tiny_flow_controlnet(0, unet),
-        scheduler=tiny.tiny_scheduler(),
-        feature_extractor=tiny.tiny_feature_extractor(),
-    )
+    pipeline = build_tiny_components(0)[0]
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
