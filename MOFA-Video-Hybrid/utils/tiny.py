@@ -8,7 +8,8 @@ is imported until a builder is called.
 
 Geometry of the tiny stack: the VAE has two blocks, so latents are 1/2 of the frame size; the UNet and the
 adapter have two levels, so the adapter's flow features sit at strides 2 and 4 and frame sides must be
-multiples of 4 (64x64 with 4 frames is the usual test size).
+multiples of 4 (64x64 with 4 frames is the usual test size). The benchmarks' ``"svd"`` UNet layout has four
+levels (strides 2 to 16, sides multiples of 16).
 """
 
 from __future__ import annotations
@@ -28,30 +29,53 @@ TINY_NUM_FRAMES = 4
 TINY_CROSS_ATTENTION_DIM = 32
 TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS = (16, 32)  # one stride-2 conv: latent grid = 1/2, as the tiny VAE's
 
+TINY_UNET_LAYOUTS: dict[str, dict] = {
+    # two levels of equal width: the smallest stack with every block type (tests, --tiny mode)
+    "small": {
+        "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        "block_out_channels": (32, 32),
+        "num_attention_heads": (2, 4),
+    },
+    # SVD's own layout (3 cross-attention levels + 1 plain, widths 1:2:4:4, head width 32) at 1/10 of its
+    # width: the adapter's share of the UNet's FLOPs is that of the full-size models (benchmarks)
+    "svd": {
+        "down_block_types": ("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
+        "up_block_types": ("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
+        "block_out_channels": (32, 64, 128, 128),
+        "num_attention_heads": (1, 2, 4, 4),
+    },
+}
+"""UNet layouts of :func:`tiny_unet`; both keep SVD's 2 layers per block and equal last two widths."""
 
-def tiny_unet(seed: int = 0) -> UNetSpatioTemporalConditionControlNetModel:
-    """Two-level SVD UNet: channels (32, 32), 2 layers per block, 4 frames, in 8 / out 4; 6 encoder skips.
 
-    The two levels have equal widths because the adapter adds its coarsest flow feature after both of the
-    last two down blocks (as the released (…, 1280, 1280) layout allows).
+def tiny_unet(seed: int = 0, layout: str = "small") -> UNetSpatioTemporalConditionControlNetModel:
+    """SVD UNet at toy width, 4 frames, in 8 / out 4, 2 layers per block.
+
+    ``layout`` (:data:`TINY_UNET_LAYOUTS`): ``"small"`` has two levels of width 32 (6 encoder skips);
+    ``"svd"`` has the released four levels at 1/10 width (12 skips, frame sides multiples of 16). The last
+    two levels have equal widths because the adapter adds its coarsest flow feature after both of the last
+    two down blocks (as the released (…, 1280, 1280) layout allows).
+
+    Raises:
+        ValueError: an unknown ``layout``.
     """
     from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 
+    if layout not in TINY_UNET_LAYOUTS:
+        raise ValueError(f"unknown tiny UNet layout {layout!r}; choose one of {', '.join(TINY_UNET_LAYOUTS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return UNetSpatioTemporalConditionControlNetModel(
             sample_size=32,
             in_channels=8,
             out_channels=4,
-            down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-            up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-            block_out_channels=(32, 32),
             addition_time_embed_dim=32,
             projection_class_embeddings_input_dim=96,
             layers_per_block=2,
             cross_attention_dim=TINY_CROSS_ATTENTION_DIM,
-            num_attention_heads=(2, 4),
             num_frames=TINY_NUM_FRAMES,
+            **TINY_UNET_LAYOUTS[layout],
         ).eval()
 
 

@@ -257,6 +257,8 @@ class TrajectoryAnimator:
         dtype: ``fp16`` / ``bf16`` / ``fp32`` / ``auto`` (None = auto: fp16 on accelerators, fp32 on CPU).
         memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
         tiny: build random tiny models instead of loading weights (outputs are noise).
+        tiny_layout: the tiny UNet's layout: ``"small"`` (two levels) or ``"svd"`` (SVD's four levels at 1/10
+            width, frame sides multiples of 16; the CPU benchmark's stand-in for the real models).
         compile_models: compile the UNet and the adapter with ``torch.compile`` (GPUs; slow first run).
         show_progress: show the pipeline's progress bar over denoising steps.
 
@@ -272,6 +274,7 @@ class TrajectoryAnimator:
         dtype: str | None = None,
         memory: str = "high",
         tiny: bool = False,
+        tiny_layout: str = "small",
         compile_models: bool = False,
         show_progress: bool = True,
     ):
@@ -280,7 +283,7 @@ class TrajectoryAnimator:
         self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
         plan = memory_plan(memory, self.device, dtype)
         if tiny:
-            self.pipe, self.cmp = build_tiny_components()
+            self.pipe, self.cmp = build_tiny_components(layout=tiny_layout)
         else:
             require_mode(self.ckpt_dir, "traj")
             self.pipe, self.cmp = load_components(self.ckpt_dir, plan.dtype)
@@ -587,11 +590,12 @@ class TrajectoryAnimator:
 # ------------------------------------------------------------------------------------------------- builders
 
 
-def build_tiny_components(seed: int = 0) -> tuple[FlowControlNetPipeline, CMP]:
-    """A pipeline of random tiny models and a tiny CMP (seeded; outputs are noise)."""
+def build_tiny_components(seed: int = 0, layout: str = "small") -> tuple[FlowControlNetPipeline, CMP]:
+    """A pipeline of random tiny models (UNet ``layout`` as :func:`utils.tiny.tiny_unet`) and a tiny CMP
+    (seeded; outputs are noise)."""
     from utils import tiny
 
-    unet = tiny.tiny_unet(seed)
+    unet = tiny.tiny_unet(seed, layout)
     pipe = FlowControlNetPipeline(
         vae=tiny.tiny_vae(seed),
         image_encoder=tiny.tiny_image_encoder(seed),

@@ -107,3 +107,10 @@ def test_pipeline_loads_from_the_released_folder_layout(tmp_path):
     pipe = load_pipeline(tmp_path, torch.float32)
     torch.testing.assert_close(pipe.unet.conv_in.weight, unet.conv_in.weight)
     assert pipe.scheduler.config.use_karras_sigmas and pipe.controlnet.size_multiple == 4
+
+
+def test_tiny_svd_layout_animates_at_multiples_of_16():
+    svd_layout = TrajectoryAnimator.tiny(device="cpu", tiny_layout="svd", show_progress=False)
+    assert len(svd_layout.pipe.unet.down_blocks) == 4 and svd_layout.size_multiple == 16
+    result = svd_layout.animate(_image(), [[(10, 10), (20, 14)]], num_frames=3, steps=1, height=32, width=48)
+    assert result.frames.shape == (3, 32, 48, 3)
