@@ -14,6 +14,7 @@ import csv
 import sys
 from pathlib import Path
 
+from train_utils.entry_point import reports_input_errors
 from utils.errors import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -44,16 +45,13 @@ def write_csv(folder: str | Path, output: str | Path) -> int:
     return len(videos)
 
 
+@reports_input_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="folder holding the videos (searched recursively)")
     parser.add_argument("--output", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
-    try:
-        count = write_csv(args.folder, args.output)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    count = write_csv(args.folder, args.output)
     print(f"wrote {count} videos to {args.output}")
     return 0
 

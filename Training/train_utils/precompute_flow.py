@@ -33,6 +33,7 @@ from train_utils.dataset import (
     resize_geometry,
     sample_frame_indices,
 )
+from train_utils.entry_point import reports_input_errors
 from train_utils.flow_estimation import FlowEstimator, build_flow_estimator
 from utils.errors import InputError
 
@@ -95,14 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_input_errors
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
-    try:
-        written, skipped = precompute(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    written, skipped = precompute(args)
     print(f"wrote {written} flow files, skipped {skipped} unreadable or too-short videos")
     return 0
 

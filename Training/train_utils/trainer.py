@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from train_utils.checkpointing import (
 from train_utils.components import TrainingComponents, freeze, load_components, set_trainable_parameters
 from train_utils.conditioning import ConditioningDropout, TrainingConventions
 from train_utils.dataset import SkippedVideos, VideoClipDataset, collate_clips, read_video_csv
+from train_utils.entry_point import reports_input_errors
 from train_utils.flow_estimation import FlowEstimator, RAFTFlowEstimator, build_flow_estimator
 from train_utils.synthetic import make_synthetic_dataset
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
@@ -55,14 +55,11 @@ class TrainingResult:
     skip_summary: str = ""
 
 
+@reports_input_errors
 def main(stage: int, argv: list[str] | None = None) -> int:
     """Entry point of ``train_stage{stage}.py``: parse, train, print errors as one line (exit 2)."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        train(parse_args(stage, argv))
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    train(parse_args(stage, argv))
     return 0
 
 

@@ -186,3 +186,11 @@ def test_precompute_flow_writes_files_the_dataset_reads_back(tmp_path, capsys):
     assert sample["flow"].shape == (2, 2, 16, 16)
     square_motion = sample["flow"].abs().amax()
     assert 0 < square_motion < 16
+
+
+def test_precompute_flow_reports_a_bad_estimator_as_one_error_line(tmp_path, capsys):
+    code = precompute_main(["--train_csv", str(tmp_path / "list.csv"), "--flow_estimator", "precomputed"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --flow_estimator precomputed cannot precompute; choose raft, farneback or module:callable"
+    )
