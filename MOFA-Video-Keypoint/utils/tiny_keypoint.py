@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from utils.tiny import TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS, tiny_unet
+from utils.tiny import TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS, randomise_zero_initialised_layers, tiny_unet
 
 if TYPE_CHECKING:
     from models.ldmk_controlnet import LandmarkFlowControlNet
@@ -35,15 +35,13 @@ def tiny_ldmk_controlnet(
             matting_block_expansion=8,
             matting_max_features=32,
         )
-        zero_initialised = [
-            controlnet.controlnet_cond_embedding.conv_out,
-            controlnet.controlnet_ldmk_embedding.conv_out,
-            *controlnet.zero_outs.values(),
-            *controlnet.controlnet_down_blocks,
-            controlnet.controlnet_mid_block,
-        ]
-        with torch.no_grad():
-            for layer in zero_initialised:
-                layer.weight.normal_(0.0, 0.05)
-                layer.bias.normal_(0.0, 0.05)
+        randomise_zero_initialised_layers(
+            [
+                controlnet.controlnet_cond_embedding.conv_out,
+                controlnet.controlnet_ldmk_embedding.conv_out,
+                *controlnet.zero_outs.values(),
+                *controlnet.controlnet_down_blocks,
+                controlnet.controlnet_mid_block,
+            ]
+        )
     return controlnet

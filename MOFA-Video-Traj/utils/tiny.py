@@ -13,6 +13,7 @@ levels (strides 2 to 16, sides multiples of 16).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 TINY_NUM_FRAMES = 4
 TINY_CROSS_ATTENTION_DIM = 32
 TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS = (16, 32)  # one stride-2 conv: latent grid = 1/2, as the tiny VAE's
+ZERO_INITIALISED_LAYER_STD = 0.05  # see randomise_zero_initialised_layers
 
 TINY_UNET_LAYOUTS: dict[str, dict] = {
     # two levels of equal width: the smallest stack with every block type (tests, --tiny mode)
@@ -92,17 +94,28 @@ def tiny_flow_controlnet(seed: int = 0, unet: UNetSpatioTemporalConditionControl
         controlnet = FlowControlNet.from_unet(
             unet, conditioning_embedding_out_channels=TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS
         )
-        zero_initialised = [
-            controlnet.controlnet_cond_embedding.conv_out,
-            *controlnet.flow_encoder.zeroconvs,
-            *controlnet.controlnet_down_blocks,
-            controlnet.controlnet_mid_block,
-        ]
-        with torch.no_grad():
-            for layer in zero_initialised:
-                layer.weight.normal_(0.0, 0.05)
-                layer.bias.normal_(0.0, 0.05)
+        randomise_zero_initialised_layers(
+            [
+                controlnet.controlnet_cond_embedding.conv_out,
+                *controlnet.flow_encoder.zeroconvs,
+                *controlnet.controlnet_down_blocks,
+                controlnet.controlnet_mid_block,
+            ]
+        )
     return controlnet.eval()
+
+
+def randomise_zero_initialised_layers(layers: Iterable[torch.nn.Module]) -> None:
+    """Give layers that a fresh adapter zero-initialises small random weights and biases, in place.
+
+    Both are drawn from N(0, ``ZERO_INITIALISED_LAYER_STD``²) with torch's global generator, layer by layer,
+    weight before bias. A tiny adapter's residuals (and the effect of its conditions on them) are then
+    non-zero, so tests can see them.
+    """
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.normal_(0.0, ZERO_INITIALISED_LAYER_STD)
+            layer.bias.normal_(0.0, ZERO_INITIALISED_LAYER_STD)
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKLTemporalDecoder:
