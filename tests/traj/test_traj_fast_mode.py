@@ -5,19 +5,10 @@ import pytest
 import torch
 
 from models.flow_controlnet import FlowControlNet
-from pipeline.pipeline import FlowControlNetPipeline
-from pipeline.trajectory_animator import build_tiny_components
 from utils.adapter_schedule import FAITHFUL, FAST, REUSE, RUN, SKIP, AdapterSchedule, adapter_schedule
 from utils.errors import InputError
 
 SIZE = 16  # frame side: tiny latents are 8x8, adapter strides 2 and 4
-
-
-@pytest.fixture(scope="module")
-def pipe() -> FlowControlNetPipeline:
-    pipeline = build_tiny_components(0)[0]
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 def _run(pipe, num_frames=4, steps=3, **kwargs):
@@ -27,45 +18,16 @@ def _run(pipe, num_frames=4, steps=3, **kwargs):
     return pipe(image, flow, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **kwargs).frames
 
 
-class CallLog:
-    """Forward hook that keeps the inputs of every call of a module."""
-
-    def __init__(self, module):
-        self.calls = []
-        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
-
-    def hook(self, module, args, kwargs):
-        self.calls.append((args, kwargs))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
 # ------------------------------------------------------------------------------------- precomputed condition
 
 
-def _adapter_inputs(batch=2, frames=3):
-    generator = torch.Generator().manual_seed(0)
-    return {
-        "sample": torch.randn(batch, frames, 8, SIZE // 2, SIZE // 2, generator=generator),
-        "timestep": torch.tensor(0.7),
-        "encoder_hidden_states": torch.randn(batch, 1, 32, generator=generator),
-        "added_time_ids": torch.tensor([[6.0, 128.0, 0.02]]).repeat(batch, 1),
-        "controlnet_cond": torch.rand(batch, 3, SIZE, SIZE, generator=generator) * 2 - 1,
-        "controlnet_flow": torch.randn(batch, frames - 1, 2, SIZE, SIZE, generator=generator) * 3,
-    }
-
-
-def test_precomputed_warped_condition_gives_bit_identical_residuals(pipe):
+def test_precomputed_warped_condition_gives_bit_identical_residuals(pipe, record_calls, make_adapter_inputs):
     controlnet: FlowControlNet = pipe.controlnet
-    inputs = _adapter_inputs()
+    inputs = make_adapter_inputs(size=SIZE)
     with torch.no_grad():
         direct = controlnet(**inputs)
         warped = controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"], torch.float32)
-        with CallLog(controlnet.controlnet_cond_embedding) as embedding:
+        with record_calls(controlnet.controlnet_cond_embedding) as embedding:
             reused = controlnet(**inputs, warped_condition=warped)
     assert embedding.calls == []  # the first frame is not encoded again
     assert len(reused.down_block_res_samples) == len(direct.down_block_res_samples) == 6
@@ -74,9 +36,9 @@ def test_precomputed_warped_condition_gives_bit_identical_residuals(pipe):
     assert torch.equal(reused.mid_block_res_sample, direct.mid_block_res_sample)
 
 
-def test_prepare_condition_holds_one_batch_major_tensor_per_level_frame0_unwarped(pipe):
+def test_prepare_condition_holds_one_batch_major_tensor_per_level_frame0_unwarped(pipe, make_adapter_inputs):
     controlnet = pipe.controlnet
-    inputs = _adapter_inputs(batch=2, frames=3)
+    inputs = make_adapter_inputs(batch=2, frames=3, size=SIZE)
     with torch.no_grad():
         warped = controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"])
         levels = controlnet.encode_condition(inputs["controlnet_cond"])
@@ -85,8 +47,8 @@ def test_prepare_condition_holds_one_batch_major_tensor_per_level_frame0_unwarpe
         assert torch.equal(level.view(2, 3, *level.shape[1:])[:, 0], features)
 
 
-def test_warped_condition_of_the_wrong_shape_is_refused(pipe):
-    inputs = _adapter_inputs(batch=2, frames=3)
+def test_warped_condition_of_the_wrong_shape_is_refused(pipe, make_adapter_inputs):
+    inputs = make_adapter_inputs(batch=2, frames=3, size=SIZE)
     with torch.no_grad():
         warped = pipe.controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"])
         with pytest.raises(ValueError, match="warped_condition must hold one tensor per level"):
@@ -95,17 +57,17 @@ def test_warped_condition_of_the_wrong_shape_is_refused(pipe):
             pipe.controlnet(**inputs, warped_condition=[warped[0], warped[1][:3]])
 
 
-def test_pipeline_encodes_and_warps_the_first_frame_once_per_video(pipe):
-    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.controlnet.controlnet_cond_embedding) as embedding:
+def test_pipeline_encodes_and_warps_the_first_frame_once_per_video(pipe, record_calls):
+    with record_calls(pipe.controlnet) as adapter, record_calls(pipe.controlnet.controlnet_cond_embedding) as embedding:
         _run(pipe, steps=3)
     assert len(adapter.calls) == 3
     assert len(embedding.calls) == 1
     assert all(kwargs["warped_condition"] is not None for _, kwargs in adapter.calls)
 
 
-def test_long_video_windows_slice_the_features_prepared_once_with_unchanged_results(pipe, monkeypatch):
+def test_long_video_windows_slice_the_features_prepared_once_with_unchanged_results(pipe, monkeypatch, record_calls):
     kwargs = {"num_frames": 10, "window_size": 4, "window_stride": 2}
-    with CallLog(pipe.controlnet.controlnet_cond_embedding) as embedding:
+    with record_calls(pipe.controlnet.controlnet_cond_embedding) as embedding:
         sliced = _run(pipe, **kwargs)
     assert len(embedding.calls) == 1
 
@@ -162,17 +124,17 @@ def test_faithful_schedule_is_the_default(pipe):
     assert torch.equal(_run(pipe, adapter_schedule=FAITHFUL), _run(pipe))
 
 
-def test_fast_mode_runs_the_adapter_every_fourth_step_and_gives_the_requested_frames(pipe):
-    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.unet) as unet:
+def test_fast_mode_runs_the_adapter_every_fourth_step_and_gives_the_requested_frames(pipe, record_calls):
+    with record_calls(pipe.controlnet) as adapter, record_calls(pipe.unet) as unet:
         frames = _run(pipe, steps=5, adapter_schedule=FAST, output_type="np")
     assert frames.shape == (1, 4, SIZE, SIZE, 3)
     assert len(adapter.calls) == FAST.num_runs(5) == 2  # steps 0 and 4
     assert len(unet.calls) == 5
 
 
-def test_skipped_steps_run_the_unet_alone(pipe):
+def test_skipped_steps_run_the_unet_alone(pipe, record_calls):
     schedule = AdapterSchedule(every=1, active_fraction=0.4, after_active=SKIP)
-    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.unet) as unet:
+    with record_calls(pipe.controlnet) as adapter, record_calls(pipe.unet) as unet:
         _run(pipe, steps=5, adapter_schedule=schedule)
     assert len(adapter.calls) == 2
     residuals = [kwargs["down_block_additional_residuals"] for _, kwargs in unet.calls]
@@ -197,9 +159,9 @@ def test_fast_mode_matches_faithful_until_the_first_reused_step(pipe):
     assert (fast[1] - faithful[1]).abs().max() > 0
 
 
-def test_reuse_hands_the_unet_the_residuals_of_the_last_adapter_run(pipe):
+def test_reuse_hands_the_unet_the_residuals_of_the_last_adapter_run(pipe, record_calls):
     schedule = AdapterSchedule(every=2)
-    with CallLog(pipe.controlnet) as adapter, CallLog(pipe.unet) as unet:
+    with record_calls(pipe.controlnet) as adapter, record_calls(pipe.unet) as unet:
         _run(pipe, steps=4, adapter_schedule=schedule)
     assert len(adapter.calls) == 2  # steps 0 and 2
     residuals = [kwargs["down_block_additional_residuals"] for _, kwargs in unet.calls]
@@ -207,8 +169,8 @@ def test_reuse_hands_the_unet_the_residuals_of_the_last_adapter_run(pipe):
     assert not torch.equal(residuals[0][0], residuals[2][0])
 
 
-def test_fast_mode_on_a_long_video_runs_the_adapter_once_per_window_and_step_it_is_active(pipe):
-    with CallLog(pipe.controlnet) as adapter:
+def test_fast_mode_on_a_long_video_runs_the_adapter_once_per_window_and_step_it_is_active(pipe, record_calls):
+    with record_calls(pipe.controlnet) as adapter:
         frames = _run(pipe, num_frames=10, steps=5, window_size=4, window_stride=2, adapter_schedule=FAST,
                       output_type="np")  # fmt: skip
     num_windows = 4  # views (1, 4), (3, 6), (5, 8), (7, 10)
@@ -220,12 +182,12 @@ def test_fast_mode_on_a_long_video_runs_the_adapter_once_per_window_and_step_it_
 # -------------------------------------------------------------------------------------- entry points
 
 
-def test_animator_fast_mode_follows_the_fast_schedule_and_records_it():
+def test_animator_fast_mode_follows_the_fast_schedule_and_records_it(record_calls):
     from pipeline.trajectory_animator import TrajectoryAnimator
 
     animator = TrajectoryAnimator.tiny(device="cpu", show_progress=False)
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    with CallLog(animator.pipe.controlnet) as adapter:
+    with record_calls(animator.pipe.controlnet) as adapter:
         result = animator.animate(image, [[(8, 8), (20, 12)]], num_frames=4, steps=5, fast=True, height=32, width=32)
     assert len(adapter.calls) == FAST.num_runs(5) == 2
     assert result.frames.shape == (4, 32, 32, 3)

@@ -32,21 +32,9 @@ def controlnet(unet) -> FlowControlNet:
     return tiny_flow_controlnet(seed=0, unet=unet).eval()
 
 
-def make_inputs(seed: int = 0, batch: int = BATCH, frames: int = FRAMES, size: int = SIZE) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "sample": torch.randn(batch, frames, 8, size // 2, size // 2, generator=generator),
-        "timestep": torch.tensor(0.7),
-        "encoder_hidden_states": torch.randn(batch, 1, 32, generator=generator),
-        "added_time_ids": torch.tensor([[6.0, 128.0, 0.02]]).repeat(batch, 1),
-        "controlnet_cond": torch.rand(batch, 3, size, size, generator=generator) * 2 - 1,
-        "controlnet_flow": torch.randn(batch, frames - 1, 2, size, size, generator=generator) * 3,
-    }
-
-
 @pytest.fixture(scope="module")
-def inputs() -> dict:
-    return make_inputs()
+def inputs(make_adapter_inputs) -> dict:
+    return make_adapter_inputs(batch=BATCH, frames=FRAMES, size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -284,14 +272,14 @@ def test_released_geometry_at_512_on_fake_tensors():
                             controlnet_flow=x["controlnet_flow"][..., :8, :8]), r"controlnet_cond is 8x8 .* latents are 8x8: .* 2x the latent size"),
     ],
 )
-def test_bad_input_names_the_argument(controlnet, change, message):
-    bad = make_inputs()
+def test_bad_input_names_the_argument(controlnet, make_adapter_inputs, change, message):
+    bad = make_adapter_inputs(batch=BATCH, frames=FRAMES, size=SIZE)
     change(bad)
     with pytest.raises(ValueError, match=message):
         controlnet(**bad)
 
 
-def test_frame_size_not_a_multiple_of_the_coarsest_stride_is_an_input_error(controlnet):
-    bad = make_inputs(size=18)
+def test_frame_size_not_a_multiple_of_the_coarsest_stride_is_an_input_error(controlnet, make_adapter_inputs):
+    bad = make_adapter_inputs(batch=BATCH, frames=FRAMES, size=18)
     with pytest.raises(InputError, match=r"frame size 18x18 .* multiples of 4"):
         controlnet(**bad)

@@ -7,18 +7,9 @@ import torch
 
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 
-from pipeline.pipeline import FlowControlNetPipeline
-from pipeline.trajectory_animator import build_tiny_components
 from utils.errors import InputError
 
 SIZE = 16  # frame side: tiny latents are 8x8, fast on a CPU
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    pipeline = build_tiny_components(0)[0]
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 def _image(seed=0):
@@ -33,23 +24,6 @@ def _run(pipe, num_frames=4, seed=0, **kwargs):
     kwargs.setdefault("num_inference_steps", 1)
     kwargs.setdefault("output_type", "np")
     return pipe(_image(), _flow(num_frames), generator=torch.Generator().manual_seed(seed), **kwargs)
-
-
-class Recorder:
-    """Forward pre-hook that keeps the keyword inputs of every call of a module."""
-
-    def __init__(self, module):
-        self.calls = []
-        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
-
-    def hook(self, module, args, kwargs):
-        self.calls.append((args, kwargs))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 def test_video_has_requested_frames_in_unit_range_and_returns_the_flow_used(pipe):
@@ -75,8 +49,8 @@ def test_output_types_pil_and_pt(pipe):
     assert tensor.shape == (1, 3, 3, SIZE, SIZE) and 0 <= tensor.min() and tensor.max() <= 1
 
 
-def test_guidance_batch_holds_zero_embeddings_and_latents_but_the_same_condition_and_flow(pipe):
-    with Recorder(pipe.controlnet) as controlnet, Recorder(pipe.unet) as unet:
+def test_guidance_batch_holds_zero_embeddings_and_latents_but_the_same_condition_and_flow(pipe, record_calls):
+    with record_calls(pipe.controlnet) as controlnet, record_calls(pipe.unet) as unet:
         _run(pipe, num_inference_steps=1)
     (sample, _timestep), kwargs = controlnet.calls[0]
     assert sample.shape[0] == 2  # unconditional half first
@@ -90,15 +64,15 @@ def test_guidance_batch_holds_zero_embeddings_and_latents_but_the_same_condition
     assert unet.calls[0][0][0].shape[0] == 2
 
 
-def test_guidance_at_most_one_runs_without_the_unconditional_batch(pipe):
-    with Recorder(pipe.unet) as unet:
+def test_guidance_at_most_one_runs_without_the_unconditional_batch(pipe, record_calls):
+    with record_calls(pipe.unet) as unet:
         output = _run(pipe, max_guidance_scale=1.0)
     assert output.frames.shape == (1, 4, SIZE, SIZE, 3)
     assert all(args[0].shape[0] == 1 for args, _ in unet.calls)
 
 
-def test_time_ids_default_to_the_released_values_and_follow_the_arguments(pipe):
-    with Recorder(pipe.unet) as unet:
+def test_time_ids_default_to_the_released_values_and_follow_the_arguments(pipe, record_calls):
+    with record_calls(pipe.unet) as unet:
         _run(pipe, num_inference_steps=1)
         _run(pipe, num_inference_steps=1, fps=10, motion_bucket_id=60, noise_aug_strength=0.1)
     default, changed = (kwargs["added_time_ids"][0].tolist() for _, kwargs in unet.calls)
@@ -106,8 +80,8 @@ def test_time_ids_default_to_the_released_values_and_follow_the_arguments(pipe):
     assert changed == pytest.approx([9, 60, 0.1])
 
 
-def test_clip_input_is_unnormalised_by_default_and_normalised_on_request(pipe):
-    with Recorder(pipe.image_encoder) as encoder:
+def test_clip_input_is_unnormalised_by_default_and_normalised_on_request(pipe, record_calls):
+    with record_calls(pipe.image_encoder) as encoder:
         _run(pipe, num_inference_steps=1)
         _run(pipe, num_inference_steps=1, normalize_clip_input=True)
     raw, normalised = (args[0] for args, _ in encoder.calls)
@@ -140,15 +114,15 @@ def test_guidance_grows_linearly_over_the_frames(pipe, monkeypatch):
     torch.testing.assert_close(guided[0][0, :, 0, 0, 0], torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0]))
 
 
-def test_fourteen_frames_run_in_one_window(pipe):
-    with Recorder(pipe.unet) as unet:
+def test_fourteen_frames_run_in_one_window(pipe, record_calls):
+    with record_calls(pipe.unet) as unet:
         output = _run(pipe, num_frames=14, num_inference_steps=1)
     assert output.frames.shape[1] == 14
     assert [args[0].shape[1] for args, _ in unet.calls] == [14]
 
 
-def test_long_video_is_denoised_in_frame0_anchored_windows(pipe):
-    with Recorder(pipe.unet) as unet, Recorder(pipe.controlnet) as controlnet:
+def test_long_video_is_denoised_in_frame0_anchored_windows(pipe, record_calls):
+    with record_calls(pipe.unet) as unet, record_calls(pipe.controlnet) as controlnet:
         output = _run(pipe, num_frames=40, decode_chunk_size=8)
     assert output.frames.shape == (1, 40, SIZE, SIZE, 3)
     # views (1, 25), (13, 37), (16, 40): three 25-frame windows per step, each frame 0 + 24 frames
@@ -160,8 +134,8 @@ def test_long_video_is_denoised_in_frame0_anchored_windows(pipe):
     torch.testing.assert_close(flows[2], full[15:39])
 
 
-def test_windows_of_another_size_and_stride(pipe):
-    with Recorder(pipe.unet) as unet:
+def test_windows_of_another_size_and_stride(pipe, record_calls):
+    with record_calls(pipe.unet) as unet:
         output = _run(pipe, num_frames=10, num_inference_steps=1, window_size=6, window_stride=4)
     assert output.frames.shape[1] == 10
     assert [args[0].shape[1] for args, _ in unet.calls] == [6, 6]  # views (1, 6) and (5, 10)
