@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +33,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
+from models.cmp import CMP, build_tiny_cmp
+from pipeline.animator_base import (
+    AnimatorBase,
+    ProgressFn,
+    as_rgb_image,
+    check_num_frames,
+    image_to_tensor,
+    load_released_cmp,
+    load_svd_parts,
+    mask_to_rgba,
+    step_end_callback,
+    tiny_svd_parts,
+    to_uint8_video,
+)
 from pipeline.pipeline import HybridFlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
-from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_mode
+from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.face_mask import LandmarkMask, resolve_landmark_mask
 from utils.flow_viz import flow_to_rgb, flow_video_frames
@@ -48,43 +60,17 @@ from utils.landmark_conditions import (
     render_pose_images,
     sparse_landmark_flow,
 )
-from utils.memory import apply_memory_preset, dtype_name, memory_plan
-from utils.trajectories import draw_hint_image, trajectories_to_flow, validate_tracks
+from utils.trajectories import draw_hint_image, validate_tracks
 from utils.video_io import atomic_output, mux_audio, read_video, resize_and_center_crop, save_png, write_video
 
-SHORT_SIDE = 512
-DEFAULT_STEPS = 25
 FPS = 25
 """Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
-TINY_SHORT_SIDE = 64
-TINY_STEPS = 2
-TINY_CMP_GRID = 64
 TINY_NOTICE = "tiny mode: random tiny weights and synthetic landmarks, the video is noise (fetch the checkpoints for real results)"
-CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
 TRAJ_ADAPTER_DIR = "mofa/traj_controlnet"
 LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
 AUDIO_RENDERERS = ("aniportrait", "sadtalker")
 BRUSH_RGBA = (0, 0, 255, 255)
 LANDMARK_MASK_RGBA = (0, 200, 0, 160)
-
-ProgressFn = Callable[[int, int], None]
-"""``progress(done_steps, total_steps)``, called after every denoising step."""
-
-
-def default_device() -> torch.device:
-    """CUDA if present, else Apple MPS, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def mask_to_rgba(mask: np.ndarray, color: tuple[int, int, int, int]) -> np.ndarray:
-    """``(H, W, 4)`` uint8 drawing of a 0/255 mask: ``color`` inside, transparent outside."""
-    rgba = np.zeros((*mask.shape, 4), np.uint8)
-    rgba[mask > 0] = color
-    return rgba
 
 
 def fit_landmarks_length(landmarks: np.ndarray, num_frames: int) -> tuple[np.ndarray, str | None]:
@@ -186,7 +172,7 @@ def comparison_frames(result: HybridResult) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- animator
 
 
-class HybridAnimator:
+class HybridAnimator(AnimatorBase):
     """Loads the Hybrid models once and turns (image, landmarks, drags, masks) into videos.
 
     Args:
@@ -211,56 +197,32 @@ class HybridAnimator:
         tiny: bool = False,
         show_progress: bool = True,
     ):
-        self.device = torch.device(device) if device is not None else default_device()
-        self.is_tiny = tiny
-        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
-        plan = memory_plan(memory, self.device, dtype)
-        if tiny:
-            self.pipe, self.cmp = build_tiny_components()
-        else:
-            require_mode(self.ckpt_dir, "hybrid")
-            self.pipe, self.cmp = load_components(self.ckpt_dir, plan.dtype)
-        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
-        self.cmp.to(self.device)  # CMP always runs in fp32
-        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
-        self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
-        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
-        self.size_multiple = self.pipe.controlnet.size_multiple
-        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+        super().__init__(ckpt_dir, device, dtype, memory, tiny, show_progress=show_progress)
         self._generators: dict[str, Callable] = {}
         self._landmark_cache: dict[tuple, np.ndarray] = {}
 
-    @classmethod
-    def from_pretrained(cls, ckpt_dir: str | Path | None = None, **kwargs) -> HybridAnimator:
-        """The animator with the released weights from ``ckpt_dir`` (keyword arguments as the constructor's)."""
-        return cls(ckpt_dir=ckpt_dir, tiny=False, **kwargs)
+    def _build_tiny_components(self) -> tuple[HybridFlowControlNetPipeline, CMP]:
+        return build_tiny_components()
 
-    @classmethod
-    def tiny(cls, **kwargs) -> HybridAnimator:
-        """The animator with random tiny models and synthetic landmarks (no checkpoint; outputs are noise)."""
-        return cls(tiny=True, **kwargs)
-
-    def set_memory(self, preset: str) -> None:
-        """Switch the memory preset (keeps the dtype); a no-op when ``preset`` is the current one."""
-        if preset != self.memory.preset:
-            self.memory = apply_memory_preset(self.pipe, preset, self.device, dtype_name(self.memory.dtype))
+    def _load_released_components(self, dtype: torch.dtype) -> tuple[HybridFlowControlNetPipeline, CMP]:
+        require_mode(self.ckpt_dir, "hybrid")
+        return load_components(self.ckpt_dir, dtype)
 
     # -------------------------------------------------------------------------------------------- inputs
 
     def prepare_image(self, image: Image.Image | np.ndarray) -> Image.Image:
         """The generation frame: short side 512 (64 in tiny mode), centre-cropped to multiples of the adapters'
         size multiple (64; 4 in tiny mode). Clicks and masks on this frame are used as they are."""
-        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-        return resize_and_center_crop(image.convert("RGB"), self.short_side, self.size_multiple)
+        return resize_and_center_crop(as_rgb_image(image), self.short_side, self.size_multiple)
 
     def _check_frame(self, frame: Image.Image | np.ndarray) -> Image.Image:
-        frame = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        frame = as_rgb_image(frame)
         if frame.width % self.size_multiple or frame.height % self.size_multiple:
             raise InputError(
                 f"the frame is {frame.width}x{frame.height}; both sides must be multiples of {self.size_multiple} "
                 "(use prepare_image)"
             )
-        return frame.convert("RGB")
+        return frame
 
     def _generator(self, name: str) -> Callable:
         """A landmark generator loaded on first use: ``aniportrait``, ``sadtalker-audio`` or ``sadtalker-video``.
@@ -368,18 +330,7 @@ class HybridAnimator:
         """Drag flow ``(T-1, 2, H, W)`` float32 on the device (zeros without tracks: the scene is held still)."""
         if not tracks:
             return torch.zeros(num_frames - 1, 2, frame.height, frame.width, device=self.device), []
-        pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255).to(self.device)
-        chunk_size = self.memory.cmp_chunk_size
-
-        def cmp(image: torch.Tensor, sparse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            flow, info = trajectories_to_flow(
-                pixels, tracks, brush_mask, num_frames, cmp, grid=self.cmp_grid, device=self.device
-            )
-        return flow, list(info.warnings)
+        return self.dense_flow(frame, tracks, brush_mask, num_frames)
 
     def preview_flow(
         self,
@@ -401,7 +352,7 @@ class HybridAnimator:
         """``(pose images (T, 3, H, W) in [0, 1], landmark flow (T-1, 2, H, W) float32)`` for a landmark sequence."""
         pose_images = render_pose_images(landmarks, frame.width, frame.height)[0]
         sparse, mask = sparse_landmark_flow(landmarks, frame.width, frame.height, grid=self.cmp_grid)
-        pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255)
+        pixels = image_to_tensor(frame)
         flow = dense_landmark_flow(
             self.cmp, pixels, sparse, mask, frame.width, frame.height, self.memory.cmp_chunk_size
         )
@@ -463,12 +414,9 @@ class HybridAnimator:
         width, height = frame.size
         landmarks = check_landmarks(landmarks)
         num_frames = len(landmarks) if num_frames is None else num_frames
-        if int(num_frames) != num_frames or num_frames < 2:
-            raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+        check_num_frames(num_frames)
         num_frames = int(num_frames)
-        steps = self.default_steps if steps is None else steps
-        if int(steps) != steps or steps < 1:
-            raise InputError(f"steps must be a positive integer, got {steps}")
+        steps = self.resolve_steps(steps)
         for name, value in (("trajectory_scale", trajectory_scale), ("landmark_scale", landmark_scale)):
             if not math.isfinite(value):
                 raise InputError(f"{name} must be a number, got {value}")
@@ -488,11 +436,6 @@ class HybridAnimator:
         trajectory_flow, flow_warnings = self.trajectory_flow(frame, tracks, brush_mask, num_frames)
         messages += flow_warnings
         pose_images, landmark_flow = self.landmark_flow(frame, landmarks)
-
-        def on_step_end(pipe, step_index, timestep, tensors):
-            progress(step_index + 1, steps)
-            return {}
-
         decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
         output = self.pipe(
             image=frame,
@@ -514,10 +457,10 @@ class HybridAnimator:
             adapter_schedule=adapter_schedule(fast),
             generator=torch.Generator("cpu").manual_seed(int(seed)),
             output_type="np",
-            callback_on_step_end=on_step_end if progress is not None else None,
+            callback_on_step_end=step_end_callback(progress, steps),
         )
-        frames = np.round(np.clip(output.frames[0], 0.0, 1.0) * 255).astype(np.uint8)
-        pose_frames = np.round(pose_images.permute(0, 2, 3, 1).float().clamp(0, 1).numpy() * 255).astype(np.uint8)
+        frames = to_uint8_video(output.frames[0])
+        pose_frames = to_uint8_video(pose_images.permute(0, 2, 3, 1).float().numpy())
         settings = {
             "num_frames": num_frames,
             "steps": int(steps),
@@ -544,9 +487,7 @@ class HybridAnimator:
             "fast": bool(fast),
             "adapter_schedule": adapter_schedule(fast).as_dict(),
             "export_fps": FPS,
-            "memory": self.memory.as_dict(),
-            "tiny": self.is_tiny,
-            "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
+            **self.model_settings(),
             "warnings": messages,
         }
         return HybridResult(
@@ -650,44 +591,27 @@ def hint_image(
 
 def build_tiny_components(seed: int = 0) -> tuple[HybridFlowControlNetPipeline, CMP]:
     """A pipeline of random tiny models (both adapters) and a tiny CMP (seeded; outputs are noise)."""
-    from utils import tiny
+    from utils.tiny import tiny_flow_controlnet
     from utils.tiny_keypoint import tiny_ldmk_controlnet
 
-    unet = tiny.tiny_unet(seed)
+    parts = tiny_svd_parts(seed)
     pipe = HybridFlowControlNetPipeline(
-        vae=tiny.tiny_vae(seed),
-        image_encoder=tiny.tiny_image_encoder(seed),
-        unet=unet,
-        controlnet=tiny.tiny_flow_controlnet(seed, unet),
-        ldmk_controlnet=tiny_ldmk_controlnet(seed, unet),
-        scheduler=tiny.tiny_scheduler(),
-        feature_extractor=tiny.tiny_feature_extractor(),
+        **parts,
+        controlnet=tiny_flow_controlnet(seed, parts["unet"]),
+        ldmk_controlnet=tiny_ldmk_controlnet(seed, parts["unet"]),
     )
     return pipe, build_tiny_cmp(seed)
 
 
 def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[HybridFlowControlNetPipeline, CMP]:
     """The released SVD-xt 1.1 parts (fp16 files), both Hybrid adapters and CMP, from ``ckpt_dir``."""
-    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
     from models.flow_controlnet import FlowControlNet
     from models.ldmk_controlnet import LandmarkFlowControlNet
-    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 
     ckpt_dir = Path(ckpt_dir)
-    svd = ckpt_dir / SVD_DIR
     pipe = HybridFlowControlNetPipeline(
-        vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
-            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
-        ),
-        unet=UNetSpatioTemporalConditionControlNetModel.from_pretrained(
-            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
-        ),
+        **load_svd_parts(ckpt_dir, dtype),
         controlnet=FlowControlNet.from_pretrained(ckpt_dir / TRAJ_ADAPTER_DIR, torch_dtype=dtype),
         ldmk_controlnet=LandmarkFlowControlNet.from_pretrained(ckpt_dir / LDMK_ADAPTER_DIR, torch_dtype=dtype),
-        scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
-        feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
     )
-    return pipe, CMP.from_checkpoint(ckpt_dir / CMP_CHECKPOINT, fetch_mode="hybrid")
+    return pipe, load_released_cmp(ckpt_dir, "hybrid")

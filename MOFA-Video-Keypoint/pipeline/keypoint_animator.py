@@ -27,10 +27,19 @@ import torch
 from PIL import Image
 
 from aniportrait.synthetic import synthetic_landmarks
-from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
+from models.cmp import CMP, build_tiny_cmp
+from pipeline.animator_base import (
+    SHORT_SIDE,
+    AnimatorBase,
+    image_to_tensor,
+    load_released_cmp,
+    load_svd_parts,
+    tiny_svd_parts,
+    to_uint8_video,
+)
 from pipeline.pipeline import LandmarkFlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
-from utils.checkpoints import ADAPTER_FILES, SOURCES, SVD_DIR, default_ckpt_dir, require_files, require_mode
+from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files, require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
 from utils.landmark_conditions import (
@@ -40,19 +49,13 @@ from utils.landmark_conditions import (
     render_pose_images,
     sparse_landmark_flow,
 )
-from utils.memory import apply_memory_preset, memory_plan
 from utils.video_io import resize_and_center_crop
 
-SHORT_SIDE = 512
 SIZE_MULTIPLE = 64
-DEFAULT_STEPS = 25
 WINDOW_SIZE = 25
 FPS = 25
 TINY_SHORT_SIDE = 32  # long videos: keep tiny runs to about a minute on a CPU
-TINY_STEPS = 2
-TINY_CMP_GRID = 64
 ADAPTER_DIR = "mofa/ldmk_controlnet"
-CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
 LANDMARK_RENDERERS = ("aniportrait", "sadtalker")
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
 TINY_LANDMARK_NOTICES = {
@@ -61,15 +64,6 @@ TINY_LANDMARK_NOTICES = {
     "sadtalker": "tiny mode: landmarks come from the SadTalker 3DMM path on random weights and a synthetic face "
     "model (tiny_landmarker), not from the SadTalker checkpoint",
 }
-
-
-def default_device() -> torch.device:
-    """CUDA if present, else Apple MPS, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def prepare_portrait(image: Image.Image, short_side: int = SHORT_SIDE, multiple: int = SIZE_MULTIPLE) -> Image.Image:
@@ -131,7 +125,7 @@ def check_renderer(renderer: str) -> None:
         raise InputError(f"landmark renderer must be one of {', '.join(LANDMARK_RENDERERS)}, got {renderer!r}")
 
 
-class KeypointAnimator:
+class KeypointAnimator(AnimatorBase):
     """Loads the Keypoint models once and turns (portrait, landmarks) into videos.
 
     Args:
@@ -150,6 +144,8 @@ class KeypointAnimator:
             or ``make fetch MODE=sadtalker`` for the ``sadtalker`` renderer).
     """
 
+    tiny_short_side = TINY_SHORT_SIDE
+
     def __init__(
         self,
         ckpt_dir: str | Path | None = None,
@@ -161,27 +157,21 @@ class KeypointAnimator:
         show_progress: bool = True,
         landmark_renderers: tuple[str, ...] = (),
     ):
-        self.device = torch.device(device) if device is not None else default_device()
-        self.is_tiny = tiny
-        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
-        plan = memory_plan(memory, self.device, dtype)
-        if tiny:
-            self.pipe, self.cmp = build_tiny_components()
-        else:
-            adapter_dir = Path(adapter_dir) if adapter_dir is not None else self.ckpt_dir / ADAPTER_DIR
-            require_files(self.ckpt_dir, SOURCES["svd"].local_paths() + SOURCES["cmp"].local_paths(), "keypoint")
-            require_files(adapter_dir, list(ADAPTER_FILES), "keypoint")
-            for renderer in landmark_renderers:
-                require_landmark_files(self.ckpt_dir, renderer)
-            self.pipe, self.cmp = load_components(self.ckpt_dir, adapter_dir, plan.dtype)
-        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype)
-        self.cmp.to(self.device)  # CMP always runs in fp32
-        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
-        self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
-        self.size_multiple = self.pipe.controlnet.size_multiple
-        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
-        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+        self.adapter_dir = None if adapter_dir is None else Path(adapter_dir)
+        self.landmark_renderers = landmark_renderers
+        super().__init__(ckpt_dir, device, dtype, memory, tiny, show_progress=show_progress)
         self._landmark_generators: dict[str, Callable[..., np.ndarray]] = {}
+
+    def _build_tiny_components(self) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
+        return build_tiny_components()
+
+    def _load_released_components(self, dtype: torch.dtype) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
+        adapter_dir = self.adapter_dir if self.adapter_dir is not None else self.ckpt_dir / ADAPTER_DIR
+        require_files(self.ckpt_dir, SOURCES["svd"].local_paths() + SOURCES["cmp"].local_paths(), "keypoint")
+        require_files(adapter_dir, list(ADAPTER_FILES), "keypoint")
+        for renderer in self.landmark_renderers:
+            require_landmark_files(self.ckpt_dir, renderer)
+        return load_components(self.ckpt_dir, adapter_dir, dtype)
 
     def prepare_image(self, image: Image.Image) -> Image.Image:
         """The generation frame: :func:`prepare_portrait`, or in tiny mode always short side 32 cropped to
@@ -278,7 +268,7 @@ class KeypointAnimator:
         pose_images = render_pose_images(landmarks, width, height)
         hint_dtype = torch.float16 if dtype == torch.float16 else torch.float32  # the released fp16 run's rounding
         sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, self.cmp_grid, hint_dtype)
-        reference = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float() / 255.0
+        reference = image_to_tensor(frame)
         flow = dense_landmark_flow(
             self.cmp, reference, sparse_flow, sparse_mask, width, height, self.memory.cmp_chunk_size
         ).float().cpu()
@@ -301,9 +291,9 @@ class KeypointAnimator:
             output_type="np",
         ).frames[0]
         return KeypointResult(
-            frames=(np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8),
+            frames=to_uint8_video(frames),
             flow=flow[0],
-            pose_images=(pose_images[0].permute(0, 2, 3, 1).float().numpy() * 255).round().astype(np.uint8),
+            pose_images=to_uint8_video(pose_images[0].permute(0, 2, 3, 1).float().numpy()),
             landmarks=landmarks,
             first_frame=frame,
         )
@@ -311,18 +301,10 @@ class KeypointAnimator:
 
 def build_tiny_components(seed: int = 0) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
     """A landmark pipeline of random tiny models and a tiny CMP (seeded; outputs are noise)."""
-    from utils import tiny
     from utils.tiny_keypoint import tiny_ldmk_controlnet
 
-    unet = tiny.tiny_unet(seed)
-    pipe = LandmarkFlowControlNetPipeline(
-        vae=tiny.tiny_vae(seed),
-        image_encoder=tiny.tiny_image_encoder(seed),
-        unet=unet,
-        controlnet=tiny_ldmk_controlnet(seed, unet),
-        scheduler=tiny.tiny_scheduler(),
-        feature_extractor=tiny.tiny_feature_extractor(),
-    )
+    parts = tiny_svd_parts(seed)
+    pipe = LandmarkFlowControlNetPipeline(**parts, controlnet=tiny_ldmk_controlnet(seed, parts["unet"]))
     return pipe, build_tiny_cmp(seed)
 
 
@@ -330,23 +312,10 @@ def load_components(
     ckpt_dir: Path, adapter_dir: Path, dtype: torch.dtype
 ) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
     """The released SVD-xt 1.1 parts (fp16 files), the landmark adapter and CMP."""
-    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
     from models.ldmk_controlnet import LandmarkFlowControlNet
-    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 
-    svd = Path(ckpt_dir) / SVD_DIR
     pipe = LandmarkFlowControlNetPipeline(
-        vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
-            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
-        ),
-        unet=UNetSpatioTemporalConditionControlNetModel.from_pretrained(
-            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
-        ),
+        **load_svd_parts(ckpt_dir, dtype),
         controlnet=LandmarkFlowControlNet.from_pretrained(adapter_dir, torch_dtype=dtype),
-        scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
-        feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
     )
-    return pipe, CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT, fetch_mode="keypoint")
+    return pipe, load_released_cmp(ckpt_dir, "keypoint")

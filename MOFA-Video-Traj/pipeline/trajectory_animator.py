@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,38 +34,31 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.cmp import CMP, CMP_GRID_SIZE, build_tiny_cmp
+from models.cmp import CMP, build_tiny_cmp
+from pipeline.animator_base import (
+    SHORT_SIDE,
+    AnimatorBase,
+    ProgressFn,
+    as_rgb_image,
+    check_num_frames,
+    load_released_cmp,
+    load_svd_parts,
+    mask_to_rgba,
+    step_end_callback,
+    tiny_svd_parts,
+    to_uint8_video,
+)
 from pipeline.pipeline import FlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
-from utils.checkpoints import SVD_DIR, default_ckpt_dir, require_mode
+from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_to_rgb, flow_video_frames
-from utils.memory import apply_memory_preset, dtype_name, memory_plan
-from utils.trajectories import draw_hint_image, trajectories_to_flow, validate_tracks
+from utils.trajectories import draw_hint_image, validate_tracks
 from utils.video_io import atomic_output, save_png, write_video
 
-SHORT_SIDE = 512
-"""Short side of the generation size when none is given (as the released demo)."""
-DEFAULT_STEPS = 25
-TINY_SHORT_SIDE = 64
-TINY_STEPS = 2
-TINY_CMP_GRID = 64
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
-CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
 ADAPTER_DIR = "controlnet"
 BRUSH_RGBA = (0, 0, 255, 255)
-
-ProgressFn = Callable[[int, int], None]
-"""``progress(done_steps, total_steps)``, called after every denoising step."""
-
-
-def default_device() -> torch.device:
-    """CUDA if present, else Apple MPS, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 # ------------------------------------------------------------------------------------------------- geometry
@@ -159,13 +151,6 @@ def fit_geometry(
     )
 
 
-def brush_mask_to_rgba(mask: np.ndarray, color: tuple[int, int, int, int] = BRUSH_RGBA) -> np.ndarray:
-    """``(H, W, 4)`` uint8 drawing of a 0/255 brush mask (``color`` inside, transparent outside)."""
-    rgba = np.zeros((*mask.shape, 4), np.uint8)
-    rgba[mask > 0] = color
-    return rgba
-
-
 # ------------------------------------------------------------------------------------------------- results
 
 
@@ -247,7 +232,7 @@ class OutputPaths:
 # ------------------------------------------------------------------------------------------------- animator
 
 
-class TrajectoryAnimator:
+class TrajectoryAnimator(AnimatorBase):
     """Loads the Traj models once and turns (image, tracks, brush) into videos.
 
     Args:
@@ -278,39 +263,15 @@ class TrajectoryAnimator:
         compile_models: bool = False,
         show_progress: bool = True,
     ):
-        self.device = torch.device(device) if device is not None else default_device()
-        self.is_tiny = tiny
-        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
-        plan = memory_plan(memory, self.device, dtype)
-        if tiny:
-            self.pipe, self.cmp = build_tiny_components(layout=tiny_layout)
-        else:
-            require_mode(self.ckpt_dir, "traj")
-            self.pipe, self.cmp = load_components(self.ckpt_dir, plan.dtype)
-        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype, compile_models=compile_models)
-        self.cmp.to(self.device)  # CMP always runs in fp32
-        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
-        self.short_side = TINY_SHORT_SIDE if tiny else SHORT_SIDE
-        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
-        self.size_multiple = self.pipe.controlnet.size_multiple
-        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+        self.tiny_layout = tiny_layout
+        super().__init__(ckpt_dir, device, dtype, memory, tiny, compile_models, show_progress)
 
-    @classmethod
-    def from_pretrained(cls, ckpt_dir: str | Path | None = None, **kwargs) -> TrajectoryAnimator:
-        """The animator with the released weights from ``ckpt_dir`` (keyword arguments as the constructor's)."""
-        return cls(ckpt_dir=ckpt_dir, tiny=False, **kwargs)
+    def _build_tiny_components(self) -> tuple[FlowControlNetPipeline, CMP]:
+        return build_tiny_components(layout=self.tiny_layout)
 
-    @classmethod
-    def tiny(cls, **kwargs) -> TrajectoryAnimator:
-        """The animator with random tiny models (no checkpoint; outputs are noise)."""
-        return cls(tiny=True, **kwargs)
-
-    def set_memory(self, preset: str) -> None:
-        """Switch the memory preset (keeps the dtype); a no-op when ``preset`` is the current one."""
-        if preset != self.memory.preset:
-            self.memory = apply_memory_preset(
-                self.pipe, preset, self.device, dtype_name(self.memory.dtype), compile_models=self.memory.compile_models
-            )
+    def _load_released_components(self, dtype: torch.dtype) -> tuple[FlowControlNetPipeline, CMP]:
+        require_mode(self.ckpt_dir, "traj")
+        return load_components(self.ckpt_dir, dtype)
 
     # -------------------------------------------------------------------------------------------- inputs
 
@@ -332,8 +293,7 @@ class TrajectoryAnimator:
             InputError: no tracks, an empty track, a click outside the image or in the cropped border, a brush
                 of the wrong size, or a bad size.
         """
-        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-        image = image.convert("RGB")
+        image = as_rgb_image(image)
         validate_tracks(tracks, image.width, image.height)
         geometry = fit_geometry(image.width, image.height, width, height, self.short_side, self.size_multiple)
         frame = geometry.map_image(image)
@@ -349,25 +309,6 @@ class TrajectoryAnimator:
             mapped_brush = np.asarray(geometry.map_image(brush, Image.Resampling.NEAREST))
         return frame, geometry.map_tracks(tracks), mapped_brush, geometry
 
-    def dense_flow(
-        self, frame: Image.Image, tracks: Sequence[Sequence[Sequence[float]]], brush: np.ndarray | None, num_frames: int
-    ) -> tuple[torch.Tensor, list[str]]:
-        """CMP dense flow for tracks already in ``frame``'s pixels: ``((T-1, 2, H, W) float32 on the device,
-        warnings)``."""
-        pixels = torch.from_numpy(np.array(frame)).permute(2, 0, 1).float().div(255).to(self.device)
-        chunk_size = self.memory.cmp_chunk_size
-
-        def cmp(image: torch.Tensor, sparse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            # every hint frame shares the one first frame: encode it once
-            return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            flow, info = trajectories_to_flow(
-                pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device
-            )
-        return flow, list(info.warnings)
-
     def preview_flow(
         self,
         image: Image.Image | np.ndarray,
@@ -380,8 +321,7 @@ class TrajectoryAnimator:
         ``image`` must already be the generation frame (e.g. from :meth:`prepare_image`); tracks and brush
         are in its pixels.
         """
-        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-        frame = image.convert("RGB")
+        frame = as_rgb_image(image)
         tracks = [track for track in tracks if len(track) > 0]
         if not tracks:
             return FlowPreview(None, np.full((frame.height, frame.width, 3), 255, np.uint8))
@@ -396,8 +336,7 @@ class TrajectoryAnimator:
         """The generation frame for an image (short side 512 cropped to multiples of 64, or in tiny mode 64
         cropped to multiples of 4; or fitted to ``height`` x ``width``). Clicks on this frame can be passed to
         :meth:`animate` as they are."""
-        image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-        image = image.convert("RGB")
+        image = as_rgb_image(image)
         geometry = fit_geometry(image.width, image.height, width, height, self.short_side, self.size_multiple)
         return geometry.map_image(image)
 
@@ -456,13 +395,10 @@ class TrajectoryAnimator:
         Raises:
             InputError: bad tracks, brush, size, frame count or step count.
         """
-        if int(num_frames) != num_frames or num_frames < 2:
-            raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+        check_num_frames(num_frames)
         if memory is not None:
             self.set_memory(memory)
-        steps = self.default_steps if steps is None else steps
-        if int(steps) != steps or steps < 1:
-            raise InputError(f"steps must be a positive integer, got {steps}")
+        steps = self.resolve_steps(steps)
         if not math.isfinite(control_scale):
             raise InputError(f"control_scale must be a number, got {control_scale}")
         decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
@@ -470,11 +406,6 @@ class TrajectoryAnimator:
         flow, messages = self.dense_flow(frame, frame_tracks, brush, num_frames)
         if self.is_tiny:
             messages.insert(0, TINY_NOTICE)
-
-        def on_step_end(pipe, step_index, timestep, tensors):
-            progress(step_index + 1, steps)
-            return {}
-
         output = self.pipe(
             image=frame,
             controlnet_flow=flow[None],
@@ -495,11 +426,11 @@ class TrajectoryAnimator:
             adapter_schedule=adapter_schedule(fast),
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="np",
-            callback_on_step_end=on_step_end if progress is not None else None,
+            callback_on_step_end=step_end_callback(progress, steps),
         )
-        frames = np.round(np.clip(output.frames[0], 0.0, 1.0) * 255).astype(np.uint8)
+        frames = to_uint8_video(output.frames[0])
         flow = flow.float().cpu()
-        brush_viz = None if brush is None else brush_mask_to_rgba(brush)
+        brush_viz = None if brush is None else mask_to_rgba(brush, BRUSH_RGBA)
         settings = {
             "num_frames": num_frames,
             "steps": steps,
@@ -526,9 +457,7 @@ class TrajectoryAnimator:
             "cmp_grid": self.cmp_grid,
             "fast": fast,
             "adapter_schedule": adapter_schedule(fast).as_dict(),
-            "memory": self.memory.as_dict(),
-            "tiny": self.is_tiny,
-            "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
+            **self.model_settings(),
             "warnings": messages,
         }
         flow_frames = flow_video_frames(flow)
@@ -593,43 +522,23 @@ class TrajectoryAnimator:
 def build_tiny_components(seed: int = 0, layout: str = "small") -> tuple[FlowControlNetPipeline, CMP]:
     """A pipeline of random tiny models (UNet ``layout`` as :func:`utils.tiny.tiny_unet`) and a tiny CMP
     (seeded; outputs are noise)."""
-    from utils import tiny
+    from utils.tiny import tiny_flow_controlnet
 
-    unet = tiny.tiny_unet(seed, layout)
-    pipe = FlowControlNetPipeline(
-        vae=tiny.tiny_vae(seed),
-        image_encoder=tiny.tiny_image_encoder(seed),
-        unet=unet,
-        controlnet=tiny.tiny_flow_controlnet(seed, unet),
-        scheduler=tiny.tiny_scheduler(),
-        feature_extractor=tiny.tiny_feature_extractor(),
-    )
+    parts = tiny_svd_parts(seed, layout)
+    pipe = FlowControlNetPipeline(**parts, controlnet=tiny_flow_controlnet(seed, parts["unet"]))
     return pipe, build_tiny_cmp(seed)
 
 
 def load_pipeline(ckpt_dir: Path, dtype: torch.dtype) -> FlowControlNetPipeline:
     """The released SVD-xt 1.1 parts (fp16 files, cast to ``dtype``) and the Traj adapter from ``ckpt_dir``."""
-    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
     from models.flow_controlnet import FlowControlNet
-    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 
-    svd = Path(ckpt_dir) / SVD_DIR
     return FlowControlNetPipeline(
-        vae=AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
-            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
-        ),
-        unet=UNetSpatioTemporalConditionControlNetModel.from_pretrained(
-            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
-        ),
+        **load_svd_parts(ckpt_dir, dtype),
         controlnet=FlowControlNet.from_pretrained(Path(ckpt_dir) / ADAPTER_DIR, torch_dtype=dtype),
-        scheduler=EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
-        feature_extractor=CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
     )
 
 
 def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[FlowControlNetPipeline, CMP]:
     """:func:`load_pipeline` and the released CMP (fp32) from ``ckpt_dir``."""
-    return load_pipeline(ckpt_dir, dtype), CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT)
+    return load_pipeline(ckpt_dir, dtype), load_released_cmp(ckpt_dir, "traj")

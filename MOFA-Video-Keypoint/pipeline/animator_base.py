@@ -1,0 +1,272 @@
+# Copied from MOFA-Video-Traj/pipeline/animator_base.py
+"""What the Traj, Keypoint and Hybrid animators share: loading the models once, real or tiny, under a memory
+preset, and the small conversions and checks around a pipeline call.
+
+An animator subclasses :class:`AnimatorBase` and says how its models are built::
+
+    class MyAnimator(AnimatorBase):
+        def _build_tiny_components(self):                  # random tiny pipeline and CMP, no files
+            ...
+        def _load_released_components(self, dtype):        # check the files, then from_pretrained
+            ...
+
+The SVD parts every pipeline holds come from :func:`load_svd_parts` (released weights) or
+:func:`tiny_svd_parts` (random tiny models); each animator adds its own adapters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.cmp import CMP, CMP_GRID_SIZE
+from utils.checkpoints import SVD_DIR, default_ckpt_dir
+from utils.errors import InputError
+from utils.memory import apply_memory_preset, dtype_name, memory_plan
+from utils.trajectories import trajectories_to_flow
+
+SHORT_SIDE = 512
+"""Short side of the generation frame with the released weights (as the released demos)."""
+DEFAULT_STEPS = 25
+TINY_SHORT_SIDE = 64
+TINY_STEPS = 2
+TINY_CMP_GRID = 64
+CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
+
+ProgressFn = Callable[[int, int], None]
+"""``progress(done_steps, total_steps)``, called after every denoising step."""
+StepEndCallback = Callable[[Any, int, Any, dict], dict]
+"""A diffusers ``callback_on_step_end``."""
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------------------------ conversions
+
+
+def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
+    """An RGB PIL image from a PIL image or an ``(H, W, 3)`` uint8 array."""
+    image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    return image.convert("RGB")
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """``(3, H, W)`` float32 CPU tensor in [0, 1] from an RGB PIL image."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
+
+
+def to_uint8_video(frames: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 from float frames in [0, 1] (clipped, rounded)."""
+    return np.round(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def mask_to_rgba(mask: np.ndarray, color: tuple[int, int, int, int]) -> np.ndarray:
+    """``(H, W, 4)`` uint8 drawing of a 0/255 mask: ``color`` inside, transparent outside."""
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask > 0] = color
+    return rgba
+
+
+def check_num_frames(num_frames: int) -> None:
+    """Raise :class:`InputError` unless ``num_frames`` is an integer >= 2."""
+    if int(num_frames) != num_frames or num_frames < 2:
+        raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+
+
+def step_end_callback(progress: ProgressFn | None, steps: int) -> StepEndCallback | None:
+    """The pipeline's ``callback_on_step_end`` that reports ``progress(done, steps)`` (None without ``progress``)."""
+    if progress is None:
+        return None
+
+    def on_step_end(pipe, step_index: int, timestep, tensors: dict) -> dict:
+        progress(step_index + 1, steps)
+        return {}
+
+    return on_step_end
+
+
+# ------------------------------------------------------------------------------------------------ builders
+
+
+def tiny_svd_parts(seed: int = 0, layout: str = "small") -> dict[str, Any]:
+    """Random tiny ``vae``, ``image_encoder``, ``unet`` (``layout`` as :func:`utils.tiny.tiny_unet`),
+    ``scheduler`` and ``feature_extractor``, as pipeline keyword arguments (seeded)."""
+    from utils import tiny
+
+    return {
+        "vae": tiny.tiny_vae(seed),
+        "image_encoder": tiny.tiny_image_encoder(seed),
+        "unet": tiny.tiny_unet(seed, layout),
+        "scheduler": tiny.tiny_scheduler(),
+        "feature_extractor": tiny.tiny_feature_extractor(),
+    }
+
+
+def load_svd_parts(ckpt_dir: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """The released SVD-xt 1.1 ``vae``, ``image_encoder``, ``unet`` (fp16 files, cast to ``dtype``), ``scheduler``
+    and ``feature_extractor`` from ``ckpt_dir``, as pipeline keyword arguments."""
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
+
+    svd = Path(ckpt_dir) / SVD_DIR
+    return {
+        "vae": AutoencoderKLTemporalDecoder.from_pretrained(svd, subfolder="vae", variant="fp16", torch_dtype=dtype),
+        "image_encoder": CLIPVisionModelWithProjection.from_pretrained(
+            svd, subfolder="image_encoder", variant="fp16", dtype=dtype
+        ),
+        "unet": UNetSpatioTemporalConditionControlNetModel.from_pretrained(
+            svd, subfolder="unet", variant="fp16", torch_dtype=dtype
+        ),
+        "scheduler": EulerDiscreteScheduler.from_pretrained(svd, subfolder="scheduler"),
+        "feature_extractor": CLIPImageProcessor.from_pretrained(svd, subfolder="feature_extractor"),
+    }
+
+
+def load_released_cmp(ckpt_dir: Path, fetch_mode: str) -> CMP:
+    """The released CMP (fp32) from ``ckpt_dir``; a missing file names ``make fetch MODE=<fetch_mode>``."""
+    return CMP.from_checkpoint(Path(ckpt_dir) / CMP_CHECKPOINT, fetch_mode=fetch_mode)
+
+
+# ------------------------------------------------------------------------------------------------ animator
+
+
+class AnimatorBase(ABC):
+    """Loads a pipeline and CMP once, real or tiny, and applies a memory preset.
+
+    Args:
+        ckpt_dir: the ``ckpts/`` folder (default ``$MOFA_CKPT_DIR`` or ``<repo>/ckpts``); unused in tiny mode.
+        device: execution device (default: CUDA, else MPS, else CPU).
+        dtype: ``fp16`` / ``bf16`` / ``fp32`` / ``auto`` (None = auto: fp16 on accelerators, fp32 on CPU).
+        memory: memory preset ``high`` / ``balanced`` / ``low`` (:mod:`utils.memory`).
+        tiny: build random tiny models instead of loading weights (outputs are noise).
+        compile_models: compile the UNet and the adapter with ``torch.compile`` (GPUs; slow first run).
+        show_progress: show the pipeline's progress bar over denoising steps.
+
+    Attributes:
+        device, is_tiny, ckpt_dir (None in tiny mode), pipe, cmp (fp32, on ``device``), memory (the applied
+        :class:`utils.memory.MemoryPlan`), cmp_grid (CMP's input size), short_side (of the generation frame),
+        default_steps, size_multiple (frame sides must be multiples of it).
+
+    Raises:
+        CheckpointError: a checkpoint file is missing (from :meth:`_load_released_components`).
+        InputError: an unknown preset or dtype (checked before anything is built).
+    """
+
+    tiny_short_side: int = TINY_SHORT_SIDE
+    """Short side of the generation frame in tiny mode."""
+
+    def __init__(
+        self,
+        ckpt_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | None = None,
+        memory: str = "high",
+        tiny: bool = False,
+        compile_models: bool = False,
+        show_progress: bool = True,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.is_tiny = tiny
+        self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
+        plan = memory_plan(memory, self.device, dtype)
+        if tiny:
+            self.pipe, self.cmp = self._build_tiny_components()
+        else:
+            self.pipe, self.cmp = self._load_released_components(plan.dtype)
+        self.memory = apply_memory_preset(self.pipe, memory, self.device, dtype, compile_models=compile_models)
+        self.cmp.to(self.device)  # CMP always runs in fp32
+        self.cmp_grid = TINY_CMP_GRID if tiny else CMP_GRID_SIZE
+        self.short_side = self.tiny_short_side if tiny else SHORT_SIDE
+        self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
+        self.size_multiple = self.pipe.controlnet.size_multiple
+        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+
+    @abstractmethod
+    def _build_tiny_components(self) -> tuple[Any, CMP]:
+        """``(pipeline, CMP)`` of random tiny models (seeded; outputs are noise)."""
+
+    @abstractmethod
+    def _load_released_components(self, dtype: torch.dtype) -> tuple[Any, CMP]:
+        """``(pipeline, CMP)`` with the released weights from ``self.ckpt_dir``, the pipeline's in ``dtype``.
+
+        Raises:
+            CheckpointError: a file is missing (checked before anything loads).
+        """
+
+    @classmethod
+    def from_pretrained(cls, ckpt_dir: str | Path | None = None, **kwargs) -> Self:
+        """The animator with the released weights from ``ckpt_dir`` (keyword arguments as the constructor's)."""
+        return cls(ckpt_dir=ckpt_dir, tiny=False, **kwargs)
+
+    @classmethod
+    def tiny(cls, **kwargs) -> Self:
+        """The animator with random tiny models (no checkpoint; outputs are noise)."""
+        return cls(tiny=True, **kwargs)
+
+    def set_memory(self, preset: str) -> None:
+        """Switch the memory preset (keeps the dtype); a no-op when ``preset`` is the current one."""
+        if preset != self.memory.preset:
+            self.memory = apply_memory_preset(
+                self.pipe, preset, self.device, dtype_name(self.memory.dtype), compile_models=self.memory.compile_models
+            )
+
+    def model_settings(self) -> dict[str, Any]:
+        """The ``memory`` preset applied, ``tiny`` and ``ckpt_dir`` entries of a run's settings (JSON-ready)."""
+        return {
+            "memory": self.memory.as_dict(),
+            "tiny": self.is_tiny,
+            "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
+        }
+
+    def resolve_steps(self, steps: int | None) -> int:
+        """``steps``, or the default (25; 2 in tiny mode) when None.
+
+        Raises:
+            InputError: not a positive integer.
+        """
+        steps = self.default_steps if steps is None else steps
+        if int(steps) != steps or steps < 1:
+            raise InputError(f"steps must be a positive integer, got {steps}")
+        return steps
+
+    def dense_flow(
+        self,
+        frame: Image.Image,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush: np.ndarray | None,
+        num_frames: int,
+    ) -> tuple[torch.Tensor, list[str]]:
+        """CMP dense flow for drag tracks already in ``frame``'s pixels (``brush``: ``(H, W)`` 0/255 or None).
+
+        Returns:
+            ``(flow, warnings)``: ``(T-1, 2, H, W)`` float32 pixels on the device, and e.g. drags CMP cannot express.
+        """
+        pixels = image_to_tensor(frame).to(self.device)
+        chunk_size = self.memory.cmp_chunk_size
+
+        def cmp(image: torch.Tensor, sparse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            # every hint frame shares the one first frame: encode it once
+            return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            flow, info = trajectories_to_flow(
+                pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device
+            )
+        return flow, list(info.warnings)
