@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.batch_jobs import read_job_lines, run_batch
 from utils.errors import InputError
 
 RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
@@ -195,18 +196,10 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     Raises:
         InputError: missing file, a line that is not a valid job, or two jobs writing the same video.
     """
-    if not path.is_file():
-        raise InputError(f"jobs file not found: {path}")
     jobs: list[Job] = []
     lines: dict[Path, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, entry in read_job_lines(path):
         where = f"{path}, line {number}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{where}: not valid JSON ({error})") from None
         job = _job_from_entry(entry, path.parent, args, where)
         if job.video_path in lines:
             raise InputError(
@@ -215,8 +208,6 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
             )
         lines[job.video_path] = number
         jobs.append(job)
-    if not jobs:
-        raise InputError(f"{path} holds no jobs")
     return jobs
 
 
@@ -349,17 +340,9 @@ def run_single(args: argparse.Namespace) -> Path:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """Run every unfinished job (settings file missing), split across processes under ``accelerate launch``."""
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     jobs = load_jobs(Path(args.jobs), args)
-    pending = [job for job in jobs if args.overwrite or not job.settings_path.exists()]
-    state = PartialState(cpu=args.device == "cpu")  # cpu: CPU processes (torchrun) split the jobs too
-    if state.is_main_process and len(pending) < len(jobs):
-        print(f"skipping {len(jobs) - len(pending)} finished job(s)", file=sys.stderr)
-    if not pending:
-        return 0
-    failures = 0
     said: set[str] = set()
 
     def say_once(message: str) -> None:
@@ -368,18 +351,15 @@ def run_jobs(args: argparse.Namespace) -> int:
             said.add(message)
             tqdm.write(message)
 
-    with state.split_between_processes(pending) as my_jobs:
-        if not my_jobs:
-            return 0
+    def start_worker(my_jobs: list[Job], device: str) -> Callable[[Job], Path]:
         renderers = tuple(sorted({job.options["ldmk_render"] for job in my_jobs if job.landmarks is None}))
-        animator = build_animator(args, args.device or str(state.device), renderers)
-        for job in tqdm(my_jobs, desc=f"jobs (process {state.process_index})"):
-            try:
-                run_job(animator, job, load_inputs(job), args, say_once)
-            except InputError as error:
-                failures += 1
-                tqdm.write(f"error: {job.video_path}: {error}", file=sys.stderr)  # on a line of its own
-    return 2 if failures else 0
+        animator = build_animator(args, device, renderers)
+        return lambda job: run_job(animator, job, load_inputs(job), args, say_once)
+
+    def is_finished(job: Job) -> bool:
+        return job.settings_path.exists()
+
+    return run_batch(jobs, is_finished, start_worker, lambda job: job.video_path, args.device, args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

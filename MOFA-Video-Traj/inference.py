@@ -30,12 +30,14 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from utils.batch_jobs import read_job_lines, run_batch
 from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
 from utils.video_io import load_image
@@ -167,16 +169,8 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     Raises:
         InputError: missing file, a line that is not a JSON object, or a job without image/trajectories/output.
     """
-    if not path.is_file():
-        raise InputError(f"jobs file not found: {path}")
     jobs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}, line {number}: not valid JSON ({error})") from None
+    for number, entry in read_job_lines(path):
         if not isinstance(entry, dict) or any(key not in entry for key in ("image", "trajectories", "output")):
             raise InputError(f"{path}, line {number}: each job needs \"image\", \"trajectories\" and \"output\"")
         unknown = sorted(set(entry) - {"image", "trajectories", "output", *JOB_OPTIONS})
@@ -185,8 +179,6 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
         options = {name: entry.get(name, getattr(args, name)) for name in JOB_OPTIONS}
         paths = [path.parent / entry[key] for key in ("image", "trajectories", "output")]
         jobs.append(Job(*paths, options))
-    if not jobs:
-        raise InputError(f"{path} holds no jobs")
     return jobs
 
 
@@ -259,33 +251,24 @@ def run_single(args: argparse.Namespace) -> int:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """Run every unfinished job (``out.json`` missing), split across processes under ``accelerate launch``."""
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from pipeline.trajectory_animator import OutputPaths
 
-    jobs = load_jobs(args.jobs, args)
-    pending = [job for job in jobs if args.overwrite or not OutputPaths.for_video(job.output).settings.exists()]
-    state = PartialState(cpu=args.device == "cpu")  # cpu: CPU processes (torchrun) split the jobs too
-    if state.is_main_process and len(pending) < len(jobs):
-        print(f"skipping {len(jobs) - len(pending)} finished job(s)", file=sys.stderr)
-    if not pending:
-        return 0
-    failures = 0
-    with state.split_between_processes(pending) as my_jobs:
-        if not my_jobs:
-            return 0
-        animator = build_animator(args, args.device or str(state.device))
-        for job in tqdm(my_jobs, desc=f"jobs (process {state.process_index})"):
-            try:
-                messages = run_job(animator, job, args.overwrite, args.decode_chunk_size)
-            except InputError as error:
-                failures += 1
-                tqdm.write(f"error: {job.output}: {error}", file=sys.stderr)
-                continue
-            for message in messages:
+    def is_finished(job: Job) -> bool:
+        return OutputPaths.for_video(job.output).settings.exists()
+
+    def start_worker(my_jobs: list[Job], device: str) -> Callable[[Job], None]:
+        animator = build_animator(args, device)
+
+        def run_and_warn(job: Job) -> None:
+            for message in run_job(animator, job, args.overwrite, args.decode_chunk_size):
                 tqdm.write(f"warning: {job.output}: {message}", file=sys.stderr)
-    return 2 if failures else 0
+
+        return run_and_warn
+
+    jobs = load_jobs(args.jobs, args)
+    return run_batch(jobs, is_finished, start_worker, lambda job: job.output, args.device, args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
