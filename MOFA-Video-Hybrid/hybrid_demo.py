@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
-from datetime import datetime
 from pathlib import Path
 
 import av
@@ -26,6 +24,7 @@ from pipeline.hybrid_animator import AUDIO_RENDERERS, HybridAnimator
 from utils import hybrid_session, ui_state
 from utils.checkpoints import default_ckpt_dir, fetch_command, require_mode
 from utils.demo_cli import demo_argument_parser
+from utils.demo_page import click_position, drag_click_targets, new_run_dir, serve_page, show_warning
 from utils.errors import CheckpointError, InputError
 from utils.face_mask import describe_mask, describe_mask_choice
 from utils.memory import MEMORY_PRESETS
@@ -81,23 +80,6 @@ def tiny_banner(kind: str, reason: str | None = None) -> str:
     )
 
 
-def new_run_dir(output_dir: Path) -> Path:
-    """A fresh, uniquely named folder for one run's files (``<output_dir>/<date-time>-<id>``)."""
-    run_dir = Path(output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
-def _warn(message: str | None) -> None:
-    if message:
-        gr.Warning(message)
-
-
-def _click_position(evt: gr.SelectData) -> tuple[float, float]:
-    x, y = evt.index
-    return float(x), float(y)
-
-
 class HybridDemoHandlers:
     """The page's event handlers: each takes the session state (plus widget values) and returns updates.
 
@@ -117,7 +99,7 @@ class HybridDemoHandlers:
 
     def refused(self, session: hybrid_session.Session, message: str, num_outputs: int) -> tuple:
         """Leaves ``num_outputs`` outputs unchanged and shows ``message``: ``(session, skips..., status)``."""
-        _warn(message)
+        show_warning(message)
         return session, *([gr.skip()] * num_outputs), message
 
     def flow_preview(self, session: hybrid_session.Session) -> np.ndarray | None:
@@ -161,7 +143,7 @@ class HybridDemoHandlers:
 
     def click_trajectory(self, session: hybrid_session.Session, evt: gr.SelectData):
         """A click on the trajectory image; returns (session, trajectory view, preview, status)."""
-        session, message = ui_state.add_click(session, *_click_position(evt))
+        session, message = ui_state.add_click(session, *click_position(evt))
         if message:
             return self.refused(session, message, 2)
         return session, ui_state.trajectory_view(session), self.flow_preview(session), self.status(session)
@@ -182,7 +164,7 @@ class HybridDemoHandlers:
 
     def click_brush(self, session: hybrid_session.Session, radius: float, evt: gr.SelectData):
         """A click on the motion-brush image; returns (session, brush view, preview, status)."""
-        session, message = ui_state.add_brush_stamp(session, *_click_position(evt), int(radius))
+        session, message = ui_state.add_brush_stamp(session, *click_position(evt), int(radius))
         if message:
             return self.refused(session, message, 2)
         return session, ui_state.brush_view(session), self.flow_preview(session), self.status(session)
@@ -196,7 +178,7 @@ class HybridDemoHandlers:
 
     def click_landmark(self, session: hybrid_session.Session, radius: float, mode: str, evt: gr.SelectData):
         """A click on the landmark-mask image; returns (session, landmark view, mask status, status)."""
-        session, message = hybrid_session.add_landmark_stamp(session, *_click_position(evt), int(radius))
+        session, message = hybrid_session.add_landmark_stamp(session, *click_position(evt), int(radius))
         if message:
             return self.refused(session, message, 2)
         return session, hybrid_session.landmark_view(session), self.mask_status(session, mode), self.status(session)
@@ -230,7 +212,7 @@ class HybridDemoHandlers:
         skips = [gr.skip()] * 8
         message = hybrid_session.run_problem(session, self.kind)
         if message:
-            _warn(message)
+            show_warning(message)
             return *skips, message
         frame = Image.fromarray(session["image"])
         try:
@@ -241,7 +223,7 @@ class HybridDemoHandlers:
                 landmarks = self.animator.landmarks_from_video(frame, session["driving"])
             frames = int(num_frames) or min(len(landmarks), MAX_FRAMES)
             if not int(num_frames) and len(landmarks) > MAX_FRAMES:
-                _warn(f"The {self.kind} spans {len(landmarks)} frames; the first {MAX_FRAMES} are generated.")
+                show_warning(f"The {self.kind} spans {len(landmarks)} frames; the first {MAX_FRAMES} are generated.")
             self.animator.set_memory(memory)
             progress(0, desc="Denoising")
             result = self.animator.animate(
@@ -270,10 +252,10 @@ class HybridDemoHandlers:
             )
         except InputError as error:
             message = f"Cannot run: {error}"
-            _warn(message)
+            show_warning(message)
             return *skips, message
         for warning in result.warnings:
-            _warn(warning)
+            show_warning(warning)
         mask_view = hybrid_session.landmark_view(session, result.landmark_mask.mask)
         status = f"Done: {len(result.frames)} frames written to {run_dir}."
         return (
@@ -368,12 +350,7 @@ def build_demo(
                 fast_mode = gr.Checkbox(False, label="Fast Mode (adapters every 4th step, fused residuals reused)")
             with gr.Column(scale=3):
                 with gr.Row():
-                    trajectory_image = gr.Image(
-                        label="Add Trajectory Here", format="png", interactive=False, elem_id="trajectory-image"
-                    )
-                    brush_image = gr.Image(
-                        label="Add Motion Brush Here", format="png", interactive=False, elem_id="brush-image"
-                    )
+                    trajectory_image, brush_image = drag_click_targets()
                     landmark_image = gr.Image(
                         label="Add Landmark Mask Here", format="png", interactive=False, elem_id="landmark-image"
                     )
@@ -492,10 +469,5 @@ def main(kind: str, argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    output_dir = args.output_dir.resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    demo = build_demo(animator, output_dir, kind, banner, args.memory)
-    demo.queue().launch(
-        server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(output_dir)], css=CSS
-    )
+    serve_page(lambda output_dir: build_demo(animator, output_dir, kind, banner, args.memory), args, CSS)
     return 0

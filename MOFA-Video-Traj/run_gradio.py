@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
-from datetime import datetime
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +23,7 @@ from pipeline.trajectory_animator import TINY_NOTICE, TrajectoryAnimator
 from utils import ui_state
 from utils.checkpoints import fetch_command
 from utils.demo_cli import demo_argument_parser
+from utils.demo_page import click_position, drag_click_targets, new_run_dir, serve_page, show_warning
 from utils.errors import CheckpointError, InputError
 from utils.memory import MEMORY_PRESETS
 from utils.video_io import load_image, resize_and_center_crop, save_png
@@ -59,21 +58,9 @@ def tiny_banner(reason: str | None = None) -> str:
     )
 
 
-def new_run_dir(output_dir: Path) -> Path:
-    """A fresh, uniquely named folder for one run's files (``<output_dir>/<date-time>-<id>``)."""
-    run_dir = Path(output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
 def _shown_path(path: Path) -> Path:
     """``path`` relative to the working folder when it lies below it (shorter to read), else as is."""
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-
-
-def _warn(message: str | None) -> None:
-    if message:
-        gr.Warning(message)
 
 
 def _status(session: ui_state.Session, message: str | None = None) -> str:
@@ -83,11 +70,6 @@ def _status(session: ui_state.Session, message: str | None = None) -> str:
 def _blank_canvas(session: ui_state.Session) -> dict:
     """Painter value: the session's image with no paint on it."""
     return {"background": session["image"], "layers": [], "composite": None}
-
-
-def _click_position(evt: gr.SelectData) -> tuple[float, float]:
-    x, y = evt.index
-    return float(x), float(y)
 
 
 class DemoHandlers:
@@ -110,7 +92,7 @@ class DemoHandlers:
         # the last frame's flow depends only on each track's first and last clicks, so two frames suffice
         preview = self.animator.preview_flow(session["image"], tracks, ui_state.brush_mask(session), num_frames=2)
         for warning in preview.warnings:
-            _warn(warning)
+            show_warning(warning)
         return preview.last_frame_rgb
 
     def upload(self, path: str | None, session: ui_state.Session):
@@ -118,13 +100,13 @@ class DemoHandlers:
         unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
         if not path:
             message = "No file received; choose an image to upload."
-            _warn(message)
+            show_warning(message)
             return session, *unchanged, _status(session, message)
         try:
             image = resize_and_center_crop(load_image(path))
         except InputError as error:
             message = f"Cannot use this file: {error}"
-            _warn(message)
+            show_warning(message)
             return session, *unchanged, _status(session, message)
         session = ui_state.start_session(np.asarray(image))
         views = ui_state.trajectory_view(session), ui_state.brush_view(session), _blank_canvas(session)
@@ -132,8 +114,8 @@ class DemoHandlers:
 
     def click_trajectory(self, session: ui_state.Session, evt: gr.SelectData):
         """A click on the trajectory image adds a point; returns (session, trajectory view, preview, status)."""
-        session, message = ui_state.add_click(session, *_click_position(evt))
-        _warn(message)
+        session, message = ui_state.add_click(session, *click_position(evt))
+        show_warning(message)
         if message:
             return session, gr.skip(), gr.skip(), _status(session, message)
         return session, ui_state.trajectory_view(session), self.flow_preview(session), _status(session)
@@ -141,21 +123,21 @@ class DemoHandlers:
     def add_trajectory(self, session: ui_state.Session):
         """Starts a new track; returns (session, trajectory view, status)."""
         session, message = ui_state.add_trajectory(session)
-        _warn(message)
+        show_warning(message)
         return session, ui_state.trajectory_view(session) if not message else gr.skip(), _status(session, message)
 
     def delete_last_trajectory(self, session: ui_state.Session):
         """Removes the last track; returns (session, trajectory view, preview, status)."""
         session, message = ui_state.delete_last_trajectory(session)
-        _warn(message)
+        show_warning(message)
         if message:
             return session, gr.skip(), gr.skip(), _status(session, message)
         return session, ui_state.trajectory_view(session), self.flow_preview(session), _status(session)
 
     def click_brush(self, session: ui_state.Session, radius: float, evt: gr.SelectData):
         """A click on the brush image stamps a circle; returns (session, brush view, preview, status)."""
-        session, message = ui_state.add_brush_stamp(session, *_click_position(evt), int(radius))
-        _warn(message)
+        session, message = ui_state.add_brush_stamp(session, *click_position(evt), int(radius))
+        show_warning(message)
         if message:
             return session, gr.skip(), gr.skip(), _status(session, message)
         return session, ui_state.brush_view(session), self.flow_preview(session), _status(session)
@@ -164,7 +146,7 @@ class DemoHandlers:
         """The painted layers become part of the brush; returns (session, brush view, preview, status)."""
         layers = canvas["layers"] if canvas else None
         session, message = ui_state.set_painted_brush(session, ui_state.painted_area(layers))
-        _warn(message)
+        show_warning(message)
         if message:
             return session, gr.skip(), gr.skip(), _status(session, message)
         return session, ui_state.brush_view(session), self.flow_preview(session), _status(session)
@@ -172,7 +154,7 @@ class DemoHandlers:
     def clear_brush(self, session: ui_state.Session):
         """Removes the motion brush; returns (session, brush view, painter, preview, status)."""
         session, message = ui_state.clear_brush(session)
-        _warn(message)
+        show_warning(message)
         if message:
             return session, gr.skip(), gr.skip(), gr.skip(), _status(session, message)
         views = ui_state.brush_view(session), _blank_canvas(session)
@@ -193,7 +175,7 @@ class DemoHandlers:
         unchanged = (gr.skip(), gr.skip(), gr.skip())
         tracks, message = ui_state.tracks_for_run(session)
         if message:
-            _warn(message)
+            show_warning(message)
             return *unchanged, message
 
         def on_step(done: int, total: int) -> None:
@@ -219,15 +201,15 @@ class DemoHandlers:
             paths = self.animator.save(result, run_dir / "output.mp4", extra_settings={"input": str(input_path)})
         except InputError as error:
             message = f"Cannot run: {error}"
-            _warn(message)
+            show_warning(message)
             return *unchanged, message
         except torch.OutOfMemoryError:
             message = "Out of GPU memory: choose the balanced or low memory preset, or fewer frames, and run again."
-            _warn(message)
+            show_warning(message)
             return *unchanged, message
         for warning in result.warnings:
             if warning != TINY_NOTICE:  # the banner already says so
-                _warn(warning)
+                show_warning(warning)
         status = f"Done: {len(result.frames)} frames written to {_shown_path(run_dir)}."
         return str(paths.video), str(paths.flow_video), str(paths.hint), status
 
@@ -268,12 +250,7 @@ def build_demo(
                 status = gr.Markdown(ui_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
             with gr.Column(scale=3):
                 with gr.Row():
-                    trajectory_image = gr.Image(
-                        label="Add Trajectory Here", format="png", interactive=False, elem_id="trajectory-image"
-                    )
-                    brush_image = gr.Image(
-                        label="Add Motion Brush Here", format="png", interactive=False, elem_id="brush-image"
-                    )
+                    trajectory_image, brush_image = drag_click_targets()
                 with gr.Accordion("Paint the motion brush freehand (press ✓ in the editor to apply)", open=False):
                     painter = gr.ImageEditor(
                         label="Paint Motion Brush",
@@ -382,12 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    output_dir = args.output_dir.resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    demo = build_demo(animator, output_dir, banner, args.memory)
-    demo.queue().launch(
-        server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(output_dir)], css=CSS
-    )
+    serve_page(lambda output_dir: build_demo(animator, output_dir, banner, args.memory), args, CSS)
     return 0
 
 
