@@ -45,4 +45,4 @@ def tiny_ldmk_controlnet(
                 controlnet.controlnet_mid_block,
             ]
         )
-    return controlnet
+    return controlnet.eval()

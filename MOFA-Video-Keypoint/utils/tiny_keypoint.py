@@ -44,4 +44,4 @@ def tiny_ldmk_controlnet(
                 controlnet.controlnet_mid_block,
             ]
         )
-    return controlnet
+    return controlnet.eval()
