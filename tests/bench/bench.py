@@ -208,6 +208,14 @@ def linear_fit(windows: list[int], times: list[float]) -> dict | None:
     return {"fixed_s": fixed, "per_window_s": slope, "worst_relative_miss": worst}
 
 
+def round_ratio_range(cases: dict, name: str, config: dict) -> tuple[float, float]:
+    """Smallest and largest ratio of case ``name`` to plain SVD within one interleaved round: how much the
+    machine's speed moved during the benchmark."""
+    key = "cpu_seconds" if uses_cpu_clock(config) else "seconds"
+    ratios = [ours / plain for ours, plain in zip(cases[name][key], cases["plain_svd"][key])]
+    return min(ratios), max(ratios)
+
+
 def summarise(results: dict) -> dict:
     """Ratios and checks derived from the raw results."""
     config, traj = results["config"], results["traj"]
@@ -227,6 +235,7 @@ def summarise(results: dict) -> dict:
         "memory_ratio_faithful": None,
         "memory_ratio_fast": None,
     }
+    summary["round_ratio_range"] = {name: round_ratio_range(cases, name, config) for name in ("faithful", "fast")}
     if plain_memory:
         summary["memory_ratio_faithful"] = total_memory("faithful") / plain_memory
         summary["memory_ratio_fast"] = total_memory("fast") / plain_memory
@@ -356,6 +365,8 @@ def format_report(results: dict, summary: dict) -> str:
         f"one guided step's model calls alone: UNet + adapter = {traj['step_time']['step_time_ratio']:.3f} x UNet "
         "(the pipeline adds nothing beyond these calls when the ratios match)",
         f"full-size SVD: the adapter adds 36% of the UNet's FLOPs per step; faithful floor {GPU_FLOOR_FROM_ISSUE}",
+        "ratio within each round (the spread is the machine's noise): "
+        + ", ".join(f"{name} {low:.3f}-{high:.3f}" for name, (low, high) in summary["round_ratio_range"].items()),
         f"targets: faithful <= {TARGET_FAITHFUL} "
         f"{'met' if summary['targets']['faithful_time_le_1.40'] else 'NOT met'}, fast <= {TARGET_FAST} "
         f"{'met' if summary['targets']['fast_time_le_1.15'] else 'NOT met'}",
