@@ -53,13 +53,7 @@ from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.face_mask import LandmarkMask, resolve_landmark_mask
 from utils.flow_viz import flow_to_rgb, flow_video_frames
-from utils.landmark_conditions import (
-    check_landmarks,
-    dense_landmark_flow,
-    draw_landmark_dots,
-    render_pose_images,
-    sparse_landmark_flow,
-)
+from utils.landmark_conditions import build_landmark_conditions, check_landmarks, draw_landmark_dots
 from utils.trajectories import draw_hint_image, validate_tracks
 from utils.video_io import atomic_output, mux_audio, read_video, resize_and_center_crop, save_png, write_video
 
@@ -349,14 +343,12 @@ class HybridAnimator(AnimatorBase):
         return flow_to_rgb(flow[-1])
 
     def landmark_flow(self, frame: Image.Image, landmarks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(pose images (T, 3, H, W) in [0, 1], landmark flow (T-1, 2, H, W) float32)`` for a landmark sequence."""
-        pose_images = render_pose_images(landmarks, frame.width, frame.height)[0]
-        sparse, mask = sparse_landmark_flow(landmarks, frame.width, frame.height, grid=self.cmp_grid)
-        pixels = image_to_tensor(frame)
-        flow = dense_landmark_flow(
-            self.cmp, pixels, sparse, mask, frame.width, frame.height, self.memory.cmp_chunk_size
+        """``(pose images (T, 3, H, W) in [0, 1] on the CPU, landmark flow (T-1, 2, H, W) float32 on the CMP's
+        device)`` for ``(T, 68, 2)`` landmarks in pixels of ``frame`` (float32 hints, whatever the weights' dtype)."""
+        conditions = build_landmark_conditions(
+            self.cmp, image_to_tensor(frame), landmarks, grid=self.cmp_grid, chunk_size=self.memory.cmp_chunk_size
         )
-        return pose_images, flow[0].float()
+        return conditions.pose_images[0], conditions.controlnet_flow[0]
 
     # -------------------------------------------------------------------------------------------- animate
 

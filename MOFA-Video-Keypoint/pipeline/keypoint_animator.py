@@ -42,13 +42,7 @@ from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files, require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
-from utils.landmark_conditions import (
-    check_landmarks,
-    dense_landmark_flow,
-    draw_landmark_dots,
-    render_pose_images,
-    sparse_landmark_flow,
-)
+from utils.landmark_conditions import build_landmark_conditions, check_landmarks, draw_landmark_dots
 from utils.video_io import resize_and_center_crop
 
 SIZE_MULTIPLE = 64
@@ -265,18 +259,16 @@ class KeypointAnimator(AnimatorBase):
                 f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}"
             )
         dtype = self.memory.dtype
-        pose_images = render_pose_images(landmarks, width, height)
         hint_dtype = torch.float16 if dtype == torch.float16 else torch.float32  # the released fp16 run's rounding
-        sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, self.cmp_grid, hint_dtype)
-        reference = image_to_tensor(frame)
-        flow = dense_landmark_flow(
-            self.cmp, reference, sparse_flow, sparse_mask, width, height, self.memory.cmp_chunk_size
-        ).float().cpu()
+        conditions = build_landmark_conditions(
+            self.cmp, image_to_tensor(frame), landmarks, hint_dtype, self.cmp_grid, self.memory.cmp_chunk_size
+        )
+        flow = conditions.controlnet_flow.cpu()
         torch.manual_seed(seed)
         frames = self.pipe(
             frame,
             flow,
-            pose_images.to(dtype),
+            conditions.pose_images.to(dtype),
             height=height,
             width=width,
             num_frames=len(landmarks),
@@ -293,7 +285,7 @@ class KeypointAnimator(AnimatorBase):
         return KeypointResult(
             frames=to_uint8_video(frames),
             flow=flow[0],
-            pose_images=to_uint8_video(pose_images[0].permute(0, 2, 3, 1).float().numpy()),
+            pose_images=to_uint8_video(conditions.pose_images[0].permute(0, 2, 3, 1).numpy()),
             landmarks=landmarks,
             first_frame=frame,
         )

@@ -51,11 +51,12 @@ FACE_POLYLINES: tuple[tuple[tuple[int, ...], tuple[int, int, int]], ...] = (
 
 @dataclass
 class LandmarkConditions:
-    """What the landmark adapter needs for one video.
+    """What the landmark adapter needs for one video (:func:`build_landmark_conditions`).
 
-    pose_images: ``(1, N, 3, H, W)`` float in [0, 1], frame 0 the reference pose.
-    controlnet_flow: ``(1, N-1, 2, H, W)`` float32 flow from frame 0 to frames 1..N-1 in pixels (x first).
-    sparse_flow, sparse_mask: ``(1, N-1, 2, 384, 384)`` CMP hints (for inspection).
+    pose_images: ``(1, N, 3, H, W)`` float32 CPU tensor in [0, 1], frame 0 the reference pose.
+    controlnet_flow: ``(1, N-1, 2, H, W)`` float32 flow from frame 0 to frames 1..N-1 in pixels (x first), on
+        the CMP's device.
+    sparse_flow, sparse_mask: ``(1, N-1, 2, G, G)`` CMP hints on the ``G``-pixel grid (for inspection).
     """
 
     pose_images: torch.Tensor
@@ -171,17 +172,35 @@ def build_landmark_conditions(
     cmp: CMP,
     image: torch.Tensor,
     landmarks: np.ndarray,
-    dtype: torch.dtype = torch.float32,
+    hint_dtype: torch.dtype = torch.float32,
+    grid: int = CMP_GRID,
     chunk_size: int | None = 8,
 ) -> LandmarkConditions:
-    """Pose images and CMP flow for a reference ``image`` ``(3, H, W)`` in [0, 1] and ``landmarks``
-    ``(N, 68, 2)`` in its pixels. Pose images are returned in ``dtype``; the flow in float32."""
+    """Pose images and landmark flow of one video: :func:`render_pose_images`, then
+    :func:`sparse_landmark_flow` on a ``grid``² canvas densified by :func:`dense_landmark_flow`.
+
+    Args:
+        cmp: a :class:`models.cmp.CMP` in eval mode and float32.
+        image: ``(3, H, W)`` reference in [0, 1]; its size is the frame size.
+        landmarks: ``(N >= 2, 68, 2)`` pixels of ``image``, frame 0 the reference's own landmarks.
+        hint_dtype: the dtype landmarks are scaled to the grid in (float16 gives the released fp16 run's
+            rounding) and the hints' dtype.
+        grid: CMP's input size ``G``.
+        chunk_size: hint sets per CMP call (bounds memory).
+
+    Returns:
+        :class:`LandmarkConditions`: pose images ``(1, N, 3, H, W)`` float32 on the CPU, flow
+        ``(1, N-1, 2, H, W)`` float32 on the CMP's device, hints ``(1, N-1, 2, G, G)`` in ``hint_dtype``.
+
+    Raises:
+        InputError: bad landmarks (:func:`check_landmarks`).
+    """
     landmarks = check_landmarks(landmarks)
     height, width = image.shape[-2:]
-    pose_images = render_pose_images(landmarks, width, height).to(dtype)
-    sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, dtype=dtype)
+    pose_images = render_pose_images(landmarks, width, height)
+    sparse_flow, sparse_mask = sparse_landmark_flow(landmarks, width, height, grid, hint_dtype)
     controlnet_flow = dense_landmark_flow(cmp, image, sparse_flow, sparse_mask, width, height, chunk_size)
-    return LandmarkConditions(pose_images, controlnet_flow.float().cpu(), sparse_flow, sparse_mask)
+    return LandmarkConditions(pose_images, controlnet_flow.float(), sparse_flow, sparse_mask)
 
 
 def landmark_preview_frames(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
