@@ -19,6 +19,7 @@ from torch import nn
 
 from utils.checkpoints import require_files
 from utils.errors import CheckpointError
+from utils.state_dict_check import BATCHNORM_COUNTER_SUFFIX, check_state_dict
 
 CHECKPOINT_MODE = "sadtalker"
 SADTALKER_WEIGHTS = "sad_talker/SadTalker_V0.0.2_256.safetensors"
@@ -47,32 +48,16 @@ def read_part(path: Path, prefix: str) -> dict[str, torch.Tensor]:
                               f"`make fetch MODE={CHECKPOINT_MODE}`") from error
 
 
-def _is_counter(key: str) -> bool:
-    return key.endswith("num_batches_tracked")
-
-
 def check_part(module: nn.Module, state: dict[str, torch.Tensor], source: str,
                training_only: tuple[str, ...] = ()) -> None:
     """Raise :class:`CheckpointError` unless ``state`` holds exactly what ``module`` needs.
 
     Keys starting with one of ``training_only`` may be present and are ignored; absent BatchNorm
-    ``num_batches_tracked`` counters are tolerated.
+    ``num_batches_tracked`` counters are tolerated (see :func:`utils.state_dict_check.check_state_dict`).
     """
     expected = module.state_dict()
-    missing = [key for key in expected if key not in state and not _is_counter(key)]
-    unexpected = [key for key in state if key not in expected and not key.startswith(training_only)]
-    wrong_shape = [
-        f"{key} {list(state[key].shape)} != {list(value.shape)}"
-        for key, value in expected.items()
-        if key in state and state[key].shape != value.shape
-    ]
-    problems = [
-        f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''} ({len(keys)})"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(f"{source} does not match {type(module).__name__}: " + "; ".join(problems))
+    checked = {key: value for key, value in state.items() if key in expected or not key.startswith(training_only)}
+    check_state_dict(expected, checked, source, type(module).__name__, ignored_suffixes=(BATCHNORM_COUNTER_SUFFIX,))
 
 
 def load_part(module: nn.Module, path: Path, prefix: str, training_only: tuple[str, ...] = ()) -> nn.Module:

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from utils.errors import CheckpointError
+from utils.state_dict_check import check_state_dict
 
 MESH_VERTEX_COUNT = 468
 POSE_DIM = 6
@@ -182,7 +183,8 @@ def remap_head_state_dict(state_dict: dict[str, torch.Tensor], key_map: dict[str
 def load_head_checkpoint(model: nn.Module, path: str | Path, key_map: dict[str, str]) -> None:
     """Load a released head (`torch.load`-able dict of tensors) strictly into `model`.
 
-    Raises CheckpointError naming the file and the first missing/unexpected/mis-shaped keys.
+    Raises CheckpointError naming the file and the first missing, unexpected and mis-shaped keys
+    (see :func:`utils.state_dict_check.check_state_dict`).
     """
     path = Path(path)
     try:
@@ -194,13 +196,5 @@ def load_head_checkpoint(model: nn.Module, path: str | Path, key_map: dict[str, 
     if isinstance(state_dict, dict) and "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]
     remapped = remap_head_state_dict(state_dict, key_map)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(remapped))
-    unexpected = sorted(set(remapped) - set(expected))
-    mis_shaped = sorted(k for k in set(expected) & set(remapped) if expected[k].shape != remapped[k].shape)
-    if missing or unexpected or mis_shaped:
-        raise CheckpointError(
-            f"{path} does not match {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shape {mis_shaped[:5]}"
-        )
+    check_state_dict(model.state_dict(), remapped, path, type(model).__name__)
     model.load_state_dict(remapped, strict=True)

@@ -128,7 +128,9 @@ def test_missing_or_unexpected_keys_raise_checkpoint_error(tmp_path):
     del released["out_fn.bias"]
     released["extra.weight"] = torch.zeros(1)
     torch.save(released, tmp_path / "a2m.pt")
-    with pytest.raises(CheckpointError, match=r"a2m\.pt.*missing \['latent_to_offsets\.bias'\].*unexpected \['extra\.weight'\]"):
+    expected = (r"a2m\.pt does not match Audio2MeshModel: missing keys \(1\): latent_to_offsets\.bias; "
+                r"unexpected keys \(1\): extra\.weight$")
+    with pytest.raises(CheckpointError, match=expected):
         load_head_checkpoint(_tiny_mesh_head(), tmp_path / "a2m.pt", MESH_KEY_MAP)
 
 

@@ -13,12 +13,10 @@ from pathlib import Path
 import torch
 
 from utils.errors import CheckpointError
+from utils.state_dict_check import BATCHNORM_COUNTER_SUFFIX, check_state_dict
 
 WRAPPER_PREFIX = "module."
 """Every key of the released state dict starts with this (the training code wrapped the network)."""
-OPTIONAL_BUFFER_SUFFIX = ".num_batches_tracked"
-"""BatchNorm counters: unused in eval mode, so a checkpoint may lack them."""
-MAX_KEYS_NAMED = 8
 
 
 def fetch_hint(fetch_mode: str) -> str:
@@ -44,29 +42,12 @@ def read_cmp_state_dict(path: str | Path, fetch_mode: str = "traj") -> dict[str,
     return {key.removeprefix(WRAPPER_PREFIX): value for key, value in checkpoint["state_dict"].items()}
 
 
-def _named(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_KEYS_NAMED])
-    return shown + (f" (and {len(keys) - MAX_KEYS_NAMED} more)" if len(keys) > MAX_KEYS_NAMED else "")
-
-
 def check_cmp_state_dict(
     expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], path: str | Path
 ) -> None:
-    """Raise :class:`CheckpointError` naming every missing, unexpected or mis-shaped key.
+    """Raise :class:`CheckpointError` naming the missing, unexpected or mis-shaped keys.
 
-    ``expected`` is the model's own state dict; keys ending in ``.num_batches_tracked`` may be absent.
+    ``expected`` is the model's own state dict; keys ending in ``.num_batches_tracked`` may be absent
+    (see :func:`utils.state_dict_check.check_state_dict`).
     """
-    missing = [key for key in expected if key not in found and not key.endswith(OPTIONAL_BUFFER_SUFFIX)]
-    unexpected = [key for key in found if key not in expected]
-    mis_shaped = [
-        f"{key} {tuple(found[key].shape)} (model {tuple(expected[key].shape)})"
-        for key in expected
-        if key in found and tuple(found[key].shape) != tuple(expected[key].shape)
-    ]
-    problems = [
-        f"{label}: {_named(keys)}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", mis_shaped))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(f"{path} does not fit the CMP network; " + "; ".join(problems))
+    check_state_dict(expected, found, path, "the CMP network", ignored_suffixes=(BATCHNORM_COUNTER_SUFFIX,))
