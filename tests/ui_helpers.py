@@ -168,6 +168,25 @@ def wait_for_text(page, selector: str, text: str) -> None:
     )
 
 
+def click_image(page, selector: str, fx: float, fy: float, status_selector: str, expected_status: str) -> None:
+    """Clicks at a fraction (fx, fy) of the image inside ``selector``, waits until ``status_selector`` shows
+    ``expected_status`` and the redrawn image has loaded.
+
+    A click that lands while the image element swaps to its new file is lost, so the next click waits.
+    """
+    image = page.locator(f"{selector} img")
+    old_source = image.get_attribute("src")
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    wait_for_text(page, status_selector, expected_status)
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector + ' img');"
+        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
+        arg=[selector, old_source],
+        timeout=EVENT_TIMEOUT_MS,
+    )
+
+
 def wait_for_image_width(page, selector: str, width: int) -> None:
     """Waits until the image inside ``selector`` has loaded a picture ``width`` pixels wide."""
     page.wait_for_function(

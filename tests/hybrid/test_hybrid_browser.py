@@ -10,7 +10,15 @@ import pytest
 import soundfile
 from PIL import Image
 
-from ui_helpers import chromium_page, loaded_video, require_chromium, served_demo, wait_for_image_width, wait_for_text
+from ui_helpers import (
+    chromium_page,
+    click_image,
+    loaded_video,
+    require_chromium,
+    served_demo,
+    wait_for_image_width,
+    wait_for_text,
+)
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Hybrid"
 
@@ -28,11 +36,6 @@ def tiny_audio_demo_url(tmp_path_factory):
 def page():
     with chromium_page(1500, 1200) as page:
         yield page
-
-
-def _click_at(page, selector: str, fx: float, fy: float) -> None:
-    box = page.locator(f"{selector} img").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
 
 
 def test_upload_image_and_audio_drag_paint_and_run_show_a_video_with_sound(tiny_audio_demo_url, page, tmp_path):
@@ -56,12 +59,9 @@ def test_upload_image_and_audio_drag_paint_and_run_show_a_video_with_sound(tiny_
     wait_for_text(page, "#status", "driving audio: speech.wav")
 
     wait_for_image_width(page, "#trajectory-image", 64)
-    _click_at(page, "#trajectory-image", 0.2, 0.8)
-    wait_for_text(page, "#status", "1 trajectories (1 clicks)")
-    _click_at(page, "#trajectory-image", 0.4, 0.7)
-    wait_for_text(page, "#status", "1 trajectories (2 clicks)")
-    _click_at(page, "#landmark-image", 0.5, 0.45)
-    wait_for_text(page, "#mask-status", "painted")
+    click_image(page, "#trajectory-image", 0.2, 0.8, "#status", "1 trajectories (1 clicks)")
+    click_image(page, "#trajectory-image", 0.4, 0.7, "#status", "1 trajectories (2 clicks)")
+    click_image(page, "#landmark-image", 0.5, 0.45, "#mask-status", "painted")
     wait_for_text(page, "#status", "1 landmark-mask stamps")
     number = page.locator("#num-frames input[type=number]")
     number.fill("3")

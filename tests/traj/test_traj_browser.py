@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ui_helpers import (
-    EVENT_TIMEOUT_MS,
     chromium_page,
+    click_image,
     loaded_video,
     require_chromium,
     served_demo,
@@ -40,24 +40,6 @@ def _wait_for_status(page, text: str) -> None:
     wait_for_text(page, "#status", text)
 
 
-def _click_image(page, selector: str, fx: float, fy: float, expected_status: str) -> None:
-    """Clicks at a fraction (fx, fy) of an image and waits until the redrawn image has loaded.
-
-    A click that lands while the image element swaps to its new file is lost, so the next click waits.
-    """
-    image = page.locator(f"{selector} img")
-    old_source = image.get_attribute("src")
-    box = image.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-    _wait_for_status(page, expected_status)
-    page.wait_for_function(
-        "([selector, old]) => { const img = document.querySelector(selector + ' img');"
-        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
-        arg=[selector, old_source],
-        timeout=EVENT_TIMEOUT_MS,
-    )
-
-
 def test_upload_two_clicks_add_trajectory_brush_and_run_show_a_playable_video(tiny_demo_url, page, tmp_path):
     image = np.zeros((256, 256, 3), np.uint8)
     image[..., 0] = np.linspace(0, 255, 256, dtype=np.uint8)[None, :]
@@ -69,10 +51,10 @@ def test_upload_two_clicks_add_trajectory_brush_and_run_show_a_playable_video(ti
     page.locator("input[type=file]").set_input_files(str(tmp_path / "input.png"))
     _wait_for_status(page, "Image 512x512: 0 trajectories")
     wait_for_image_width(page, "#trajectory-image", 512)
-    _click_image(page, "#trajectory-image", 0.4, 0.5, "1 trajectories (1 clicks)")
-    _click_image(page, "#trajectory-image", 0.6, 0.45, "1 trajectories (2 clicks)")
+    click_image(page, "#trajectory-image", 0.4, 0.5, "#status", "1 trajectories (1 clicks)")
+    click_image(page, "#trajectory-image", 0.6, 0.45, "#status", "1 trajectories (2 clicks)")
     page.get_by_role("button", name="Add Trajectory").click()
-    _click_image(page, "#brush-image", 0.4, 0.5, "(2 clicks), 1 brush stamps")
+    click_image(page, "#brush-image", 0.4, 0.5, "#status", "(2 clicks), 1 brush stamps")
     for slider, value in (("#num-frames", "3"), ("#steps", "2")):
         number = page.locator(f"{slider} input[type=number]")
         number.fill(value)
