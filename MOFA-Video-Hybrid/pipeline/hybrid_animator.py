@@ -53,7 +53,12 @@ from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.face_mask import LandmarkMask, resolve_landmark_mask
 from utils.flow_viz import flow_to_rgb, flow_video_frames
-from utils.landmark_conditions import build_landmark_conditions, check_landmarks, draw_landmark_dots
+from utils.landmark_conditions import (
+    build_landmark_conditions,
+    check_landmarks,
+    draw_landmark_dots,
+    landmark_hint_dtype,
+)
 from utils.trajectories import draw_hint_image, validate_tracks
 from utils.video_io import atomic_output, mux_audio, read_video, resize_and_center_crop, save_png, write_video
 
@@ -344,9 +349,15 @@ class HybridAnimator(AnimatorBase):
 
     def landmark_flow(self, frame: Image.Image, landmarks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pose images (T, 3, H, W) in [0, 1] on the CPU, landmark flow (T-1, 2, H, W) float32 on the CMP's
-        device)`` for ``(T, 68, 2)`` landmarks in pixels of ``frame`` (float32 hints, whatever the weights' dtype)."""
+        device)`` for ``(T, 68, 2)`` landmarks in pixels of ``frame`` (hints scaled as the Keypoint path does:
+        :func:`utils.landmark_conditions.landmark_hint_dtype` of the weights' dtype)."""
         conditions = build_landmark_conditions(
-            self.cmp, image_to_tensor(frame), landmarks, grid=self.cmp_grid, chunk_size=self.memory.cmp_chunk_size
+            self.cmp,
+            image_to_tensor(frame),
+            landmarks,
+            landmark_hint_dtype(self.memory.dtype),
+            self.cmp_grid,
+            self.memory.cmp_chunk_size,
         )
         return conditions.pose_images[0], conditions.controlnet_flow[0]
 

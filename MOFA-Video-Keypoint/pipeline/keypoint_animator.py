@@ -42,7 +42,12 @@ from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files, require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
-from utils.landmark_conditions import build_landmark_conditions, check_landmarks, draw_landmark_dots
+from utils.landmark_conditions import (
+    build_landmark_conditions,
+    check_landmarks,
+    draw_landmark_dots,
+    landmark_hint_dtype,
+)
 from utils.video_io import resize_and_center_crop
 
 SIZE_MULTIPLE = 64
@@ -259,9 +264,13 @@ class KeypointAnimator(AnimatorBase):
                 f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}"
             )
         dtype = self.memory.dtype
-        hint_dtype = torch.float16 if dtype == torch.float16 else torch.float32  # the released fp16 run's rounding
         conditions = build_landmark_conditions(
-            self.cmp, image_to_tensor(frame), landmarks, hint_dtype, self.cmp_grid, self.memory.cmp_chunk_size
+            self.cmp,
+            image_to_tensor(frame),
+            landmarks,
+            landmark_hint_dtype(dtype),
+            self.cmp_grid,
+            self.memory.cmp_chunk_size,
         )
         flow = conditions.controlnet_flow.cpu()
         torch.manual_seed(seed)

@@ -168,6 +168,12 @@ def dense_landmark_flow(
     return flow.unsqueeze(0)
 
 
+def landmark_hint_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """The dtype landmarks are scaled to CMP's grid in: float16 when the models run in float16 (the released
+    Keypoint and Hybrid runs round the scaling that way), float32 otherwise."""
+    return torch.float16 if model_dtype == torch.float16 else torch.float32
+
+
 def build_landmark_conditions(
     cmp: CMP,
     image: torch.Tensor,

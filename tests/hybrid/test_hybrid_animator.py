@@ -189,3 +189,21 @@ def test_checkpoint_layout_loads_both_adapters_unchanged(tmp_path, monkeypatch):
         assert type(loaded) is type(saved)
         for key, value in saved.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), f"{name}.{key}"
+
+
+@pytest.mark.parametrize(("dtype", "hint_dtype"), [("fp16", torch.float16), ("fp32", torch.float32)])
+def test_landmark_hints_are_scaled_as_in_the_keypoint_path(frame, dtype, hint_dtype):
+    animator = HybridAnimator.tiny(device="cpu", dtype=dtype, show_progress=False)
+    hint_dtypes = []
+    dense_flow = animator.cmp.dense_flow
+
+    def recording_dense_flow(image, sparse_flow, mask, chunk_size=None):
+        hint_dtypes.append(sparse_flow.dtype)
+        return dense_flow(image, sparse_flow.float(), mask.float(), chunk_size=chunk_size)
+
+    animator.cmp.dense_flow = recording_dense_flow
+    rng = np.random.default_rng(1)
+    landmarks = rng.uniform(4, min(frame.width, frame.height) - 4, (3, 68, 2)).astype(np.float32)
+    pose, flow = animator.landmark_flow(frame, landmarks)
+    assert hint_dtypes == [hint_dtype]
+    assert pose.shape[0] == 3 and flow.shape[0] == 2 and flow.dtype == torch.float32

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from utils.errors import InputError
-from utils.landmark_conditions import build_landmark_conditions
+from utils.landmark_conditions import build_landmark_conditions, landmark_hint_dtype
 
 FRAME = 320  # the pose canvas size: pose images are drawn 1:1
 GRID = 64  # one hint pixel covers 5x5 frame pixels
@@ -80,3 +80,9 @@ def test_half_hint_dtype_scales_the_landmarks_to_the_grid_in_half_precision():
 def test_landmarks_are_validated_first():
     with pytest.raises(InputError, match="at least 2 frames"):
         build_landmark_conditions(HintEchoCMP(), torch.rand(3, 64, 64), np.zeros((1, 68, 2)), grid=GRID)
+
+
+def test_hints_are_scaled_in_float16_only_for_float16_models():
+    assert landmark_hint_dtype(torch.float16) == torch.float16
+    assert landmark_hint_dtype(torch.bfloat16) == torch.float32
+    assert landmark_hint_dtype(torch.float32) == torch.float32
