@@ -68,35 +68,28 @@ def test_svd_layout_is_the_released_unet_at_a_tenth_of_its_width():
     assert controlnet.pyramid_strides == (2, 4, 8, 16) and controlnet.size_multiple == 16
 
 
-def _step_flops(unet, controlnet, side=64, frames=4):
-    """FLOPs of one CFG-batched UNet call and one adapter call (condition warped beforehand)."""
+def _step_flops(unet, controlnet, inputs):
+    """FLOPs of one CFG-batched UNet call and one adapter call (condition warped beforehand) on ``inputs``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    generator = torch.Generator().manual_seed(0)
-    latent = side // 2
-    sample = torch.randn(2, frames, 8, latent, latent, generator=generator)
-    embeddings, time_ids = torch.randn(2, 1, TINY_CROSS_ATTENTION_DIM, generator=generator), torch.ones(2, 3)
-    condition = torch.rand(2, 3, side, side, generator=generator) * 2 - 1
-    flow = torch.randn(2, frames - 1, 2, side, side, generator=generator)
+    unet_inputs = {name: inputs[name] for name in ("sample", "timestep", "encoder_hidden_states", "added_time_ids")}
     with torch.no_grad():
-        warped = controlnet.prepare_condition(condition, flow)
+        warped = controlnet.prepare_condition(inputs["controlnet_cond"], inputs["controlnet_flow"])
         counts = []
-        for run in (
-            lambda: unet(sample, 0.5, embeddings, time_ids),
-            lambda: controlnet(sample, 0.5, embeddings, time_ids, condition, flow, warped_condition=warped),
-        ):
+        for run in (lambda: unet(**unet_inputs), lambda: controlnet(**inputs, warped_condition=warped)):
             with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
                 run()
             counts.append(counter.get_total_flops())
     return counts
 
 
-def test_svd_layout_adapter_costs_the_full_size_share_of_the_unet_flops():
+def test_svd_layout_adapter_costs_the_full_size_share_of_the_unet_flops(make_adapter_inputs):
     # full size (SVD-xt UNet vs the released adapter, CFG batch) the adapter adds 36 % of the UNet's FLOPs;
     # the benchmark's stand-in keeps that share, the small test layout does not
     svd_unet = tiny_unet(layout="svd")
-    unet_flops, adapter_flops = _step_flops(svd_unet, tiny_flow_controlnet(unet=svd_unet))
+    inputs = make_adapter_inputs(frames=4, size=64)
+    unet_flops, adapter_flops = _step_flops(svd_unet, tiny_flow_controlnet(unet=svd_unet), inputs)
     assert 0.35 <= adapter_flops / unet_flops <= 0.38
     small_unet = tiny_unet()
-    unet_flops, adapter_flops = _step_flops(small_unet, tiny_flow_controlnet(unet=small_unet))
+    unet_flops, adapter_flops = _step_flops(small_unet, tiny_flow_controlnet(unet=small_unet), inputs)
     assert adapter_flops / unet_flops > 0.39
