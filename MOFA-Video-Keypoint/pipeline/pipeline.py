@@ -13,15 +13,11 @@ the adapter at fewer steps (fast mode), as in the trajectory pipeline.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, FlowControlNetPipelineOutput, ImageInput
 from utils.errors import InputError
-
-DEFAULT_MAX_GUIDANCE_SCALE = inspect.signature(FlowControlNetPipeline.__call__).parameters["max_guidance_scale"].default
 
 
 class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
@@ -61,11 +57,7 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
             :class:`FlowControlNetPipelineOutput`.
         """
         self.check_landmark_images(landmarks, controlnet_flow)
-        # batch layout of the adapter's input: videos repeated per prompt, then the two guidance halves
-        pose_images = landmarks.repeat_interleave(kwargs.get("num_videos_per_prompt", 1), dim=0)
-        if kwargs.get("max_guidance_scale", DEFAULT_MAX_GUIDANCE_SCALE) > 1.0:
-            pose_images = torch.cat([pose_images] * 2)
-        self._pose_images = pose_images
+        self._pose_images = landmarks.repeat_interleave(kwargs.get("num_videos_per_prompt", 1), dim=0)
         try:
             return super().__call__(image, controlnet_flow, **kwargs)
         finally:
@@ -75,5 +67,8 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
         self, sample: torch.Tensor, conditioning: dict[str, torch.Tensor], frame_indices: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """The landmark adapter's extra input for one window: ``landmarks``, the ``(B', L, 3, H, W)`` pose images
-        of the window's frames in both guidance halves, in the sample's device and dtype."""
-        return {"landmarks": self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)}
+        of the window's frames, in the sample's device and dtype and its batch layout (videos repeated per
+        prompt, then repeated for the second guidance half when ``sample`` holds both)."""
+        window = self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)
+        copies = sample.shape[0] // window.shape[0]  # 2 with classifier-free guidance, else 1
+        return {"landmarks": torch.cat([window] * copies) if copies > 1 else window}

@@ -47,6 +47,26 @@ def test_each_window_gets_its_own_frames_pose_images_in_both_guidance_halves(ani
         torch.testing.assert_close(window, expected.expand(2, -1))
 
 
+def test_without_guidance_the_adapter_sees_one_copy_of_the_pose_images(animator):
+    seen = []
+    handle = animator.pipe.controlnet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["landmarks"][:, :, 0, 0, 0].clone()), with_kwargs=True
+    )
+    try:
+        animator.pipe(
+            torch.rand(3, SIZE, SIZE),
+            torch.randn(1, FRAMES - 1, 2, SIZE, SIZE),
+            _tagged_pose_images(),
+            num_inference_steps=1,
+            max_guidance_scale=1.0,
+            output_type="latent",
+        )
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], (torch.arange(FRAMES, dtype=torch.float32) / 10)[None])
+
+
 def test_pose_images_change_the_video(animator):
     def run(pose_images):
         return animator.pipe(
