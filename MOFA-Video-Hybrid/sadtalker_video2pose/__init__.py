@@ -3,6 +3,6 @@
 Entry points: :func:`video_to_landmarks` and :func:`video_coefficients` (see :mod:`.pipeline`).
 """
 
-from .pipeline import read_video_frames, video_coefficients, video_to_landmarks
+from .pipeline import video_coefficients, video_to_landmarks
 
-__all__ = ["read_video_frames", "video_coefficients", "video_to_landmarks"]
+__all__ = ["video_coefficients", "video_to_landmarks"]

@@ -12,15 +12,16 @@ driving video's pose and expression. Frame 0 of the result is the portrait's own
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
 from sadtalker_audio2pose.face_crop import LandmarkDetector, crop_face
 from sadtalker_audio2pose.pipeline import MOTION_COLUMNS, FaceCoefficientLandmarker
 from utils.errors import InputError
+from utils.video_io import read_video
 
 from .smoothing import PoseSmoothing, interpolate_missing, moving_average
 
@@ -28,26 +29,14 @@ POSE_COLUMNS = slice(-6, None)
 """angle | trans inside the (N, 70) driving coefficients."""
 
 
-def read_video_frames(path: str | Path) -> list[np.ndarray]:
-    """All frames of a video file as (H, W, 3) uint8 RGB arrays. Raises InputError if unreadable or empty."""
-    try:
-        with av.open(str(path)) as container:
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    except (av.error.FFmpegError, OSError, IndexError) as error:
-        raise InputError(f"cannot read video {path}: {error}") from error
-    if not frames:
-        raise InputError(f"video {path} has no frames")
-    return frames
-
-
 def _describe(indices: np.ndarray, limit: int = 8) -> str:
     shown = ", ".join(str(index) for index in indices[:limit])
     return shown + (", …" if len(indices) > limit else "")
 
 
-def video_coefficients(landmarker: FaceCoefficientLandmarker, frames: list[np.ndarray],
+def video_coefficients(landmarker: FaceCoefficientLandmarker, frames: Sequence[np.ndarray] | np.ndarray,
                        pose_smoothing: PoseSmoothing = "zero_padded") -> np.ndarray:
-    """Per-frame driving coefficients (N, 70) exp | angle | trans of N RGB frames.
+    """Per-frame driving coefficients (N, 70) exp | angle | trans of N (H, W, 3) uint8 RGB frames.
 
     Every frame is cut with the crop box of the first frame that shows a face, then fitted on its own.
     Frames whose crop has no face are interpolated from neighbouring frames with a warning.
@@ -108,5 +97,5 @@ def video_to_landmarks(image: np.ndarray, video_path: str | Path, ckpt_dir: str 
         landmarker = FaceCoefficientLandmarker.from_checkpoints(ckpt_dir, device=device, detector=detector,
                                                                 with_audio=False)
     source = landmarker.fit_image(image)
-    frames = read_video_frames(video_path)
+    frames = read_video(video_path).frames
     return landmarker.landmarks(source, video_coefficients(landmarker, frames, pose_smoothing))

@@ -11,8 +11,9 @@ import torch
 from sadtalker_audio2pose.face_crop import CROP_SIZE, face_box
 from sadtalker_audio2pose.pipeline import FaceCoefficientLandmarker
 from sadtalker_audio2pose.tiny import face_in_image, synthetic_bfm, synthetic_template
-from sadtalker_video2pose import read_video_frames, video_coefficients, video_to_landmarks
+from sadtalker_video2pose import video_coefficients, video_to_landmarks
 from utils.errors import CheckpointError, InputError
+from utils.video_io import read_video
 
 WIDTH, HEIGHT = 160, 120
 BRIGHT, DARK = 200, 20
@@ -75,7 +76,7 @@ def portrait():
 def test_frames_without_a_face_are_interpolated_from_their_neighbours_with_a_warning(landmarker, tmp_path):
     video = write_video(tmp_path / "drive.mp4", [BRIGHT, 180, DARK, 240, DARK])
     with pytest.warns(UserWarning, match=r"no face in 2 of 5 driving frames \(2, 4\); .* interpolated"):
-        coeffs = video_coefficients(landmarker, read_video_frames(video), pose_smoothing="none")
+        coeffs = video_coefficients(landmarker, read_video(video).frames, pose_smoothing="none")
     assert coeffs.shape == (5, 70)
     assert not np.allclose(coeffs[1], coeffs[3])
     np.testing.assert_allclose(coeffs[2], (coeffs[1] + coeffs[3]) / 2, atol=1e-6)
@@ -85,7 +86,7 @@ def test_frames_without_a_face_are_interpolated_from_their_neighbours_with_a_war
 def test_the_crop_comes_from_the_first_frame_with_a_face(landmarker, tmp_path):
     video = write_video(tmp_path / "late.mp4", [DARK, BRIGHT, BRIGHT])
     with pytest.warns(UserWarning) as caught:
-        coeffs = video_coefficients(landmarker, read_video_frames(video), pose_smoothing="none")
+        coeffs = video_coefficients(landmarker, read_video(video).frames, pose_smoothing="none")
     messages = [str(warning.message) for warning in caught]
     assert any("no face in driving frames 0–0; cropping every frame around frame 1's face" in m for m in messages)
     np.testing.assert_allclose(coeffs[0], coeffs[1])
@@ -94,7 +95,7 @@ def test_the_crop_comes_from_the_first_frame_with_a_face(landmarker, tmp_path):
 def test_a_video_without_any_face_is_a_one_line_input_error(landmarker, tmp_path):
     video = write_video(tmp_path / "empty.mp4", [DARK, DARK, DARK])
     with pytest.raises(InputError, match="^no face found in any frame of the driving video$"):
-        video_coefficients(landmarker, read_video_frames(video))
+        video_coefficients(landmarker, read_video(video).frames)
 
 
 def test_landmarks_have_the_source_frame_then_one_frame_per_video_frame(landmarker, portrait, tmp_path):
@@ -106,7 +107,7 @@ def test_landmarks_have_the_source_frame_then_one_frame_per_video_frame(landmark
 
 
 def test_pose_smoothing_touches_only_angle_and_translation(landmarker, tmp_path):
-    frames = read_video_frames(write_video(tmp_path / "drive.mp4", [BRIGHT, 150, BRIGHT, 120]))
+    frames = read_video(write_video(tmp_path / "drive.mp4", [BRIGHT, 150, BRIGHT, 120])).frames
     raw = video_coefficients(landmarker, frames, pose_smoothing="none")
     smoothed = video_coefficients(landmarker, frames, pose_smoothing="zero_padded")
     np.testing.assert_allclose(smoothed[:, :64], raw[:, :64])
@@ -114,11 +115,11 @@ def test_pose_smoothing_touches_only_angle_and_translation(landmarker, tmp_path)
     np.testing.assert_allclose(smoothed[0, 64:], (raw[0, 64:] + raw[1, 64:]) / 3, rtol=1e-5)
 
 
-def test_an_unreadable_video_is_an_input_error(tmp_path):
+def test_an_unreadable_video_is_an_input_error(landmarker, portrait, tmp_path):
     path = tmp_path / "broken.mp4"
     path.write_bytes(b"not a video")
     with pytest.raises(InputError, match="cannot read video"):
-        read_video_frames(path)
+        video_to_landmarks(portrait, path, landmarker=landmarker)
 
 
 def test_missing_checkpoints_are_reported_before_any_work(portrait, tmp_path):
