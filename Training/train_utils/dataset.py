@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from train_utils.flow_estimation import resize_flow
 from utils.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -188,12 +189,9 @@ def flow_to_geometry(flow: np.ndarray, geometry: ResizeGeometry) -> torch.Tensor
     Returns:
         ``[T-1, 2, H, W]`` float32 displacements in training-frame pixels (nearest resize, scaled).
     """
-    flow_tensor = torch.from_numpy(np.asarray(flow, dtype=np.float32))
     resized_width, resized_height = geometry.resized_size
-    stored_height, stored_width = flow_tensor.shape[-2:]
-    flow_tensor = torch.nn.functional.interpolate(flow_tensor, size=(resized_height, resized_width), mode="nearest")
-    scale = torch.tensor([resized_width / stored_width, resized_height / stored_height]).view(1, 2, 1, 1)
-    flow_tensor = flow_tensor * scale
+    flow_tensor = torch.from_numpy(np.asarray(flow, dtype=np.float32))
+    flow_tensor = resize_flow(flow_tensor, (resized_height, resized_width), mode="nearest")
     return flow_tensor[
         ..., geometry.top : geometry.top + geometry.height, geometry.left : geometry.left + geometry.width
     ].contiguous()
