@@ -317,7 +317,7 @@ def run_job(
         "width": frame.width,
         "height": frame.height,
         "fps": FPS,
-        "steps": options["steps"] or animator.default_steps,
+        "steps": animator.resolve_steps(options["steps"]),
         "dtype": str(animator.memory.dtype).removeprefix("torch."),
         "device": str(animator.device),
         "notices": notices,

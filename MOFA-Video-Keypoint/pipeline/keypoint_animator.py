@@ -52,9 +52,8 @@ from utils.video_io import resize_and_center_crop
 
 SIZE_MULTIPLE = 64
 WINDOW_SIZE = 25
-FPS = 25
 TINY_SHORT_SIDE = 32  # long videos: keep tiny runs to about a minute on a CPU
-ADAPTER_DIR = "mofa/ldmk_controlnet"
+ADAPTER_DIR = SOURCES["ldmk_adapter"].local_dir
 LANDMARK_RENDERERS = ("aniportrait", "sadtalker")
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
 TINY_LANDMARK_NOTICES = {
@@ -245,7 +244,7 @@ class KeypointAnimator(AnimatorBase):
             frame: the prepared reference (``prepare_image``); its size is the video's.
             landmarks: ``(N, 68, 2)`` pixels of ``frame``, frame 0 the reference's own landmarks.
             max_frames: at most this many output frames, the reference included (>= 2).
-            steps: denoising steps (default 25; 2 in tiny mode).
+            steps: denoising steps, a positive integer (default 25; 2 in tiny mode).
             seed: seeds the global torch RNG, which draws the noise (as the released demo did).
             window_size: frames per periodic-sampling window (25, the adapter's training length).
             control_scale: multiplies the adapter's residuals.
@@ -253,11 +252,12 @@ class KeypointAnimator(AnimatorBase):
                 (:data:`utils.adapter_schedule.FAST`).
 
         Raises:
-            InputError: bad landmarks or ``max_frames`` < 2.
+            InputError: bad landmarks, ``max_frames`` < 2 or ``steps`` not a positive integer.
         """
         if max_frames < 2:
             raise InputError(f"max_frame_len must be at least 2 (the reference and one more frame), got {max_frames}")
         landmarks = check_landmarks(landmarks)[:max_frames]
+        steps = self.resolve_steps(steps)
         width, height = frame.size
         if width % self.size_multiple or height % self.size_multiple:
             raise InputError(
@@ -281,7 +281,7 @@ class KeypointAnimator(AnimatorBase):
             height=height,
             width=width,
             num_frames=len(landmarks),
-            num_inference_steps=steps or self.default_steps,
+            num_inference_steps=steps,
             fps=7,
             motion_bucket_id=128,
             noise_aug_strength=0.02,

@@ -42,6 +42,11 @@ class UnreadableVideoError(Exception):
     """A video that cannot be used for training (missing, corrupt, too short or without stored flow)."""
 
 
+# What reading a video can raise for a bad file: ours, a missing or unreadable file, a corrupt stream,
+# and ``streams.video[0]`` of a file without a video stream.
+VIDEO_READ_ERRORS = (UnreadableVideoError, OSError, av.FFmpegError, IndexError)
+
+
 @dataclass(frozen=True)
 class VideoEntry:
     """One row of the training CSV.
@@ -266,7 +271,7 @@ class VideoClipDataset(Dataset):
             entry = self.entries[(index + attempt) % len(self.entries)]
             try:
                 sample = self._load(entry, index)
-            except (UnreadableVideoError, OSError, av.FFmpegError, IndexError) as error:
+            except VIDEO_READ_ERRORS as error:
                 logger.warning("skipping video %s: %s", entry.name, error)
                 skipped.append(entry.name)
                 continue

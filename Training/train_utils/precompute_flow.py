@@ -17,13 +17,12 @@ import logging
 import random
 import sys
 
-import av
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from train_utils.dataset import (
-    UnreadableVideoError,
+    VIDEO_READ_ERRORS,
     VideoEntry,
     count_video_frames,
     decode_frames,
@@ -72,7 +71,7 @@ def precompute(args: argparse.Namespace) -> tuple[int, int]:
             precompute_video_flow(
                 entry, estimator, args.num_frames, args.sample_stride, args.height, args.width, args.seed, device
             )
-        except (UnreadableVideoError, OSError, av.FFmpegError) as error:
+        except VIDEO_READ_ERRORS as error:
             logger.warning("skipping video %s: %s", entry.name, error)
             skipped += 1
             continue

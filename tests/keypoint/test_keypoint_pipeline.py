@@ -102,6 +102,8 @@ def test_animate_returns_video_flow_pose_images_and_panels(animator):
     assert result.panel_frames().shape == (6, SIZE, 5 * SIZE, 3)
     with pytest.raises(InputError, match="at least 2"):
         animator.animate(frame, landmarks, max_frames=1)
+    with pytest.raises(InputError, match="steps must be a positive integer, got 0"):
+        animator.animate(frame, landmarks, steps=0)
 
 
 @pytest.mark.parametrize(
