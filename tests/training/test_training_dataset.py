@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from train_utils.dataset import (
@@ -172,11 +173,13 @@ def test_make_csv_lists_every_video_under_a_folder(tmp_path, capsys):
 
 def test_precompute_flow_writes_files_the_dataset_reads_back(tmp_path, capsys):
     csv_path = make_synthetic_dataset(tmp_path, num_videos=2, num_frames=10, height=32, width=32)
-    (tmp_path / "list.csv").write_text(csv_path.read_text() + "missing,synthetic,gone\n")
+    audio_only = tmp_path / "videos/synthetic/sound.mp4"  # a file without a video stream
+    soundfile.write(audio_only, np.zeros(800, np.float32), 8000, format="WAV")
+    (tmp_path / "list.csv").write_text(csv_path.read_text() + "missing,synthetic,gone\nsound,synthetic,audio only\n")
     argv = ["--train_csv", str(tmp_path / "list.csv"), "--data_root", str(tmp_path), "--num_frames", "3",
             "--sample_stride", "2", "--height", "32", "--width", "32", "--flow_estimator", "farneback", "--device", "cpu"]
     assert precompute_main(argv) == 0
-    assert "wrote 2 flow files, skipped 1" in capsys.readouterr().out
+    assert "wrote 2 flow files, skipped 2" in capsys.readouterr().out
     entries = read_video_csv(csv_path, tmp_path)
     with np.load(precomputed_flow_path(entries[0].path)) as stored:
         assert stored["flow"].shape == (2, 2, 32, 32) and stored["flow"].dtype == np.float16
