@@ -75,8 +75,6 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         ldmk_controlnet: the landmark adapter.
     """
 
-    model_cpu_offload_seq = "image_encoder->unet->vae"
-
     def __init__(
         self,
         vae: AutoencoderKLTemporalDecoder,
@@ -162,7 +160,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         """``trajectory_warped`` and ``landmark_warped``: each adapter's warped first-frame features
         (:meth:`prepare_warped_condition`) from the conditioning's first frame and that adapter's flow, or None
         for an adapter the mask leaves out (an empty mask leaves out the landmark one, a full mask the other)."""
-        mask = conditioning["landmark_mask"]
+        mask, reference = conditioning["landmark_mask"], conditioning["controlnet_cond"]
         dtype = conditioning["image_embeddings"].dtype
         warped = {}
         for name, adapter, used in (
@@ -170,9 +168,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             ("landmark", self.ldmk_controlnet, bool(mask.gt(0).any())),
         ):
             flow = conditioning[f"{name}_flow"]
-            reference = conditioning["controlnet_cond"]
-            features = self.prepare_warped_condition(adapter, reference, flow, dtype, chunk_size) if used else None
-            warped[f"{name}_warped"] = features
+            warped[f"{name}_warped"] = (
+                self.prepare_warped_condition(adapter, reference, flow, dtype, chunk_size) if used else None
+            )
         return warped
 
     def hybrid_residuals(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import av
 import numpy as np
+
+from utils.video_io import write_video
+
+SYNTHETIC_FPS = 8
 
 
 def moving_square_frames(
@@ -40,21 +43,6 @@ def moving_square_frames(
     return frames
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
-    """Write ``[T, H, W, 3]`` uint8 RGB frames (even H and W) as an H.264 mp4 with PyAV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 def make_synthetic_dataset(
     root: str | Path, num_videos: int = 2, num_frames: int = 40, height: int = 64, width: int = 64, seed: int = 0
 ) -> Path:
@@ -70,7 +58,7 @@ def make_synthetic_dataset(
         velocity = tuple(float(v) for v in rng.uniform(-2.0, 2.0, size=2))
         videoid = f"clip{index:03d}"
         frames = moving_square_frames(num_frames, height, width, velocity, seed=seed + index)
-        write_video(root / "videos" / "synthetic" / f"{videoid}.mp4", frames)
+        write_video(root / "videos" / "synthetic" / f"{videoid}.mp4", frames, SYNTHETIC_FPS, overwrite=True)
         rows.append({"videoid": videoid, "page_dir": "synthetic", "name": f"moving square {index}"})
     csv_path = root / "train.csv"
     with csv_path.open("w", newline="") as handle:

@@ -21,15 +21,16 @@ from train_utils.dataset import (
 )
 from train_utils.make_csv import main as make_csv_main
 from train_utils.precompute_flow import main as precompute_main
-from train_utils.synthetic import make_synthetic_dataset, write_video
+from train_utils.synthetic import make_synthetic_dataset
 from utils.errors import InputError
+from utils.video_io import write_video
 
 
 def brightness_coded_video(path, num_frames=30, height=32, width=48):
     """Frame i is a flat grey of level 6*i, so the decoded brightness tells which frame was read."""
     levels = (np.arange(num_frames) * 6).astype(np.uint8)
     frames = np.broadcast_to(levels[:, None, None, None], (num_frames, height, width, 3)).copy()
-    return write_video(path, frames)
+    return write_video(path, frames, fps=8)
 
 
 def decoded_frame_indices(pixel_values):
@@ -108,7 +109,7 @@ def test_squash_stretches_and_center_crop_keeps_the_aspect_ratio():
 def test_center_crop_takes_the_middle_of_a_wide_frame(tmp_path):
     frames = np.zeros((8, 16, 48, 3), dtype=np.uint8)
     frames[:, :, 16:32] = 255  # white middle third
-    video = write_video(tmp_path / "wide.mp4", frames)
+    video = write_video(tmp_path / "wide.mp4", frames, fps=8)
     dataset = VideoClipDataset([VideoEntry(video, "wide.mp4")], 2, 1, 16, 16, resize_mode="center_crop")
     assert dataset[0]["pixel_values"].mean() > 0.95
     squashed = VideoClipDataset([VideoEntry(video, "wide.mp4")], 2, 1, 16, 16)[0]["pixel_values"]
