@@ -12,15 +12,12 @@ from pathlib import Path
 
 import torch
 
+from utils.checkpoints import fetch_command
 from utils.errors import CheckpointError
 from utils.state_dict_check import BATCHNORM_COUNTER_SUFFIX, check_state_dict
 
 WRAPPER_PREFIX = "module."
 """Every key of the released state dict starts with this (the training code wrapped the network)."""
-
-
-def fetch_hint(fetch_mode: str) -> str:
-    return f"run `make fetch MODE={fetch_mode}`"
 
 
 def read_cmp_state_dict(path: str | Path, fetch_mode: str = "traj") -> dict[str, torch.Tensor]:
@@ -31,12 +28,14 @@ def read_cmp_state_dict(path: str | Path, fetch_mode: str = "traj") -> dict[str,
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"missing CMP checkpoint {path}; {fetch_hint(fetch_mode)}")
+        raise CheckpointError(f"missing CMP checkpoint {path}; run `{fetch_command(fetch_mode)}`")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read CMP checkpoint {path} ({reason}); {fetch_hint(fetch_mode)}") from error
+        raise CheckpointError(
+            f"cannot read CMP checkpoint {path} ({reason}); run `{fetch_command(fetch_mode)}`"
+        ) from error
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
         raise CheckpointError(f"{path} is not a CMP training checkpoint (no 'state_dict' entry)")
     return {key.removeprefix(WRAPPER_PREFIX): value for key, value in checkpoint["state_dict"].items()}
