@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from train_utils.conditioning import FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH
 from utils.checkpoints import default_ckpt_dir
 
 SVD_FOLDER = "stable-video-diffusion-img2vid-xt-1-1"
@@ -137,9 +138,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         "latents, SVD time-id order",
     )
     objective.add_argument("--time_ids_order", choices=("svd_xtend", "svd"), default=None, help="override the time-id order alone")
-    objective.add_argument("--fps", type=int, default=6)
-    objective.add_argument("--motion_bucket_id", type=int, default=127)
-    objective.add_argument("--noise_aug_strength", type=float, default=0.02)
+    objective.add_argument("--fps", type=int, default=FPS_ID)
+    objective.add_argument("--motion_bucket_id", type=int, default=MOTION_BUCKET_ID)
+    objective.add_argument("--noise_aug_strength", type=float, default=NOISE_AUG_STRENGTH)
 
     run = parser.add_argument_group("checkpoints, validation, logging")
     run.add_argument("--output_dir")

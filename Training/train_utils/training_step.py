@@ -10,6 +10,9 @@ from torch import nn
 
 from train_utils.components import TrainingComponents
 from train_utils.conditioning import (
+    FPS_ID,
+    MOTION_BUCKET_ID,
+    NOISE_AUG_STRENGTH,
     ConditioningDropout,
     TrainingConventions,
     build_added_time_ids,
@@ -28,9 +31,9 @@ class StepConfig:
 
     stage: int
     conventions: TrainingConventions
-    fps: int = 6
-    motion_bucket_id: int = 127
-    noise_aug_strength: float = 0.02
+    fps: int = FPS_ID
+    motion_bucket_id: int = MOTION_BUCKET_ID
+    noise_aug_strength: float = NOISE_AUG_STRENGTH
     s2d_size: int = 384
     vae_encode_chunk_size: int = 8
 
