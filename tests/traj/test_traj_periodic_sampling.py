@@ -4,25 +4,10 @@ import math
 
 import pytest
 import torch
-from diffusers import EulerDiscreteScheduler
 
 from utils.errors import InputError
 from utils.periodic_sampling import euler_step, get_views, periodic_denoise_step, window_frame_indices
-
-SVD_SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    prediction_type="v_prediction",
-    interpolation_type="linear",
-    use_karras_sigmas=True,
-    sigma_min=0.002,
-    sigma_max=700.0,
-    timestep_spacing="leading",
-    timestep_type="continuous",
-    steps_offset=1,
-)
+from utils.scheduling import build_svd_scheduler
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -77,7 +62,7 @@ def test_window_frame_indices_prepend_frame_zero():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_euler_step_equals_diffusers_scheduler_step_for_svd(dtype):
-    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+    scheduler = build_svd_scheduler()
     scheduler.set_timesteps(25)
     assert math.isclose(float(scheduler.sigmas[0]), 700.0, rel_tol=1e-5)
     generator = torch.Generator().manual_seed(0)
