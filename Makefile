@@ -9,6 +9,7 @@ NODEPS := $(wildcard requirements-nodeps.txt)
 MODE ?= traj
 PORT ?= 7860
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 SUITES ?=
 
 .PHONY: venv test demo demo-tiny fetch check-ckpts fix-copies check-copies bench clean-venv
@@ -46,7 +47,7 @@ check-copies:
 	$(PYTHON) tests/check_copies.py
 
 bench: $(STAMP)
-	@if [ -f tests/bench/bench.py ]; then $(PY) tests/bench/bench.py $(BENCH_ARGS); else echo "no benchmark yet"; fi
+	$(PY) tests/bench/bench.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
