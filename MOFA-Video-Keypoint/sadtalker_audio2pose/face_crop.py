@@ -23,7 +23,10 @@ import cv2
 import numpy as np
 import torch
 
+from utils.checkpoints import URL_FILES, fetch_command
 from utils.errors import CheckpointError, InputError
+
+from .weights import CHECKPOINT_MODE
 
 CROP_SIZE = 256
 """Side of the square face crop (pixels) that landmarks are detected and fitted in."""
@@ -33,10 +36,6 @@ LandmarkDetector = Callable[[np.ndarray], "np.ndarray | None"]
 FACE_ALIGNMENT_DIR = "face_alignment"
 S3FD_FILE = "s3fd-619a316812.pth"
 FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
-FACE_ALIGNMENT_URLS = {
-    S3FD_FILE: "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
-    FAN_FILE: "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
-}
 FACEXLIB_DIR = "gfpgan"
 FACEXLIB_FILES = ("detection_Resnet50_Final.pth", "alignment_WFLW_4HG.pth")
 
@@ -134,8 +133,8 @@ def face_alignment_weights(ckpt_dir: Path) -> tuple[Path, Path]:
     """Paths of the S3FD and 2D-FAN weights: ``<ckpt_dir>/face_alignment/`` first, then torch's hub cache.
 
     Raises:
-        CheckpointError: a file is in neither place (``face-alignment`` would download it from a
-            non-hub URL when constructed; this project never downloads at run time).
+        CheckpointError: a file is in neither place, naming ``make fetch MODE=sadtalker`` and the file's URL
+            (``face-alignment`` would download it when constructed; this project never downloads at run time).
     """
     folders = [Path(ckpt_dir) / FACE_ALIGNMENT_DIR, Path(torch.hub.get_dir()) / "checkpoints"]
     found = []
@@ -143,8 +142,8 @@ def face_alignment_weights(ckpt_dir: Path) -> tuple[Path, Path]:
         path = _local_file(name, folders)
         if path is None:
             raise CheckpointError(
-                f"missing face detector weights {folders[0] / name}; download {FACE_ALIGNMENT_URLS[name]} "
-                f"into {folders[0]}/"
+                f"missing face detector weights {folders[0] / name}; run `{fetch_command(CHECKPOINT_MODE)}` "
+                f"(or download {URL_FILES[f'{FACE_ALIGNMENT_DIR}/{name}']} into {folders[0]}/)"
             )
         found.append(path)
     return found[0], found[1]

@@ -52,7 +52,8 @@ def test_box_is_clipped_at_the_image_border_and_the_crop_is_still_square():
 
 def test_missing_face_alignment_weights_name_the_file_and_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    with pytest.raises(CheckpointError, match=r"face_alignment/s3fd-619a316812\.pth.*adrianbulat\.com"):
+    message = r"face_alignment/s3fd-619a316812\.pth; run `make fetch MODE=sadtalker`.*adrianbulat\.com"
+    with pytest.raises(CheckpointError, match=message):
         face_alignment_weights(tmp_path)
 
 
