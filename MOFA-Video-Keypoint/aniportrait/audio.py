@@ -50,9 +50,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise InputError(f"audio file not found: {path}")
     try:
         samples, rate = _decode_with_soundfile(path)
-    except InputError:
-        raise
-    except Exception:
+    except Exception:  # not a format soundfile reads (mp3, m4a, ...): PyAV's turn
         try:
             samples, rate = _decode_with_pyav(path)
         except InputError:
