@@ -37,12 +37,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from utils.batch_jobs import read_job_lines, run_batch
+from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
 from utils.video_io import load_image
 
-JOB_OPTIONS = ("num_frames", "steps", "seed", "control_scale", "height", "width", "fps", "fast")
+JOB_OPTIONS = {
+    "num_frames": int, "steps": int, "seed": int, "control_scale": float,
+    "height": int, "width": int, "fps": float, "fast": bool,
+}  # fmt: skip
+"""The options a job may set (null or absent: the command line's), with their JSON types."""
 
 
 @dataclass
@@ -167,16 +171,21 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     """Parse a jobs file; relative paths are resolved against its folder, missing options from ``args``.
 
     Raises:
-        InputError: missing file, a line that is not a JSON object, or a job without image/trajectories/output.
+        InputError: missing file, a line that is not a JSON object, a job without image/trajectories/output
+            paths, or an option of the wrong type.
     """
     jobs = []
     for number, entry in read_job_lines(path):
+        where = f"{path}, line {number}"
         if not isinstance(entry, dict) or any(key not in entry for key in ("image", "trajectories", "output")):
-            raise InputError(f"{path}, line {number}: each job needs \"image\", \"trajectories\" and \"output\"")
+            raise InputError(f"{where}: each job needs \"image\", \"trajectories\" and \"output\"")
         unknown = sorted(set(entry) - {"image", "trajectories", "output", *JOB_OPTIONS})
         if unknown:
-            raise InputError(f"{path}, line {number}: unknown keys {unknown}")
-        options = {name: entry.get(name, getattr(args, name)) for name in JOB_OPTIONS}
+            raise InputError(f"{where}: unknown keys {unknown}")
+        for key in ("image", "trajectories", "output"):
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise InputError(f"{where}: \"{key}\" must be a non-empty path string, got {entry[key]!r}")
+        options = job_options(entry, JOB_OPTIONS, vars(args), where)
         paths = [path.parent / entry[key] for key in ("image", "trajectories", "output")]
         jobs.append(Job(*paths, options))
     return jobs
@@ -188,8 +197,11 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
 def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarray | None]:
     """Load and check one job's inputs before any model work; refuse existing outputs.
 
+    Returns:
+        ``(image, tracks, brush_mask)`` for :func:`run_job`.
+
     Raises:
-        InputError: a bad input, or an existing output without ``overwrite``.
+        InputError: a bad input or fps, or an existing output without ``overwrite``.
     """
     from pipeline.trajectory_animator import OutputPaths
     from utils.trajectories import validate_tracks
@@ -198,15 +210,20 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
     existing = paths.existing()
     if existing and not overwrite:
         raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    if not job.options["fps"] > 0:
+        raise InputError(f"fps must be positive, got {job.options['fps']}")
     image = load_image(job.image)
     tracks, brush = load_trajectories(job.trajectories, image.width, image.height)
     validate_tracks(tracks, image.width, image.height)
     return image, tracks, brush
 
 
-def run_job(animator, job: Job, overwrite: bool, decode_chunk_size: int | None) -> list[str]:
-    """Animate and save one job; returns its warnings."""
-    image, tracks, brush = prepare_job(job, overwrite)
+def run_job(
+    animator, job: Job, inputs: tuple[Image.Image, list, np.ndarray | None], overwrite: bool,
+    decode_chunk_size: int | None,
+) -> list[str]:
+    """Animate and save one job from its :func:`prepare_job` inputs; returns its warnings."""
+    image, tracks, brush = inputs
     options = job.options
     result = animator.animate(
         image,
@@ -218,11 +235,11 @@ def run_job(animator, job: Job, overwrite: bool, decode_chunk_size: int | None) 
         control_scale=options["control_scale"],
         height=options["height"],
         width=options["width"],
-        fast=bool(options["fast"]),
+        fast=options["fast"],
         decode_chunk_size=decode_chunk_size,
     )
-    inputs = {"image": str(job.image), "trajectories": str(job.trajectories)}
-    animator.save(result, job.output, fps=options["fps"], overwrite=overwrite, extra_settings={"inputs": inputs})
+    input_paths = {"image": str(job.image), "trajectories": str(job.trajectories)}
+    animator.save(result, job.output, fps=options["fps"], overwrite=overwrite, extra_settings={"inputs": input_paths})
     return result.warnings
 
 
@@ -241,9 +258,9 @@ def build_animator(args: argparse.Namespace, device: str | None):
 
 def run_single(args: argparse.Namespace) -> int:
     job = Job(args.image, args.trajectories, args.output, {name: getattr(args, name) for name in JOB_OPTIONS})
-    prepare_job(job, args.overwrite)  # fail fast, before loading models
+    inputs = prepare_job(job, args.overwrite)  # fail fast, before loading models
     animator = build_animator(args, args.device)
-    for message in run_job(animator, job, args.overwrite, args.decode_chunk_size):
+    for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size):
         print(f"warning: {message}", file=sys.stderr)
     print(f"wrote {args.output}")
     return 0
@@ -262,7 +279,8 @@ def run_jobs(args: argparse.Namespace) -> int:
         animator = build_animator(args, device)
 
         def run_and_warn(job: Job) -> None:
-            for message in run_job(animator, job, args.overwrite, args.decode_chunk_size):
+            inputs = prepare_job(job, args.overwrite)
+            for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size):
                 tqdm.write(f"warning: {job.output}: {message}", file=sys.stderr)
 
         return run_and_warn

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from .errors import InputError
 
 Job = TypeVar("Job")
+
+TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+"""What an error calls each JSON type a job option may have."""
 
 
 def read_job_lines(path: Path) -> Iterator[tuple[int, object]]:
@@ -42,6 +45,34 @@ def read_job_lines(path: Path) -> Iterator[tuple[int, object]]:
         yield number, entry
     if not found:
         raise InputError(f"{path} holds no jobs")
+
+
+def job_options(
+    entry: Mapping[str, object], kinds: Mapping[str, type], defaults: Mapping[str, object], where: str
+) -> dict[str, object]:
+    """A job's options: each option of ``kinds`` from ``entry`` where set there (not null), else from ``defaults``.
+
+    Args:
+        entry: the job's JSON object.
+        kinds: option name -> ``int``, ``float``, ``str`` or ``bool`` (an integer counts as a number; true
+            and false count only as ``bool``).
+        defaults: the command line's values (e.g. ``vars(args)``).
+        where: names the job in errors (e.g. ``"jobs.jsonl, line 3"``).
+
+    Raises:
+        InputError: an option of the wrong type.
+    """
+    options = {}
+    for name, kind in kinds.items():
+        value = entry.get(name)
+        if value is None:
+            options[name] = defaults[name]
+            continue
+        allowed = (int, float) if kind is float else (kind,)
+        if not isinstance(value, allowed) or (kind is not bool and isinstance(value, bool)):
+            raise InputError(f"{where}: \"{name}\" must be {TYPE_NAMES[kind]}, got {value!r}")
+        options[name] = value
+    return options
 
 
 def run_batch(

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from utils.batch_jobs import read_job_lines, run_batch
+from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 
 
@@ -34,6 +34,33 @@ def test_a_bad_line_is_reported_after_the_good_lines_before_it(tmp_path):
     assert next(lines) == (1, {"a": 1})
     with pytest.raises(InputError, match="line 2"):
         next(lines)
+
+
+KINDS = {"frames": int, "scale": float, "fast": bool, "render": str}
+DEFAULTS = {"frames": 25, "scale": 0.6, "fast": False, "render": "a"}
+
+
+def test_job_options_take_set_values_and_fill_the_rest_from_the_defaults():
+    entry = {"frames": 40, "scale": 1, "fast": None, "image": "a.png"}
+    assert job_options(entry, KINDS, DEFAULTS, "line 1") == {"frames": 40, "scale": 1, "fast": False, "render": "a"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"frames": "40"}, "line 3: \"frames\" must be an integer, got '40'"),
+        ({"frames": 2.5}, "\"frames\" must be an integer, got 2.5"),
+        ({"frames": True}, "\"frames\" must be an integer, got True"),
+        ({"scale": "0.6"}, "\"scale\" must be a number, got '0.6'"),
+        ({"scale": False}, "\"scale\" must be a number, got False"),
+        ({"fast": 1}, "\"fast\" must be true or false, got 1"),
+        ({"render": 3}, "\"render\" must be a string, got 3"),
+    ],
+)
+def test_job_options_of_the_wrong_type_are_refused(entry, message):
+    with pytest.raises(InputError) as error:
+        job_options(entry, KINDS, DEFAULTS, "line 3")
+    assert str(error.value).endswith(message)
 
 
 class Recorder:

@@ -146,6 +146,31 @@ def test_a_jobs_line_without_an_output_is_refused(tmp_path, capsys):
     assert "line 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ({"fps": "20"}, "line 1: \"fps\" must be a number, got '20'"),
+        ({"num_frames": 3.5}, "line 1: \"num_frames\" must be an integer, got 3.5"),
+        ({"output": 5}, "line 1: \"output\" must be a non-empty path string, got 5"),
+    ],
+)
+def test_a_jobs_line_with_a_wrongly_typed_value_is_refused_before_any_run(tmp_path, capsys, job, message):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"image": "a.png", "trajectories": "t.json", "output": "a.mp4", **job}) + "\n")
+    assert inference.main(["--jobs", str(jobs), "--tiny"]) == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("error: ") and message in stderr
+
+
+def test_a_non_positive_fps_is_refused_before_the_models_load(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(inference, "build_animator", lambda *args: pytest.fail("models loaded"))
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    assert inference.main(["--tiny", "--fps", "0", *arguments]) == 2
+    assert capsys.readouterr().err == "error: fps must be positive, got 0.0\n"
+
+
 def test_missing_weights_are_reported_with_the_fetch_command(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MOFA_TINY", raising=False)
     image = _image(tmp_path / "in.png")
