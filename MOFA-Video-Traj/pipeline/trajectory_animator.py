@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -406,6 +406,7 @@ class TrajectoryAnimator(AnimatorBase):
         flow, messages = self.dense_flow(frame, frame_tracks, brush, num_frames)
         if self.is_tiny:
             messages.insert(0, TINY_NOTICE)
+        schedule = adapter_schedule(fast)
         output = self.pipe(
             image=frame,
             controlnet_flow=flow[None],
@@ -423,7 +424,7 @@ class TrajectoryAnimator(AnimatorBase):
             decode_chunk_size=decode_chunk_size,
             window_size=window_size,
             window_stride=window_stride,
-            adapter_schedule=adapter_schedule(fast),
+            adapter_schedule=schedule,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="np",
             callback_on_step_end=step_end_callback(progress, steps),
@@ -456,7 +457,7 @@ class TrajectoryAnimator(AnimatorBase):
             },  # fmt: skip
             "cmp_grid": self.cmp_grid,
             "fast": fast,
-            "adapter_schedule": adapter_schedule(fast).as_dict(),
+            "adapter_schedule": schedule.as_dict(),
             **self.model_settings(),
             "warnings": messages,
         }
@@ -508,9 +509,8 @@ class TrajectoryAnimator(AnimatorBase):
         write_video(paths.video, result.frames, fps=fps, overwrite=overwrite)
         write_video(paths.flow_video, result.flow_frames, fps=fps, overwrite=overwrite)
         save_png(paths.hint, result.hint_image, overwrite=overwrite)
-        settings = {**result.settings, **(extra_settings or {}), "export_fps": fps}
-        settings["outputs"] = {name: str(path) for name, path in zip(("video", "flow_video", "hint", "settings"),
-                                                                     paths.all())}
+        outputs = {name: str(path) for name, path in asdict(paths).items()}
+        settings = {**result.settings, **(extra_settings or {}), "export_fps": fps, "outputs": outputs}
         with atomic_output(paths.settings, overwrite=overwrite) as temporary:
             temporary.write_text(json.dumps(settings, indent=2) + "\n")
         return paths
