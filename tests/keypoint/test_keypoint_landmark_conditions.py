@@ -1,4 +1,5 @@
-"""Pose images, sparse landmark flow on the CMP grid, dense flow rescaling, landmark validation."""
+"""Pose images, sparse landmark flow on the CMP grid, dense flow rescaling, landmark validation (the whole
+chain: test_keypoint_landmark_condition_builder.py)."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,6 @@ from torch import nn
 from utils.errors import InputError
 from utils.landmark_conditions import (
     FACE_POLYLINES,
-    build_landmark_conditions,
     check_landmarks,
     dense_landmark_flow,
     draw_landmark_dots,
@@ -101,15 +101,6 @@ def test_dense_flow_is_resized_to_the_frame_and_rescaled_per_axis():
     assert flow.shape == (1, 5, 2, 192, 768)
     assert cmp.seen == ((1, 3, 384, 384), (5, 2, 384, 384), (5, 2, 384, 384))
     assert torch.all(flow[:, :, 0] == 6.0) and torch.all(flow[:, :, 1] == 2.0)
-
-
-def test_build_conditions_returns_pose_images_for_every_frame_and_flow_for_later_frames():
-    rng = np.random.default_rng(0)
-    landmarks = rng.uniform(10, 50, size=(5, 68, 2))
-    conditions = build_landmark_conditions(ConstantCMP(1.0, 1.0), torch.rand(3, 64, 64), landmarks)
-    assert conditions.pose_images.shape == (1, 5, 3, 64, 64)
-    assert conditions.controlnet_flow.shape == (1, 4, 2, 64, 64) and conditions.controlnet_flow.dtype == torch.float32
-    assert conditions.sparse_flow.shape == (1, 4, 2, 384, 384)
 
 
 @pytest.mark.parametrize(
