@@ -68,6 +68,8 @@ TINY_NOTICE = "tiny mode: random tiny weights and synthetic landmarks, the video
 TRAJ_ADAPTER_DIR = "mofa/traj_controlnet"
 LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
 AUDIO_RENDERERS = ("aniportrait", "sadtalker")
+FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH = 6, 128, 0.02
+"""SVD micro-conditioning, as the released Hybrid demos used it."""
 BRUSH_RGBA = (0, 0, 255, 255)
 LANDMARK_MASK_RGBA = (0, 200, 0, 160)
 
@@ -440,6 +442,7 @@ class HybridAnimator(AnimatorBase):
         messages += flow_warnings
         pose_images, landmark_flow = self.landmark_flow(frame, landmarks)
         decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
+        schedule = adapter_schedule(fast)
         output = self.pipe(
             image=frame,
             trajectory_flow=trajectory_flow[None],
@@ -452,12 +455,15 @@ class HybridAnimator(AnimatorBase):
             num_inference_steps=int(steps),
             min_guidance_scale=min_guidance_scale,
             max_guidance_scale=max_guidance_scale,
+            fps=FPS_ID + 1,
+            motion_bucket_id=MOTION_BUCKET_ID,
+            noise_aug_strength=NOISE_AUG_STRENGTH,
             trajectory_cond_scale=float(trajectory_scale),
             landmark_cond_scale=float(landmark_scale),
             decode_chunk_size=decode_chunk_size,
             window_size=window_size,
             window_stride=window_stride,
-            adapter_schedule=adapter_schedule(fast),
+            adapter_schedule=schedule,
             generator=torch.Generator("cpu").manual_seed(int(seed)),
             output_type="np",
             callback_on_step_end=step_end_callback(progress, steps),
@@ -477,9 +483,9 @@ class HybridAnimator(AnimatorBase):
             "window_size": window_size,
             "window_stride": window_stride if window_stride is not None else window_size // 2,
             "decode_chunk_size": decode_chunk_size,
-            "fps_id": 6,
-            "motion_bucket_id": 128,
-            "noise_aug_strength": 0.02,
+            "fps_id": FPS_ID,
+            "motion_bucket_id": MOTION_BUCKET_ID,
+            "noise_aug_strength": NOISE_AUG_STRENGTH,
             "tracks": [[[float(value) for value in point] for point in track] for track in tracks],
             "motion_brush": brush_mask is not None,
             "landmark_mask_mode": mask_mode,
@@ -488,7 +494,7 @@ class HybridAnimator(AnimatorBase):
             "mask_dilation": mask_dilation,
             "cmp_grid": self.cmp_grid,
             "fast": bool(fast),
-            "adapter_schedule": adapter_schedule(fast).as_dict(),
+            "adapter_schedule": schedule.as_dict(),
             "export_fps": FPS,
             **self.model_settings(),
             "warnings": messages,

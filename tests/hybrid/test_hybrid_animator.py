@@ -89,11 +89,16 @@ def test_without_trajectories_the_drag_flow_is_zero_the_painted_mask_wins_and_pr
 
 def test_fast_mode_runs_both_adapters_every_fourth_step_and_is_recorded(animator, frame, tmp_path):
     landmarks = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"))[:3]
-    calls = []
+    calls, time_ids = [], []
     hooks = [
         adapter.register_forward_pre_hook(lambda module, args: calls.append(module))
         for adapter in (animator.pipe.controlnet, animator.pipe.ldmk_controlnet)
     ]
+    hooks.append(
+        animator.pipe.unet.register_forward_pre_hook(
+            lambda module, args, kwargs: time_ids.append(kwargs["added_time_ids"]), with_kwargs=True
+        )
+    )
     try:
         result = animator.animate(frame, landmarks, tracks=[[(5, 5), (20, 20)]], num_frames=3, steps=5, fast=True)
     finally:
@@ -102,6 +107,9 @@ def test_fast_mode_runs_both_adapters_every_fourth_step_and_is_recorded(animator
     assert result.frames.shape == (3, 64, 84, 3)
     assert calls.count(animator.pipe.controlnet) == calls.count(animator.pipe.ldmk_controlnet) == 2  # steps 0, 4
     assert result.settings["fast"] is True and result.settings["adapter_schedule"] == FAST.as_dict()
+    recorded = [result.settings[name] for name in ("fps_id", "motion_bucket_id", "noise_aug_strength")]
+    assert recorded == [6, 128, 0.02]  # the micro-conditioning recorded is the one the UNet received
+    torch.testing.assert_close(time_ids[0], torch.tensor([recorded] * 2, dtype=time_ids[0].dtype))
 
 
 def test_frame_count_defaults_to_the_landmarks_and_a_longer_request_holds_the_last_pose(frame):
