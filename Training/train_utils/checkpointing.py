@@ -101,7 +101,7 @@ def register_adapter_hooks(accelerator: Accelerator, process_state: dict[str, St
             loaded = FlowControlNet.from_pretrained(Path(input_dir) / ADAPTER_FOLDER)
             model.load_state_dict(loaded.state_dict())
             del loaded
-        saved = torch.load(state_file(input_dir), weights_only=False)
+        saved = torch.load(state_file(input_dir), weights_only=True)
         for name, obj in process_state.items():
             obj.load_state_dict(saved[name])
 
