@@ -29,7 +29,6 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from .errors import InputError
 
 MEMORY_PRESETS = ("high", "balanced", "low")
-OFFLOAD_MODES = ("none", "model", "sequential")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 _PRESET_TABLE = {
