@@ -42,7 +42,6 @@ class Source:
     """Files (relative to the dirs) whose presence proves the group is there; also what is downloaded."""
     extra_patterns: tuple[str, ...] = ()
     """Further files downloaded with the group but not required (e.g. tokenizer extras)."""
-    gated: bool = False
 
     def local_paths(self) -> list[str]:
         return [f"{self.local_dir}/{name}" for name in self.files]
@@ -65,7 +64,7 @@ SOURCES: dict[str, Source] = {
     source.name: source
     for source in (
         Source("svd", HYBRID_REPO, f"ckpts/mofa/{SVD_DIR}", SVD_DIR, SVD_FILES),
-        Source("svd-stabilityai", SVD_REPO, "", SVD_DIR, SVD_FILES, gated=True),
+        Source("svd-stabilityai", SVD_REPO, "", SVD_DIR, SVD_FILES),  # gated: licence and HF_TOKEN
         Source("traj_adapter", TRAJ_REPO, "ckpts/controlnet", "controlnet", ADAPTER_FILES),
         Source("cmp", TRAJ_REPO, CMP_REMOTE_DIR, "cmp", ("ckpt_iter_42000.pth.tar",)),
         Source("hybrid_traj_adapter", HYBRID_REPO, "ckpts/mofa/traj_controlnet", "mofa/traj_controlnet", ADAPTER_FILES),
