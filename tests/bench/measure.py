@@ -136,13 +136,17 @@ class CaseResult:
     def median(self) -> float:
         return statistics.median(self.seconds)
 
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu_seconds)
+
     def as_dict(self) -> dict:
         return {
             "name": self.name,
             "seconds": self.seconds,
             "median_s": self.median if self.seconds else None,
             "cpu_seconds": self.cpu_seconds,
-            "median_cpu_s": statistics.median(self.cpu_seconds) if self.cpu_seconds else None,
+            "median_cpu_s": self.median_cpu if self.cpu_seconds else None,
             "peak_activation_bytes": self.peak_activation_bytes,
             "peak_total_bytes": self.peak_total_bytes,
             **self.extra,

@@ -301,7 +301,7 @@ def periodic_timings(animator, config: dict, periodic: dict) -> list[dict]:
             "steps": steps,
             **case.as_dict(),
             "s_per_window_step": case.median / (num_windows * steps),
-            "cpu_s_per_window_step": case.as_dict()["median_cpu_s"] / (num_windows * steps),
+            "cpu_s_per_window_step": case.median_cpu / (num_windows * steps),
         })  # fmt: skip
     return rows
 
