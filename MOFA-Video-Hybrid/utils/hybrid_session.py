@@ -19,8 +19,8 @@ from . import ui_state
 from .trajectories import empty_brush, stamp_brush
 
 Session = dict
-LANDMARK_TINT = (0, 200, 0, 255)
-"""RGBA colour of stamped landmark-mask circles (the motion brush is blue)."""
+LANDMARK_TINT = (0, 200, 0)
+"""RGB tint of the landmark mask in the landmark view (the motion brush is blue)."""
 
 
 def new_session() -> Session:
@@ -40,7 +40,8 @@ def start_session(image: np.ndarray, previous: Session | None = None) -> Session
 
 
 def set_driving(session: Session, path: str | Path, kind: str) -> tuple[Session, str | None]:
-    """Records the (already checked) driving ``kind`` file (``audio`` or ``video``); needs an image first."""
+    """Records the driving ``kind`` file (``audio`` or ``video``; the caller checks it is usable); needs an
+    image first."""
     if session["image"] is None:
         return session, f"{ui_state.NO_IMAGE_MESSAGE} Then upload the driving {kind}."
     return {**session, "driving": str(path)}, None
@@ -63,20 +64,14 @@ def clear_landmark_mask(session: Session) -> tuple[Session, str | None]:
     return {**session, "landmark_brush": []}, None
 
 
-def landmark_layers(session: Session) -> tuple[np.ndarray, np.ndarray] | None:
-    """The painted landmark mask as ``(mask, viz)``: ``(H, W)`` uint8 0/255 and ``(H, W, 4)`` RGBA, or None."""
+def painted_landmark_mask(session: Session) -> np.ndarray | None:
+    """``(H, W)`` uint8 painted landmark mask (255 inside the stamped circles), or None when nothing is painted."""
     if session["image"] is None or not session["landmark_brush"]:
         return None
-    mask, viz = empty_brush(*session["image"].shape[:2])
+    mask, drawing = empty_brush(*session["image"].shape[:2])
     for x, y, radius in session["landmark_brush"]:
-        mask, viz = stamp_brush(mask, viz, (int(x), int(y)), int(radius), LANDMARK_TINT)
-    return mask, viz
-
-
-def painted_landmark_mask(session: Session) -> np.ndarray | None:
-    """``(H, W)`` uint8 painted landmark mask (255 inside), or None when nothing is painted."""
-    layers = landmark_layers(session)
-    return None if layers is None else layers[0]
+        mask, drawing = stamp_brush(mask, drawing, (int(x), int(y)), int(radius))
+    return mask
 
 
 def overlay(image: np.ndarray, mask: np.ndarray | None, tint: tuple[int, int, int], opacity: float = 0.5) -> np.ndarray:
@@ -94,7 +89,7 @@ def landmark_view(session: Session, mask: np.ndarray | None = None) -> np.ndarra
         return None
     if mask is None:
         mask = painted_landmark_mask(session)
-    return overlay(session["image"], mask, LANDMARK_TINT[:3])
+    return overlay(session["image"], mask, LANDMARK_TINT)
 
 
 def run_problem(session: Session, kind: str) -> str | None:
