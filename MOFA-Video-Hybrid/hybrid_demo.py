@@ -130,14 +130,14 @@ class HybridDemoHandlers:
         """Driving audio / video -> session; returns (session, player, status)."""
         if not path:
             return self.refused(session, f"No file received; choose a {self.kind} file to upload.", 1)
-        if session["image"] is None:
-            return self.refused(session, f"{ui_state.NO_IMAGE_MESSAGE} Then upload the driving {self.kind}.", 1)
+        updated, message = hybrid_session.set_driving(session, path, self.kind)
+        if message:  # refused before the file is decoded
+            return self.refused(session, message, 1)
         try:
             check_driving_file(path, self.kind)
         except InputError as error:
             return self.refused(session, f"Cannot use this file: {error}", 1)
-        session, message = hybrid_session.set_driving(session, path, self.kind)
-        return session, path, self.status(session, message)
+        return updated, path, self.status(updated)
 
     # ------------------------------------------------------------------------------------ trajectories, brush
 
