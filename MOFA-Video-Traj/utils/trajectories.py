@@ -50,6 +50,12 @@ CMP_SATURATION_WARN_PX = 45.0
 HINT_NUM_POINTS = 16
 """Points per track in the hint image."""
 
+BRUSH_RGBA = (0, 0, 255, 255)
+"""RGBA colour of the motion brush in its drawings."""
+
+TRACK_RGB = (255, 0, 0)
+"""Colour of the drawn tracks."""
+
 
 class CMPFunction(Protocol):
     """Sparse-to-dense motion: ``cmp(image, sparse, mask) -> dense flow``.
@@ -172,7 +178,7 @@ def stamp_brush(
     viz: np.ndarray,
     center: tuple[int, int],
     radius: int,
-    color: tuple[int, int, int, int] = (0, 0, 255, 255),
+    color: tuple[int, int, int, int] = BRUSH_RGBA,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stamps one filled circle into the motion brush.
 
@@ -436,6 +442,25 @@ def _draw_polyline_with_arrow(
             cv2.line(layer, start, end, color, thickness)
 
 
+def _draw_track_marks(
+    layer: np.ndarray,
+    tracks: Sequence[Track],
+    color: tuple[int, int, int, int],
+    dot_radius: int,
+    num_points: int | None = None,
+) -> None:
+    """Draws every track on the RGBA ``layer`` (in place): a one-click track as a dot of ``dot_radius``, a longer
+    one as a polyline with an arrowhead (through its clicks, or ``num_points`` PCHIP-resampled points when
+    given). Empty tracks are skipped."""
+    for track in tracks:
+        points = np.asarray(track, dtype=np.float64).reshape(-1, 2)
+        if len(points) == 1:
+            cv2.circle(layer, (int(points[0, 0]), int(points[0, 1])), dot_radius, color, -1)
+        elif len(points) > 1:
+            corners = points if num_points is None else resample_track(points, num_points)
+            _draw_polyline_with_arrow(layer, corners, color)
+
+
 def draw_tracks(image: Image.Image | np.ndarray, tracks: Sequence[Track]) -> Image.Image:
     """Draws the clicked tracks over the image for the trajectory editor.
 
@@ -451,13 +476,7 @@ def draw_tracks(image: Image.Image | np.ndarray, tracks: Sequence[Track]) -> Ima
     """
     background = _rgba(image)
     layer = np.zeros((background.height, background.width, 4), np.uint8)
-    red = (255, 0, 0, 255)
-    for track in tracks:
-        points = np.asarray(track, dtype=np.float64).reshape(-1, 2)
-        if len(points) == 1:
-            cv2.circle(layer, (int(points[0, 0]), int(points[0, 1])), 3, red, -1)
-        elif len(points) > 1:
-            _draw_polyline_with_arrow(layer, points, red)
+    _draw_track_marks(layer, tracks, (*TRACK_RGB, 255), dot_radius=3)
     return Image.alpha_composite(background, Image.fromarray(layer)).convert("RGB")
 
 
@@ -485,13 +504,7 @@ def draw_hint_image(
     background = np.array(_rgba(image))
     background[..., 3] = 128
     layer = np.zeros_like(background)
-    red = (255, 0, 0, 192)
-    for track in tracks:
-        points = np.asarray(track, dtype=np.float64).reshape(-1, 2)
-        if len(points) == 1:
-            cv2.circle(layer, (int(points[0, 0]), int(points[0, 1])), 2, red, -1)
-        elif len(points) > 1:
-            _draw_polyline_with_arrow(layer, resample_track(points, num_points), red)
+    _draw_track_marks(layer, tracks, (*TRACK_RGB, 192), dot_radius=2, num_points=num_points)
     drawing = Image.alpha_composite(Image.fromarray(background), Image.fromarray(layer))
     if brush_viz is None:
         brush_viz = np.zeros_like(background)

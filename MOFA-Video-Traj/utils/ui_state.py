@@ -18,14 +18,12 @@ from typing import TypedDict
 
 import numpy as np
 
-from .trajectories import draw_tracks, empty_brush, stamp_brush
+from .trajectories import BRUSH_RGBA, draw_tracks, empty_brush, stamp_brush
 
 NO_IMAGE_MESSAGE = "Upload an image first."
 NO_TRACK_MESSAGE = (
     "Draw a trajectory first: click points on the trajectory image (the first click is where motion starts)."
 )
-BRUSH_TINT = (0, 0, 255, 255)
-"""RGBA colour of stamped brush circles."""
 
 
 class Session(TypedDict):
@@ -173,9 +171,9 @@ def brush_layers(session: Session) -> tuple[np.ndarray, np.ndarray] | None:
     mask, viz = empty_brush(height, width)
     if session["painted"] is not None:
         mask[session["painted"]] = 255
-        viz[session["painted"]] = BRUSH_TINT
+        viz[session["painted"]] = BRUSH_RGBA
     for x, y, radius in session["brush"]:
-        mask, viz = stamp_brush(mask, viz, (int(x), int(y)), int(radius), BRUSH_TINT)
+        mask, viz = stamp_brush(mask, viz, (int(x), int(y)), int(radius))
     return mask, viz
 
 
