@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.animator_base import tiny_svd_parts
 from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline
 from pipeline.pipeline import HybridFlowControlNetPipeline
-from utils import tiny
 from utils.adapter_schedule import FAITHFUL, FAST
 from utils.errors import InputError
+from utils.tiny import tiny_flow_controlnet
 from utils.tiny_keypoint import tiny_ldmk_controlnet
 
 SIZE = 32  # frame side: tiny latents are 16x16
@@ -16,15 +17,8 @@ SIZE = 32  # frame side: tiny latents are 16x16
 
 @pytest.fixture(scope="module")
 def parts():
-    unet = tiny.tiny_unet(0)
-    return {
-        "vae": tiny.tiny_vae(0),
-        "image_encoder": tiny.tiny_image_encoder(0),
-        "unet": unet,
-        "controlnet": tiny.tiny_flow_controlnet(0, unet),
-        "scheduler": tiny.tiny_scheduler(),
-        "feature_extractor": tiny.tiny_feature_extractor(),
-    }
+    svd_parts = tiny_svd_parts(0)
+    return {**svd_parts, "controlnet": tiny_flow_controlnet(0, svd_parts["unet"])}
 
 
 @pytest.fixture(scope="module")
