@@ -1,6 +1,6 @@
 """The landmark mask: where the landmark adapter, rather than the trajectories, drives the video.
 
-Three sources, and the rule that picks one (:func:`resolve_landmark_mask`):
+Three sources, and the rule that picks one (:func:`planned_source`, applied by :func:`resolve_landmark_mask`):
 
 - ``painted``: circles the user stamped on the image;
 - ``landmarks``: computed from the reference frame's 68 facial landmarks: their convex hull, dilated so the
@@ -72,6 +72,22 @@ def face_mask_from_landmarks(landmarks: np.ndarray, height: int, width: int, dil
     return mask
 
 
+def planned_source(mode: str, has_paint: bool) -> str:
+    """The rule of the module docstring: ``painted``, ``landmarks`` or ``none``, the mask a run in ``mode`` uses
+    (``landmarks`` still needs the reference frame's landmarks).
+
+    Raises:
+        InputError: an unknown mode.
+    """
+    if mode not in MASK_MODES:
+        raise InputError(f"landmark mask mode must be one of {', '.join(MASK_MODES)}; got {mode!r}")
+    if mode == "none" or (mode == "painted" and not has_paint):
+        return "none"
+    if mode == "painted" or (mode == "auto" and has_paint):
+        return "painted"
+    return "landmarks"
+
+
 def resolve_landmark_mask(
     mode: str,
     painted: np.ndarray | None,
@@ -96,34 +112,32 @@ def resolve_landmark_mask(
     Raises:
         InputError: an unknown mode, a painted mask of the wrong size, or ``landmarks`` mode without landmarks.
     """
-    if mode not in MASK_MODES:
-        raise InputError(f"landmark mask mode must be one of {', '.join(MASK_MODES)}; got {mode!r}")
     if painted is not None:
         painted = np.asarray(painted)
         if painted.shape != (height, width):
             raise InputError(f"painted landmark mask is {painted.shape}, expected ({height}, {width})")
         painted = np.where(painted > 0, 255, 0).astype(np.uint8)
-    has_paint = painted is not None and bool(painted.any())
-    empty = LandmarkMask(np.zeros((height, width), np.uint8), "none")
+    source = planned_source(mode, painted is not None and bool(painted.any()))
+    if source == "painted":
+        return LandmarkMask(painted, "painted")
+    if source == "landmarks" and reference_landmarks is not None:
+        return LandmarkMask(face_mask_from_landmarks(reference_landmarks, height, width, dilation), "landmarks")
+    if source == "landmarks" and mode == "landmarks":
+        raise InputError("no landmarks to build the face mask from")
+    return LandmarkMask(np.zeros((height, width), np.uint8), "none")
 
-    if mode == "none":
-        return empty
-    if mode == "painted" or (mode == "auto" and has_paint):
-        return LandmarkMask(painted, "painted") if has_paint else empty
-    if reference_landmarks is None:
-        if mode == "landmarks":
-            raise InputError("no landmarks to build the face mask from")
-        return empty
-    return LandmarkMask(face_mask_from_landmarks(reference_landmarks, height, width, dilation), "landmarks")
+
+NO_MASK_DESCRIPTION = "Landmark mask: none (only the trajectories drive the video)."
 
 
 def describe_mask_choice(mode: str, has_paint: bool) -> str:
     """One sentence for the UI, before a run, saying which landmark mask the run will use."""
-    if mode == "none" or (mode == "painted" and not has_paint):
-        return "Landmark mask: none (only the trajectories drive the video)."
-    if mode == "painted" or (mode == "auto" and has_paint):
+    source = planned_source(mode, has_paint)
+    if source == "painted":
         return "Landmark mask: painted (the green area follows the landmarks)."
-    return "Landmark mask: automatic (the face found by the landmarks, dilated, follows them; paint to override)."
+    if source == "landmarks":
+        return "Landmark mask: automatic (the face found by the landmarks, dilated, follows them; paint to override)."
+    return NO_MASK_DESCRIPTION
 
 
 def describe_mask(mask: LandmarkMask) -> str:
@@ -133,4 +147,4 @@ def describe_mask(mask: LandmarkMask) -> str:
         return f"Landmark mask: painted ({coverage:.0f}% of the frame follows the landmarks)."
     if mask.source == "landmarks":
         return f"Landmark mask: automatic from the face landmarks ({coverage:.0f}% of the frame follows the landmarks)."
-    return "Landmark mask: none (only the trajectories drive the video)."
+    return NO_MASK_DESCRIPTION

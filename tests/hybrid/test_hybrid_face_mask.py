@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from utils.errors import InputError
-from utils.face_mask import describe_mask, describe_mask_choice, face_mask_from_landmarks, resolve_landmark_mask
+from utils.face_mask import (
+    MASK_MODES,
+    describe_mask,
+    describe_mask_choice,
+    face_mask_from_landmarks,
+    resolve_landmark_mask,
+)
 
 SQUARE = np.array([[20, 10], [40, 10], [40, 30], [20, 30], [30, 20]], dtype=np.float64)  # inner point ignored
 
@@ -88,3 +94,12 @@ def test_choice_descriptions_before_a_run_match_the_rule():
     assert "automatic" in describe_mask_choice("landmarks", has_paint=True)
     assert "none" in describe_mask_choice("painted", has_paint=False)
     assert "none" in describe_mask_choice("none", has_paint=True)
+
+
+@pytest.mark.parametrize("mode", MASK_MODES)
+@pytest.mark.parametrize("has_paint", [False, True])
+def test_the_announced_mask_is_the_one_a_run_uses(mode, has_paint):
+    chosen = resolve_landmark_mask(mode, _painted() if has_paint else None, SQUARE, 64, 64)
+    announced = describe_mask_choice(mode, has_paint)
+    expected = {"painted": "Landmark mask: painted", "landmarks": "Landmark mask: automatic", "none": "Landmark mask: none"}
+    assert announced.startswith(expected[chosen.source])
