@@ -201,8 +201,9 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
         ``(image, tracks, brush_mask)`` for :func:`run_job`.
 
     Raises:
-        InputError: a bad input or fps, or an existing output without ``overwrite``.
+        InputError: a bad input, frame count or fps, or an existing output without ``overwrite``.
     """
+    from pipeline.animator_base import check_num_frames
     from pipeline.trajectory_animator import OutputPaths
     from utils.trajectories import validate_tracks
 
@@ -210,6 +211,7 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
     existing = paths.existing()
     if existing and not overwrite:
         raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    check_num_frames(job.options["num_frames"])
     if not job.options["fps"] > 0:
         raise InputError(f"fps must be positive, got {job.options['fps']}")
     image = load_image(job.image)

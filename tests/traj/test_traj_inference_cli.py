@@ -162,13 +162,17 @@ def test_a_jobs_line_with_a_wrongly_typed_value_is_refused_before_any_run(tmp_pa
     assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("error: ") and message in stderr
 
 
-def test_a_non_positive_fps_is_refused_before_the_models_load(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--fps", "0"], "fps must be positive, got 0.0"), (["--num_frames", "1"], "num_frames must be an integer >= 2")],
+)
+def test_a_bad_fps_or_frame_count_is_refused_before_the_models_load(tmp_path, capsys, monkeypatch, option, message):
     monkeypatch.setattr(inference, "build_animator", lambda *args: pytest.fail("models loaded"))
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
     arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
-    assert inference.main(["--tiny", "--fps", "0", *arguments]) == 2
-    assert capsys.readouterr().err == "error: fps must be positive, got 0.0\n"
+    assert inference.main(["--tiny", *option, *arguments]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
 
 
 def test_missing_weights_are_reported_with_the_fetch_command(tmp_path, capsys, monkeypatch):
