@@ -174,9 +174,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
             raise InputError(
                 f"`controlnet_condition` holds {self.batch_size_of(controlnet_condition)} images, `image` {batch_size}"
             )
-        if not isinstance(controlnet_flow, torch.Tensor) or controlnet_flow.ndim != 5 or controlnet_flow.shape[2] != 2:
-            shape = tuple(controlnet_flow.shape) if isinstance(controlnet_flow, torch.Tensor) else type(controlnet_flow)
-            raise InputError(f"`controlnet_flow` must be a (B, T-1, 2, H, W) tensor, got {shape}")
+        self.check_flow(controlnet_flow)
         if controlnet_flow.shape[0] != batch_size:
             raise InputError(f"`controlnet_flow` has batch size {controlnet_flow.shape[0]}, `image` has {batch_size}")
         multiple = self.controlnet.size_multiple
@@ -213,11 +211,28 @@ class FlowControlNetPipeline(DiffusionPipeline):
             )
 
     @staticmethod
+    def check_flow(flow: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless ``flow`` is a ``(B, T-1, 2, H, W)`` tensor."""
+        if not isinstance(flow, torch.Tensor) or flow.ndim != 5 or flow.shape[2] != 2:
+            shape = tuple(flow.shape) if isinstance(flow, torch.Tensor) else type(flow)
+            raise InputError(f"`controlnet_flow` must be a (B, T-1, 2, H, W) tensor, got {shape}")
+
+    @classmethod
     def default_sizes(
-        flow: torch.Tensor, height: int | None, width: int | None, num_frames: int | None, decode_chunk_size: int | None
+        cls,
+        flow: torch.Tensor,
+        height: int | None,
+        width: int | None,
+        num_frames: int | None,
+        decode_chunk_size: int | None,
     ) -> tuple[int, int, int, int]:
         """``(height, width, num_frames, decode_chunk_size)``, each defaulting to what the ``(B, T-1, 2, H, W)``
-        flow implies: its H and W, T frames, all T decoded at once."""
+        flow implies: its H and W, T frames, all T decoded at once.
+
+        Raises:
+            InputError: ``flow`` is not a ``(B, T-1, 2, H, W)`` tensor (checked first: its shape is read here).
+        """
+        cls.check_flow(flow)
         height = height or flow.shape[-2]
         width = width or flow.shape[-1]
         num_frames = num_frames if num_frames is not None else flow.shape[1] + 1

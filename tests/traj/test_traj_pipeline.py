@@ -158,6 +158,7 @@ def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
     [
         ({"controlnet_flow": torch.zeros(1, 3, 2, SIZE, SIZE), "num_frames": 6}, "controlnet_flow"),
         ({"controlnet_flow": torch.zeros(1, 3, SIZE, SIZE)}, "controlnet_flow"),
+        ({"controlnet_flow": None}, "controlnet_flow"),
         ({"controlnet_flow": torch.zeros(1, 1, 2, 18, 18)}, "height"),
         ({"controlnet_flow": torch.zeros(1, 0, 2, SIZE, SIZE)}, "num_frames"),
         ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "output_type": "gif"}, "output_type"),
