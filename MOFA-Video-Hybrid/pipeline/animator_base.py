@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from models.cmp import CMP, CMP_GRID_SIZE
-from utils.checkpoints import SVD_DIR, default_ckpt_dir
+from utils.checkpoints import CMP_CHECKPOINT, SVD_DIR, default_ckpt_dir
 from utils.errors import InputError
 from utils.memory import apply_memory_preset, dtype_name, memory_plan
 from utils.trajectories import trajectories_to_flow
@@ -38,7 +38,6 @@ DEFAULT_STEPS = 25
 TINY_SHORT_SIDE = 64
 TINY_STEPS = 2
 TINY_CMP_GRID = 64
-CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done_steps, total_steps)``, called after every denoising step."""

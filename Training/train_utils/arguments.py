@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 from train_utils.conditioning import FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH
-from utils.checkpoints import default_ckpt_dir
+from utils.checkpoints import CMP_CHECKPOINT, default_ckpt_dir
 
 SVD_FOLDER = "stable-video-diffusion-img2vid-xt-1-1"
-CMP_CHECKPOINT = "cmp/ckpt_iter_42000.pth.tar"
 
 STAGE_DEFAULTS: dict[int, dict] = {
     1: {

@@ -28,6 +28,9 @@ TRAJ_REPO = "MyNiuuu/MOFA-Video-Traj"
 HYBRID_REPO = "MyNiuuu/MOFA-Video-Hybrid"
 SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt-1-1"
 CMP_REMOTE_DIR = "models/cmp/experiments/semiauto_annot/resnet50_vip+mpii_liteflow/checkpoints"
+CMP_FILE = "ckpt_iter_42000.pth.tar"
+CMP_CHECKPOINT = f"cmp/{CMP_FILE}"
+"""The released CMP weights, relative to the checkpoint folder."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ SOURCES: dict[str, Source] = {
         Source("svd", HYBRID_REPO, f"ckpts/mofa/{SVD_DIR}", SVD_DIR, SVD_FILES),
         Source("svd-stabilityai", SVD_REPO, "", SVD_DIR, SVD_FILES),  # gated: licence and HF_TOKEN
         Source("traj_adapter", TRAJ_REPO, "ckpts/controlnet", "controlnet", ADAPTER_FILES),
-        Source("cmp", TRAJ_REPO, CMP_REMOTE_DIR, "cmp", ("ckpt_iter_42000.pth.tar",)),
+        Source("cmp", TRAJ_REPO, CMP_REMOTE_DIR, "cmp", (CMP_FILE,)),
         Source("hybrid_traj_adapter", HYBRID_REPO, "ckpts/mofa/traj_controlnet", "mofa/traj_controlnet", ADAPTER_FILES),
         Source("ldmk_adapter", HYBRID_REPO, "ckpts/mofa/ldmk_controlnet", "mofa/ldmk_controlnet", ADAPTER_FILES),
         Source(
