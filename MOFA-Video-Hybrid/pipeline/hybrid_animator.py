@@ -59,7 +59,7 @@ from utils.landmark_conditions import (
     draw_landmark_dots,
     landmark_hint_dtype,
 )
-from utils.trajectories import draw_hint_image, validate_tracks
+from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
 from utils.video_io import atomic_output, mux_audio, read_video, resize_and_center_crop, save_png, write_video
 
 FPS = 25
@@ -70,7 +70,6 @@ LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
 AUDIO_RENDERERS = ("aniportrait", "sadtalker")
 FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH = 6, 128, 0.02
 """SVD micro-conditioning, as the released Hybrid demos used it."""
-BRUSH_RGBA = (0, 0, 255, 255)
 LANDMARK_MASK_RGBA = (0, 200, 0, 160)
 
 

@@ -53,12 +53,11 @@ from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_to_rgb, flow_video_frames
-from utils.trajectories import draw_hint_image, validate_tracks
+from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
 from utils.video_io import atomic_output, save_png, write_video
 
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
 ADAPTER_DIR = "controlnet"
-BRUSH_RGBA = (0, 0, 255, 255)
 
 
 # ------------------------------------------------------------------------------------------------- geometry
