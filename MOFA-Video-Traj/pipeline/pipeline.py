@@ -718,7 +718,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
                 longer videos use overlapping frame-0-anchored windows averaged after every step.
             window_stride: shift between windows (default ``window_size // 2``).
             adapter_schedule: at which steps the adapter runs (:mod:`utils.adapter_schedule`); default every
-                step. ``utils.adapter_schedule.FAST`` runs it in the first steps only (fast mode).
+                step. ``utils.adapter_schedule.FAST`` runs it every 4th step and reuses its residuals in between (fast mode).
             num_videos_per_prompt: videos per input image.
             generator: random generator(s) for the noise augmentation and the initial latents.
             latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
