@@ -33,6 +33,7 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
         if not isinstance(landmarks, torch.Tensor) or landmarks.ndim != 5:
             shape = tuple(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks)
             raise InputError(f"`landmarks` must be a (B, T, 3, H, W) tensor of pose images, got {shape}")
+        self.check_flow(controlnet_flow)
         batch, flows, _, height, width = controlnet_flow.shape
         expected = (batch, flows + 1, self.controlnet.config.conditioning_channels, height, width)
         if tuple(landmarks.shape) != expected:

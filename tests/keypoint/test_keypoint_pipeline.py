@@ -160,3 +160,8 @@ def test_sadtalker_renderer_counts_whole_frames_and_is_loaded_once(animator, mon
     np.testing.assert_array_equal(landmarks, again)  # seeded blinks and head motion
     with pytest.raises(InputError, match="landmark renderer must be one of aniportrait, sadtalker"):
         animator.landmarks_from_audio(frame, waveform, renderer="wav2lip")
+
+
+def test_a_flow_that_is_not_a_tensor_is_refused_before_the_pose_images_are_checked(animator):
+    with pytest.raises(InputError, match="`controlnet_flow` must be a"):
+        animator.pipe(torch.rand(3, SIZE, SIZE), None, torch.zeros(1, FRAMES, 3, SIZE, SIZE))
