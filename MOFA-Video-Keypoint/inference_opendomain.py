@@ -44,13 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.batch_jobs import read_job_lines, run_batch
+from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 
 RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
 FPS = 25
 JOB_OPTIONS = {"max_frame_len": int, "steps": int, "seed": int, "ldmk_render": str, "fast": bool, "panels": bool}
-TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
 JOB_PATHS = ("img_path", "audio_path", "landmarks", "save_root")
 
 
@@ -172,11 +171,8 @@ def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where
     for key in (*JOB_PATHS, "name"):
         if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
             raise InputError(f"{where}: \"{key}\" must be a non-empty string")
-    for key, kind in JOB_OPTIONS.items():
-        value = entry.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-            raise InputError(f"{where}: \"{key}\" must be {TYPE_NAMES[kind]}, got {value!r}")
-    if entry.get("ldmk_render", args.ldmk_render) not in RENDERERS:
+    options = job_options(entry, JOB_OPTIONS, vars(args), where)
+    if options["ldmk_render"] not in RENDERERS:
         raise InputError(f"{where}: \"ldmk_render\" must be one of {', '.join(RENDERERS)}")
     if entry.get("save_root") is None and args.save_root is None:
         raise InputError(f"{where}: no \"save_root\" (set it in the job or pass --save_root)")
@@ -185,8 +181,6 @@ def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where
     name = entry.get("name") or (paths["audio_path"] or paths["landmarks"]).stem
     if Path(name).name != name:
         raise InputError(f"{where}: \"name\" must be a file name without folders, got {name!r}")
-    options = {key: getattr(args, key) for key in JOB_OPTIONS}
-    options.update({key: entry[key] for key in JOB_OPTIONS if entry.get(key) is not None})
     return Job(**paths, name=name, options=options)
 
 
