@@ -2,7 +2,7 @@
 
     python inference_opendomain.py --img_path portrait.jpg --audio_path speech.wav --save_root results
     python inference_opendomain.py ... --ldmk_render sadtalker   # landmarks from the 3DMM path
-    python inference_opendomain.py ... --tiny            # random tiny models, synthetic landmarks, offline
+    python inference_opendomain.py ... --tiny            # random tiny models, the real face detection, offline
     python inference_opendomain.py --jobs jobs.jsonl --save_root results   # many runs, models loaded once
     accelerate launch inference_opendomain.py --jobs jobs.jsonl            # the same, split over GPUs
 
@@ -116,7 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--panels", action="store_true", help="also write the 5-panel comparison video")
     parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
-                        help="random tiny models and synthetic landmarks (no checkpoints; the video is noise)")
+                        help="random tiny models and stand-in landmark motion on the real face (no checkpoints; "
+                        "the video is noise)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: the best available)")
     parser.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     parser.add_argument("--memory", choices=("high", "balanced", "low"), default="high", help="memory preset")
@@ -208,10 +209,12 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
 # ----------------------------------------------------------------------------------------------- running
 
 
-def load_inputs(job: Job) -> tuple:
+def load_inputs(job: Job, ckpt_dir: Path | None = None) -> tuple:
     """``(image, waveform, landmarks)``, validated before any model work: waveform is None without audio,
-    landmarks None without a landmark file."""
+    landmarks None without a landmark file (then the portrait must show a face, in every mode)."""
     from aniportrait.audio import load_audio
+    from aniportrait.face_check import face_landmarks
+    from pipeline.keypoint_animator import prepare_portrait
     from utils.landmark_conditions import check_landmarks
     from utils.video_io import load_image
 
@@ -228,6 +231,8 @@ def load_inputs(job: Job) -> tuple:
             landmarks = check_landmarks(np.load(job.landmarks, allow_pickle=False))
         except (OSError, ValueError) as error:
             raise InputError(f"cannot read landmarks {job.landmarks}: {error}") from None
+    else:
+        face_landmarks(prepare_portrait(image), job.img_path.name, ckpt_dir)
     return image, waveform, landmarks
 
 
@@ -327,7 +332,7 @@ def run_job(
 def run_single(args: argparse.Namespace) -> Path:
     """Generate and write everything for the command line's inputs; returns the video path."""
     job = single_job(args)
-    inputs = load_inputs(job)  # fail fast, before loading models
+    inputs = load_inputs(job, split_ckpt_dir(args.ckpt_dir)[0])  # fail fast, before loading models
     renderers = (args.ldmk_render,) if args.landmarks is None else ()
     return run_job(build_animator(args, args.device, renderers), job, inputs, args)
 
@@ -348,7 +353,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     def start_worker(my_jobs: list[Job], device: str) -> Callable[[Job], Path]:
         renderers = tuple(sorted({job.options["ldmk_render"] for job in my_jobs if job.landmarks is None}))
         animator = build_animator(args, device, renderers)
-        return lambda job: run_job(animator, job, load_inputs(job), args, say_once)
+        return lambda job: run_job(animator, job, load_inputs(job, animator.ckpt_dir), args, say_once)
 
     def is_finished(job: Job) -> bool:
         return job.settings_path.exists()

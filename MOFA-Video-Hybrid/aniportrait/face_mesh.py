@@ -10,11 +10,14 @@ weighted orthogonal Procrustes solver), fed by the canonical mesh and landmark w
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
 import struct
+import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,6 +259,21 @@ def locate_face_model(ckpt_dir: str | Path) -> Path:
     )
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to the null device for the block: MediaPipe's C++ logging (TensorFlow Lite
+    delegates, graph set-up) writes there directly, past Python's ``sys.stderr`` and ``GLOG_minloglevel``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _face_area(landmarks: np.ndarray) -> float:
     extent = landmarks[:, :2].max(axis=0) - landmarks[:, :2].min(axis=0)
     return float(extent[0] * extent[1])
@@ -280,7 +298,7 @@ def detect_reference_face(image: np.ndarray, face_model: str | Path, image_name:
         output_facial_transformation_matrixes=True,
     )
     rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
-    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+    with native_stderr_silenced(), vision.FaceLandmarker.create_from_options(options) as landmarker:
         result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
     faces = [np.array([[p.x, p.y, p.z] for p in face], dtype=np.float32) for face in result.face_landmarks]
     if not faces:

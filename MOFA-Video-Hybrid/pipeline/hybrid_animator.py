@@ -16,8 +16,9 @@ many as landmarks; a shorter landmark sequence is extended by holding its last p
 that length, and videos longer than 25 frames are denoised by periodic sampling.
 
 Tiny mode builds random tiny models (64-px short side, a 64-px CMP grid, 2 steps) and replaces the landmark
-generators by deterministic stand-ins (a schematic face driven by the audio's loudness or the video's motion):
-it runs on a CPU in seconds and its videos are noise.
+generators by deterministic stand-ins (a schematic face driven by the audio's loudness or the video's motion)
+whose motion is carried onto the portrait's own face, found by MediaPipe as in real mode (a faceless portrait
+is refused): it runs on a CPU in seconds and its videos are noise.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aniportrait.face_check import DETECTION_SHORT_SIDE, anchor_on_face, face_landmarks, tiny_frame
 from models.cmp import CMP, build_tiny_cmp
 from pipeline.animator_base import (
     AnimatorBase,
@@ -64,7 +66,10 @@ from utils.video_io import atomic_output, mux_audio, read_video, resize_and_cent
 
 FPS = 25
 """Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
-TINY_NOTICE = "tiny mode: random tiny weights and synthetic landmarks, the video is noise (fetch the checkpoints for real results)"
+TINY_NOTICE = (
+    "tiny mode: random tiny weights and the portrait's own face landmarks moved by a synthetic stand-in, "
+    "the video is noise (fetch the checkpoints for real results)"
+)
 TRAJ_ADAPTER_DIR = "mofa/traj_controlnet"
 LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
 AUDIO_RENDERERS = ("aniportrait", "sadtalker")
@@ -200,6 +205,7 @@ class HybridAnimator(AnimatorBase):
         super().__init__(ckpt_dir, device, dtype, memory, tiny, show_progress=show_progress)
         self._generators: dict[str, Callable] = {}
         self._landmark_cache: dict[tuple, np.ndarray] = {}
+        self._detail_frames: dict[bytes, Image.Image] = {}  # tiny frame's bytes -> the same crop at 512 px
 
     def _build_tiny_components(self) -> tuple[HybridFlowControlNetPipeline, CMP]:
         return build_tiny_components()
@@ -212,8 +218,33 @@ class HybridAnimator(AnimatorBase):
 
     def prepare_image(self, image: Image.Image | np.ndarray) -> Image.Image:
         """The generation frame: short side 512 (64 in tiny mode), centre-cropped to multiples of the adapters'
-        size multiple (64; 4 in tiny mode). Clicks and masks on this frame are used as they are."""
+        size multiple (64; 4 in tiny mode). Clicks and masks on this frame are used as they are.
+
+        In tiny mode the frame is :func:`aniportrait.face_check.tiny_frame`'s, and the animator keeps the same
+        crop at 512 px for :meth:`face_landmarks`."""
+        if self.is_tiny:
+            frame, detail = tiny_frame(as_rgb_image(image), self.short_side, self.size_multiple)
+            self._detail_frames = {frame.tobytes(): detail}
+            return frame
         return resize_and_center_crop(as_rgb_image(image), self.short_side, self.size_multiple)
+
+    def face_landmarks(self, frame: Image.Image | np.ndarray, image_name: str = "image") -> np.ndarray:
+        """The portrait's own ``(68, 2)`` float64 landmarks in pixels of ``frame`` (MediaPipe, offline, every mode):
+        the check that refuses a faceless portrait before any landmark model runs.
+
+        A tiny frame from :meth:`prepare_image` is searched at 512 px; any other tiny frame is scaled up to that.
+
+        Raises:
+            InputError: ``no face detected in <image_name>``.
+        """
+        frame = as_rgb_image(frame)
+        if not self.is_tiny:
+            return face_landmarks(frame, image_name, self.ckpt_dir)
+        factor = DETECTION_SHORT_SIDE / min(frame.size)
+        detail = self._detail_frames.get(frame.tobytes())
+        if detail is None:
+            detail = frame.resize((round(frame.width * factor), round(frame.height * factor)), Image.Resampling.BICUBIC)
+        return face_landmarks(detail, image_name) * (np.array(frame.size) / np.array(detail.size))
 
     def _check_frame(self, frame: Image.Image | np.ndarray) -> Image.Image:
         frame = as_rgb_image(frame)
@@ -257,7 +288,11 @@ class HybridAnimator(AnimatorBase):
         return hashlib.sha1(frame.tobytes()).hexdigest(), str(path.resolve()), stat.st_mtime_ns, stat.st_size, renderer
 
     def landmarks_from_audio(
-        self, frame: Image.Image | np.ndarray, audio_path: str | Path, renderer: str = "aniportrait"
+        self,
+        frame: Image.Image | np.ndarray,
+        audio_path: str | Path,
+        renderer: str = "aniportrait",
+        image_name: str = "image",
     ) -> np.ndarray:
         """Landmarks of the face in ``frame`` talking along with an audio file (any common format).
 
@@ -265,7 +300,8 @@ class HybridAnimator(AnimatorBase):
             frame: the generation frame (:meth:`prepare_image`).
             audio_path: speech audio.
             renderer: ``aniportrait`` (audio -> 3D face mesh) or ``sadtalker`` (audio -> 3DMM coefficients);
-                ignored in tiny mode (a schematic face opens its mouth with the loudness).
+                ignored in tiny mode (the portrait's own landmarks open their mouth with the loudness).
+            image_name: how a "no face" error names the portrait.
 
         Returns:
             ``(1 + N, 68, 2)`` float64 pixels of ``frame``, N = 25 frames per second of audio.
@@ -281,7 +317,9 @@ class HybridAnimator(AnimatorBase):
         if self.is_tiny:
             from aniportrait.synthetic import synthetic_landmarks
 
-            return synthetic_landmarks(frame.width, frame.height, load_audio(audio_path))
+            waveform = load_audio(audio_path)
+            reference = self.face_landmarks(frame, image_name)
+            return anchor_on_face(synthetic_landmarks(frame.width, frame.height, waveform), reference)
         pixels = np.asarray(frame)
 
         def compute() -> np.ndarray:
@@ -290,14 +328,17 @@ class HybridAnimator(AnimatorBase):
                 from sadtalker_audio2pose.pipeline import audio_to_landmarks
 
                 return audio_to_landmarks(pixels, waveform, landmarker=self._generator("sadtalker-audio"))
-            return self._generator("aniportrait")(pixels, waveform)
+            return self._generator("aniportrait")(pixels, waveform, image_name)
 
         return self._cached(self._key(frame, audio_path, renderer), compute)
 
-    def landmarks_from_video(self, frame: Image.Image | np.ndarray, video_path: str | Path) -> np.ndarray:
+    def landmarks_from_video(
+        self, frame: Image.Image | np.ndarray, video_path: str | Path, image_name: str = "image"
+    ) -> np.ndarray:
         """Landmarks of the face in ``frame`` following a driving video's expression and head pose.
 
-        In tiny mode a schematic face follows the video's global motion instead (no face detector).
+        In tiny mode the portrait's own landmarks follow the video's global motion instead (a schematic face's
+        motion, :mod:`utils.synthetic_video_landmarks`, carried onto the detected face).
 
         Returns:
             ``(1 + N, 68, 2)`` float64 pixels of ``frame``, one frame per driving frame after the reference.
@@ -309,7 +350,9 @@ class HybridAnimator(AnimatorBase):
         if self.is_tiny:
             from utils.synthetic_video_landmarks import synthetic_video_landmarks
 
-            return synthetic_video_landmarks(frame.width, frame.height, read_video(video_path).frames)
+            driving = read_video(video_path).frames
+            reference = self.face_landmarks(frame, image_name)
+            return anchor_on_face(synthetic_video_landmarks(frame.width, frame.height, driving), reference)
 
         def compute() -> np.ndarray:
             from sadtalker_video2pose.pipeline import video_to_landmarks

@@ -10,9 +10,11 @@
 
 Landmarks come from one of two renderers: ``aniportrait`` (MediaPipe face + audio2mesh + audio2pose) or
 ``sadtalker`` (a 3DMM fit of the portrait driven by Audio2Exp + Audio2Pose, :mod:`sadtalker_audio2pose`).
-Tiny mode builds random tiny models; ``aniportrait`` is replaced by a deterministic schematic face driven by
-the audio's loudness (:mod:`aniportrait.synthetic`) and ``sadtalker`` runs its real code on random weights and
-a synthetic face model (:mod:`sadtalker_audio2pose.tiny`), so the whole chain runs offline; its videos are noise.
+Tiny mode builds random tiny models but still finds the real face (MediaPipe, offline; a faceless portrait is
+refused as in real mode): ``aniportrait`` is replaced by a deterministic schematic face driven by the audio's
+loudness (:mod:`aniportrait.synthetic`) and ``sadtalker`` runs its real code on random weights and a synthetic
+face model (:mod:`sadtalker_audio2pose.tiny`); either motion is carried onto the detected face
+(:func:`aniportrait.face_check.anchor_on_face`). The whole chain runs offline; its videos are noise.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aniportrait.face_check import DETECTION_SHORT_SIDE, anchor_on_face, face_landmarks, tiny_frame
 from aniportrait.synthetic import synthetic_landmarks
 from models.cmp import CMP, build_tiny_cmp
 from pipeline.animator_base import (
@@ -57,10 +60,10 @@ ADAPTER_DIR = SOURCES["ldmk_adapter"].local_dir
 LANDMARK_RENDERERS = ("aniportrait", "sadtalker")
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
 TINY_LANDMARK_NOTICES = {
-    "aniportrait": "tiny mode: landmarks come from a synthetic schematic face driven by the audio's loudness, "
-    "not from AniPortrait",
-    "sadtalker": "tiny mode: landmarks come from the SadTalker 3DMM path on random weights and a synthetic face "
-    "model (tiny_landmarker), not from the SadTalker checkpoint",
+    "aniportrait": "tiny mode: the portrait's own face landmarks (MediaPipe) moved by a synthetic schematic face "
+    "driven by the audio's loudness, not by AniPortrait",
+    "sadtalker": "tiny mode: the portrait's own face landmarks (MediaPipe) moved by the SadTalker 3DMM path on "
+    "random weights and a synthetic face model (tiny_landmarker), not by the SadTalker checkpoint",
 }
 
 
@@ -159,6 +162,7 @@ class KeypointAnimator(AnimatorBase):
         self.landmark_renderers = landmark_renderers
         super().__init__(ckpt_dir, device, dtype, memory, tiny, show_progress=show_progress)
         self._landmark_generators: dict[str, Callable[..., np.ndarray]] = {}
+        self._detail_frames: dict[bytes, Image.Image] = {}  # tiny frame's bytes -> the same crop at 512 px
 
     def _build_tiny_components(self) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
         return build_tiny_components()
@@ -173,10 +177,30 @@ class KeypointAnimator(AnimatorBase):
 
     def prepare_image(self, image: Image.Image) -> Image.Image:
         """The generation frame: :func:`prepare_portrait`, or in tiny mode always short side 32 cropped to
-        multiples of 4."""
+        multiples of 4 (:func:`aniportrait.face_check.tiny_frame`; the animator keeps the 512-px crop for
+        :meth:`face_landmarks`)."""
         if self.is_tiny:
-            return resize_and_center_crop(image.convert("RGB"), self.short_side, self.size_multiple)
+            frame, detail = tiny_frame(image, self.short_side, self.size_multiple)
+            self._detail_frames = {frame.tobytes(): detail}
+            return frame
         return prepare_portrait(image, self.short_side, self.size_multiple)
+
+    def face_landmarks(self, frame: Image.Image, image_name: str = "image") -> np.ndarray:
+        """The portrait's own ``(68, 2)`` landmarks in pixels of ``frame`` (MediaPipe, offline, in every mode).
+
+        A tiny frame from :meth:`prepare_image` is searched at 512 px; any other tiny frame is scaled up to that.
+
+        Raises:
+            InputError: ``no face detected in <image_name>``.
+        """
+        if not self.is_tiny:
+            return face_landmarks(frame, image_name, self.ckpt_dir)
+        factor = DETECTION_SHORT_SIDE / min(frame.size)
+        detail = self._detail_frames.get(frame.tobytes())
+        if detail is None:
+            size = (round(frame.width * factor), round(frame.height * factor))
+            detail = frame.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        return face_landmarks(detail, image_name) * (np.array(frame.size) / np.array(detail.size))
 
     def landmarks_from_audio(
         self, frame: Image.Image, waveform: np.ndarray, image_name: str = "image", renderer: str = "aniportrait"
@@ -185,9 +209,9 @@ class KeypointAnimator(AnimatorBase):
 
         The renderers count frames differently: ``aniportrait`` gives ``1 + ceil(L / 640)`` frames (a started
         25 fps frame counts), ``sadtalker`` ``1 + floor(L / 640)`` (whole frames only), as each was released.
-        Its generator is loaded on first use and kept. Tiny mode uses
-        :func:`aniportrait.synthetic.synthetic_landmarks` for ``aniportrait`` and
-        :func:`sadtalker_audio2pose.tiny.tiny_landmarker` for ``sadtalker`` (no weights, no face detector).
+        Its generator is loaded on first use and kept. Tiny mode moves the portrait's own landmarks
+        (:meth:`face_landmarks`) with :func:`aniportrait.synthetic.synthetic_landmarks` for ``aniportrait`` and
+        :func:`sadtalker_audio2pose.tiny.tiny_landmarker` for ``sadtalker`` (no weights).
 
         Returns:
             ``(1 + N, 68, 2)`` float64.
@@ -197,15 +221,17 @@ class KeypointAnimator(AnimatorBase):
             CheckpointError: a landmark-model file is missing.
         """
         check_renderer(renderer)
-        if self.is_tiny and renderer == "aniportrait":
-            return synthetic_landmarks(frame.width, frame.height, waveform)
-        generator = self._landmark_generator(renderer)
-        if renderer == "sadtalker":
-            with warnings.catch_warnings():
-                if self.is_tiny:  # tiny frames are 32 pixels: the synthetic face is always small
-                    warnings.filterwarnings("ignore", message="the face is small")
+        if not self.is_tiny:
+            generator = self._landmark_generator(renderer)
+            if renderer == "sadtalker":
                 return generator(np.asarray(frame), waveform)
-        return generator(np.asarray(frame), waveform, image_name)
+            return generator(np.asarray(frame), waveform, image_name)
+        reference = self.face_landmarks(frame, image_name)
+        if renderer == "aniportrait":
+            return anchor_on_face(synthetic_landmarks(frame.width, frame.height, waveform), reference)
+        with warnings.catch_warnings():  # tiny frames are 32 pixels: the synthetic face is always small
+            warnings.filterwarnings("ignore", message="the face is small")
+            return anchor_on_face(self._landmark_generator(renderer)(np.asarray(frame), waveform), reference)
 
     def _landmark_generator(self, renderer: str) -> Callable[..., np.ndarray]:
         """The renderer's generator, loaded on first use (checking its files first) and cached."""

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from media_helpers import portrait_pixels
 from PIL import Image
 
 from pipeline.hybrid_animator import FPS, HybridAnimator, fit_landmarks_length
@@ -22,8 +23,7 @@ def animator():
 
 @pytest.fixture(scope="module")
 def frame(animator):
-    rng = np.random.default_rng(0)
-    return animator.prepare_image(Image.fromarray((rng.random((90, 120, 3)) * 255).astype(np.uint8)))
+    return animator.prepare_image(Image.fromarray(portrait_pixels((480, 360))))
 
 
 def _speech(path, seconds=0.3, rate=22050):
@@ -215,3 +215,32 @@ def test_landmark_hints_are_scaled_as_in_the_keypoint_path(frame, dtype, hint_dt
     pose, flow = animator.landmark_flow(frame, landmarks)
     assert hint_dtypes == [hint_dtype]
     assert pose.shape[0] == 3 and flow.shape[0] == 2 and flow.dtype == torch.float32
+
+
+def test_tiny_landmarks_start_from_the_portraits_real_face_and_move_it(animator, frame, tmp_path):
+    from aniportrait.face_check import face_landmarks
+
+    # the oracle: MediaPipe on the 480x360 upload itself, mapped into the 84x64 frame (scaled 512/360, the
+    # 683-px width centre-cropped to 672, then 1/8)
+    scale = 512 / 360
+    upload = face_landmarks(portrait_pixels((480, 360)))
+    expected = (upload * scale - [(round(480 * scale) - 672) / 2, 0]) / 8
+    audio = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav", seconds=1.0))
+    np.testing.assert_allclose(audio[0], expected, atol=0.3)
+    assert np.linalg.norm(audio[1:, 66] - audio[1:, 62], axis=-1).max() > np.linalg.norm(audio[0, 66] - audio[0, 62])
+    frames = [np.roll(portrait_pixels((64, 64)), 2 * i, axis=1) for i in range(4)]
+    video = write_video(tmp_path / "drive.mp4", frames, fps=25)
+    np.testing.assert_allclose(animator.landmarks_from_video(frame, video)[0], expected, atol=0.3)
+
+
+def test_a_faceless_portrait_is_refused_in_tiny_mode_too(animator, tmp_path):
+    landscape = np.zeros((90, 120, 3), np.uint8)
+    landscape[..., 0] = np.linspace(0, 255, 120, dtype=np.uint8)[None]
+    frame = animator.prepare_image(Image.fromarray(landscape))
+    with pytest.raises(InputError, match="^no face detected in landscape.png$"):
+        animator.face_landmarks(frame, "landscape.png")
+    with pytest.raises(InputError, match="^no face detected in landscape.png$"):
+        animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"), image_name="landscape.png")
+    video = write_video(tmp_path / "drive.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=25)
+    with pytest.raises(InputError, match="^no face detected in image$"):
+        animator.landmarks_from_video(frame, video)

@@ -10,6 +10,7 @@ import pytest
 import soundfile
 from PIL import Image
 
+from media_helpers import save_portrait
 from ui_helpers import (
     chromium_page,
     click_image,
@@ -39,10 +40,7 @@ def page():
 
 
 def test_upload_image_and_audio_drag_paint_and_run_show_a_video_with_sound(tiny_audio_demo_url, page, tmp_path):
-    image = np.zeros((256, 256, 3), np.uint8)
-    image[..., 0] = np.linspace(0, 255, 256, dtype=np.uint8)[None, :]
-    image[64:192, 64:192, 1] = 200
-    Image.fromarray(image).save(tmp_path / "portrait.png")
+    save_portrait(tmp_path / "portrait.png", (256, 256))
     times = np.arange(8000) / 16000
     for name in ("early.wav", "speech.wav"):
         soundfile.write(tmp_path / name, (0.4 * np.sin(2 * np.pi * 180 * times)).astype(np.float32), 16000)

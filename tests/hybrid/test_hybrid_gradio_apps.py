@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from media_helpers import save_portrait
 from PIL import Image
 
 from ui_helpers import select, served_demo
@@ -51,11 +52,7 @@ def _streams(path) -> tuple[list[str], int]:
 
 
 def _portrait(path: Path) -> Path:
-    image = np.zeros((300, 240, 3), np.uint8)
-    image[..., 0] = np.linspace(0, 255, 240, dtype=np.uint8)[None]
-    image[60:240, 50:190, 1] = 180
-    Image.fromarray(image).save(path)
-    return path
+    return save_portrait(path, (240, 300))
 
 
 def _speech_flac(path: Path, seconds: float = 0.5) -> Path:

@@ -13,10 +13,25 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from media_helpers import save_faceless, save_portrait
 from PIL import Image
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Keypoint"
 FPS = 25
+DATA = Path(__file__).parent / "data"
+
+
+def _astronaut_landmarks_in(size: int) -> np.ndarray:
+    """(68, 2) the face MediaPipe 1.2.2 found in the 512-px portrait (recorded), in pixels of a ``size`` frame."""
+    from aniportrait.projection import MEDIAPIPE_TO_68
+
+    recorded = np.load(DATA / "astronaut_face.npz")["landmarks"]
+    return recorded[MEDIAPIPE_TO_68, :2] * size
+
+
+def _mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Per frame: distance between the inner lips' middle points (62 above, 66 below)."""
+    return np.linalg.norm(landmarks[:, 66] - landmarks[:, 62], axis=-1)
 
 
 def _speechlike(seconds: float, rate: int) -> np.ndarray:
@@ -27,13 +42,13 @@ def _speechlike(seconds: float, rate: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
-    portrait = folder / "portrait.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(portrait)
+    portrait = save_portrait(folder / "portrait.png")
     short, long, odd = folder / "short.wav", folder / "long.wav", folder / "odd.wav"
     soundfile.write(short, _speechlike(2.5, 48000), 48000)
     soundfile.write(long, np.stack([_speechlike(7.0, 44100)] * 2, axis=1), 44100)
     soundfile.write(odd, _speechlike(2.03, 48000), 48000)  # 50.75 frames at 25 fps
-    return {"portrait": portrait, "short": short, "long": long, "odd": odd}
+    landscape = save_faceless(folder / "landscape.jpg")
+    return {"portrait": portrait, "short": short, "long": long, "odd": odd, "landscape": landscape}
 
 
 def _video_info(path: Path) -> tuple[int, float | None]:
@@ -64,12 +79,16 @@ def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio
         "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"]), "--save_root", str(tmp_path),
     ])  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "synthetic" in result.stdout and "noise" in result.stdout
+    assert "synthetic" in result.stdout and "noise" in result.stdout and "MediaPipe" in result.stdout
     expected_frames = 1 + math.ceil(FPS * 2.5)  # 64
     root = tmp_path / "aniportrait"
     landmark_dir = _single(root / "ldmk" / "portrait", "short_*")
     landmarks = np.load(landmark_dir / "landmarks.npy")
     assert landmarks.shape == (expected_frames, 68, 2) and landmarks.dtype == np.float64
+    # tiny mode ran the real detector on the 512-px portrait: frame 0 is its face, scaled to the 32-px frame
+    np.testing.assert_allclose(landmarks[0], _astronaut_landmarks_in(32), atol=0.05)
+    opening = _mouth_opening(landmarks)
+    assert opening[1:].max() > opening[0] + 0.3  # the stand-in's mouth opens with the audio, on the real face
     assert _video_info(landmark_dir / "landmarks.mp4")[0] == expected_frames
     assert Image.open(landmark_dir / "input.png").size == (32, 32)
 
@@ -187,6 +206,7 @@ def test_sadtalker_renderer_tiny_end_to_end_counts_whole_audio_frames(cli_main, 
     landmarks = np.load(_single(root / "ldmk" / "portrait", "odd_*") / "landmarks.npy")
     assert landmarks.shape == (1 + math.floor(FPS * 2.03), 68, 2)  # 51; aniportrait would give 1 + ceil = 52
     assert np.isfinite(landmarks).all()
+    np.testing.assert_allclose(landmarks[0], _astronaut_landmarks_in(32), atol=0.05)  # the real face, as above
     frames, audio_seconds = _video_info(_single(root / "out_video" / "portrait", "odd_*.mp4"))
     assert frames == 13  # max_frame_len cuts the video, not landmarks.npy
     assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS
@@ -210,3 +230,23 @@ def test_missing_sadtalker_files_name_the_file_and_make_fetch_sadtalker(cli_main
     assert str(ckpts / "sad_talker" / "SadTalker_V0.0.2_256.safetensors") in error
     assert "make fetch MODE=sadtalker" in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("renderer", ["aniportrait", "sadtalker"])
+@pytest.mark.parametrize("tiny", [True, False], ids=["tiny", "real"])
+def test_a_faceless_image_is_refused_before_any_model_loads(
+    cli_main, inputs, tmp_path, capsys, monkeypatch, renderer, tiny
+):
+    import pipeline.keypoint_animator as keypoint_animator
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models were loaded for a faceless image")
+
+    monkeypatch.setattr(keypoint_animator.KeypointAnimator, "__init__", no_models)
+    out = tmp_path / "out"
+    mode = ["--tiny"] if tiny else ["--ckpt_dir", str(tmp_path / "no_ckpts"), "--device", "cpu"]
+    argv = [*mode, "--ldmk_render", renderer, "--save_root", str(out),
+            "--img_path", str(inputs["landscape"]), "--audio_path", str(inputs["short"])]  # fmt: skip
+    assert cli_main(argv) == 2
+    assert capsys.readouterr().err == "error: no face detected in landscape.jpg\n"
+    assert not out.exists()

@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from media_helpers import save_portrait
 from PIL import Image
 
 TINY = ["--tiny", "--steps", "1", "--max_frame_len", "4"]
@@ -42,8 +43,7 @@ def batch(tmp_path):
     """A jobs file (relative paths) with two audio jobs, one landmark-only job and one job with silent audio."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    pixels = np.random.default_rng(0).integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(inputs / "face.png")
+    save_portrait(inputs / "face.png")
     _wav(inputs / "hello.wav", 0.4, 220)
     _wav(inputs / "bye.wav", 0.4, 330)
     soundfile.write(inputs / "quiet.wav", np.zeros(8000, dtype=np.float32), 16000)
