@@ -12,7 +12,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 SUITES ?=
 
-.PHONY: venv test demo demo-tiny fetch check-ckpts fix-copies check-copies bench clean-venv
+.PHONY: venv test demo demo-tiny fetch check-ckpts fix-copies check-copies bench golden clean-venv
 
 venv: $(STAMP)
 
@@ -45,6 +45,10 @@ fix-copies:
 
 check-copies:
 	$(PYTHON) tests/check_copies.py
+
+# Rewrites tests/golden/*.safetensors from diffusers 0.24.0 (installed into a temporary folder; needs PyPI).
+golden: $(STAMP)
+	$(PY) tests/golden/generate_golden.py
 
 bench: $(STAMP)
 	$(PY) tests/bench/bench.py $(BENCH_ARGS)

@@ -37,6 +37,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from models.softsplat import softsplat
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TemporalContextMixin
 from models.unet_spatio_temporal_condition_controlnet import (
     UNetSpatioTemporalConditionControlNetModel,
     run_down_block,
@@ -163,7 +164,7 @@ class FirstFrameFeatureEncoder(nn.Module):
         return outputs
 
 
-class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
+class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMixin):
     """The trajectory MOFA-Adapter (see the module docstring for the data flow).
 
     The config mirrors the SVD UNet's, plus the condition-image embedding widths. Defaults build the released
@@ -285,6 +286,7 @@ class FlowControlNet(ModelMixin, AttentionMixin, ConfigMixin):
 
         # reference branch: level 0 -> levels 1 .. num_blocks-1
         self.flow_encoder = FirstFrameFeatureEncoder((block_out_channels[0], *block_out_channels[: num_blocks - 1]))
+        self.set_temporal_context(DEFAULT_TEMPORAL_CONTEXT)
 
     @classmethod
     def from_unet(

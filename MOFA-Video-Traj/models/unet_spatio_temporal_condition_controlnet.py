@@ -10,12 +10,16 @@ the one that produced it to the last: with the SVD layout the 12 residuals count
 times. This model reproduces that by scaling residual ``j`` by its multiplier once (see
 :func:`down_residual_multipliers`).
 
+Its temporal cross-attentions follow :mod:`models.temporal_context`, ``"original"`` unless
+:meth:`~models.temporal_context.TemporalContextMixin.set_temporal_context` says otherwise.
+
 The helpers :func:`time_embedding` and :func:`run_down_block` are shared with the adapters, whose encoder
 half is a copy of this UNet's.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -25,6 +29,8 @@ from diffusers.models.unets.unet_spatio_temporal_condition import (
 )
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
 from torch import nn
+
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TemporalContextMixin
 
 
 def down_residual_multipliers(down_blocks: Sequence[nn.Module]) -> tuple[int, ...]:
@@ -96,8 +102,14 @@ def run_down_block(
     return block(hidden_states=hidden_states, temb=temb, image_only_indicator=image_only_indicator)
 
 
-class UNetSpatioTemporalConditionControlNetModel(UNetSpatioTemporalConditionModel):
+class UNetSpatioTemporalConditionControlNetModel(TemporalContextMixin, UNetSpatioTemporalConditionModel):
     """SVD UNet whose forward adds ControlNet residuals (config and weights as ``UNetSpatioTemporalConditionModel``)."""
+
+    @functools.wraps(UNetSpatioTemporalConditionModel.__init__)
+    def __init__(self, *args, **kwargs) -> None:
+        # the wrapped signature keeps diffusers' config handling, which reads the parent's parameters
+        super().__init__(*args, **kwargs)
+        self.set_temporal_context(DEFAULT_TEMPORAL_CONTEXT)
 
     @property
     def residual_multipliers(self) -> tuple[int, ...]:
