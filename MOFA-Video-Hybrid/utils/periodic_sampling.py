@@ -27,9 +27,10 @@ v-prediction for the window, ``(B, L, C, h, w)`` (classifier-free guidance alrea
 def get_views(num_frames: int, window: int = 25, stride: int | None = None) -> list[View]:
     """Views for ``num_frames`` frames and windows of ``window`` frames (frame 0 included).
 
-    ``views = [(1 + i*S, i*S + W) for i in 0..(N - W) // S]`` followed by the tail ``(N - W + 1, N)`` (dropped
-    when it repeats the last view; averaging a window with itself changes nothing). For ``N <= W`` there is one
-    shorter view ``(1, N)``.
+    ``views = [(1 + i*S, i*S + W) for i in 0..(N - W) // S]`` followed by the tail ``(N - W + 1, N)``, as the
+    original does, even when the tail repeats the last view (whenever ``(N - W) % S == 0``): the repeated view
+    then weighs twice in the average of every frame it holds (:func:`weighted_views`). For ``N <= W`` there is
+    one shorter view ``(1, N)``.
 
     Args:
         num_frames: N, frames in the video including frame 0 (>= 2).
@@ -52,10 +53,21 @@ def get_views(num_frames: int, window: int = 25, stride: int | None = None) -> l
     if num_frames <= window:
         return [(1, num_frames)]
     views = [(1 + i * stride, i * stride + window) for i in range((num_frames - window) // stride + 1)]
-    tail = (num_frames - window + 1, num_frames)
-    if views[-1] != tail:
-        views.append(tail)
-    return views
+    return [*views, (num_frames - window + 1, num_frames)]
+
+
+def weighted_views(views: Sequence[View]) -> list[tuple[View, int]]:
+    """``[(view, weight), ...]``: each run of equal consecutive views once, weighted by its length.
+
+    A repeated view gives the same prediction each time, so it is denoised once and counted ``weight`` times.
+    """
+    weighted: list[tuple[View, int]] = []
+    for view in views:
+        if weighted and weighted[-1][0] == view:
+            weighted[-1] = (view, weighted[-1][1] + 1)
+        else:
+            weighted.append((tuple(view), 1))
+    return weighted
 
 
 def window_frame_indices(view: View, device: torch.device | str | None = None) -> torch.Tensor:
@@ -101,7 +113,7 @@ def periodic_denoise_step(
     For each view, the window latents ``latents[:, [0, a..b-1]]`` are denoised by ``denoise_window_fn`` and
     stepped from ``sigma`` to ``sigma_next`` with ``euler_step``. The first view contributes all its frames
     (frame 0 included); every other view contributes frames ``a..b-1`` only. Each frame's result is the mean
-    of its contributions.
+    of its contributions, a view listed twice in a row counting twice (it is denoised once).
 
     Args:
         latents: ``(B, N, C, h, w)`` latents of all N frames at ``sigma``.
@@ -114,15 +126,15 @@ def periodic_denoise_step(
     """
     total = torch.zeros(latents.shape, dtype=torch.float32, device=latents.device)
     count = torch.zeros(latents.shape[1], dtype=torch.float32, device=latents.device)
-    for view_index, view in enumerate(views):
+    for view_index, (view, weight) in enumerate(weighted_views(views)):
         frame_indices = window_frame_indices(view, latents.device)
         window_latents = latents[:, frame_indices]
         model_output = denoise_window_fn(frame_indices, window_latents)
         stepped = euler_step(window_latents, model_output, sigma, sigma_next).float()
         if view_index > 0:
             frame_indices, stepped = frame_indices[1:], stepped[:, 1:]
-        total[:, frame_indices] += stepped
-        count[frame_indices] += 1
+        total[:, frame_indices] += stepped * weight
+        count[frame_indices] += weight
     if not bool((count > 0).all()):
         missing = torch.nonzero(count == 0).flatten().tolist()
         raise ValueError(f"views {list(views)} leave frames {missing} without a window")

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from utils.errors import InputError
-from utils.periodic_sampling import euler_step, get_views, periodic_denoise_step, window_frame_indices
+from utils.periodic_sampling import (
+    euler_step,
+    get_views,
+    periodic_denoise_step,
+    weighted_views,
+    window_frame_indices,
+)
 from utils.scheduling import build_svd_scheduler
 
 
@@ -21,7 +27,10 @@ def test_views_for_125_frames_match_the_released_schedule():
 
 @pytest.mark.parametrize(
     "num_frames, views",
-    [(2, [(1, 2)]), (24, [(1, 24)]), (25, [(1, 25)]), (26, [(1, 25), (2, 26)]), (37, [(1, 25), (13, 37)])],
+    [
+        (2, [(1, 2)]), (24, [(1, 24)]), (25, [(1, 25)]), (26, [(1, 25), (2, 26)]),
+        (37, [(1, 25), (13, 37), (13, 37)]),  # (N - W) % S == 0: the tail repeats the last view, as released
+    ],  # fmt: skip
 )
 def test_views_for_short_videos(num_frames, views):
     assert get_views(num_frames) == views
@@ -41,7 +50,9 @@ def test_views_cover_every_frame_with_full_windows(window, stride):
             assert end - start == min(window, num_frames) - 1  # every window holds W frames with frame 0
             covered.update(range(start, end))
         assert covered == set(range(1, num_frames)), (num_frames, views)
-        assert len(set(views)) == len(views)
+        repeats_tail = num_frames > window and (num_frames - window) % (stride or window // 2) == 0
+        assert len(set(views)) == len(views) - repeats_tail
+        assert not repeats_tail or views[-1] == views[-2]
 
 
 @pytest.mark.parametrize(
@@ -104,11 +115,12 @@ def test_periodic_step_averages_views_and_takes_frame_zero_from_the_first_view()
     latents = torch.zeros(1, 5, 2, 3, 3)
     calls = []
     views = get_views(5, window=3, stride=1)
-    assert views == [(1, 3), (2, 4), (3, 5)]
+    assert views == [(1, 3), (2, 4), (3, 5), (3, 5)]
     new = periodic_denoise_step(latents, views, _denoiser_that_steps_to(calls), 1.0, 0.0)
     assert [indices for indices, _ in calls] == [[0, 1, 2], [0, 2, 3], [0, 3, 4]]
-    # view (1,3) gives frames 0,1,2 -> 10,11,12; view (2,4) frames 2,3 -> 21,22; view (3,5) frames 3,4 -> 31,32
-    expected = [10.0, 11.0, (12 + 21) / 2, (22 + 31) / 2, 32.0]
+    # view (1,3) gives frames 0,1,2 -> 10,11,12; view (2,4) frames 2,3 -> 21,22; view (3,5), listed twice,
+    # frames 3,4 -> 31,32
+    expected = [10.0, 11.0, (12 + 21) / 2, (22 + 2 * 31) / 3, 32.0]
     torch.testing.assert_close(new[0, :, 0, 0, 0], torch.tensor(expected), rtol=0, atol=1e-4)
     assert new.shape == latents.shape and new.dtype == latents.dtype
     assert (new == new[:, :, :1, :1, :1]).all()  # the value is uniform inside each frame
@@ -134,3 +146,73 @@ def test_a_repeated_view_changes_nothing_and_one_view_is_a_plain_step():
 def test_views_that_miss_a_frame_are_a_programming_error():
     with pytest.raises(ValueError, match=r"frames \[3\]"):
         periodic_denoise_step(torch.zeros(1, 4, 1, 1, 1), [(1, 3)], lambda i, w: torch.zeros_like(w), 1.0, 0.5)
+
+
+# ---------------------------------------------------------------------------------------------- repeated tail
+
+
+def test_the_repeated_tail_view_is_run_once_and_weighs_twice():
+    views = get_views(7, window=3, stride=1)
+    assert views == [(1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (5, 7)]
+    assert weighted_views(views) == [((1, 3), 1), ((2, 4), 1), ((3, 5), 1), ((4, 6), 1), ((5, 7), 2)]
+    calls = []
+    new = periodic_denoise_step(torch.zeros(1, 7, 1, 1, 1), views, _denoiser_that_steps_to(calls), 1.0, 0.0)
+    assert [indices for indices, _ in calls] == [[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 5], [0, 5, 6]]
+    # view (a, b) steps frame a+k to 10a+1+k; frame 5 is held by (4, 6) once and by (5, 7) twice
+    expected = [10, 11, (12 + 21) / 2, (22 + 31) / 2, (32 + 41) / 2, (42 + 2 * 51) / 3, 52]
+    torch.testing.assert_close(new[0, :, 0, 0, 0], torch.tensor(expected, dtype=torch.float32), rtol=0, atol=1e-4)
+
+
+def test_default_windows_weigh_the_repeated_tail_twice_at_37_frames():
+    views = get_views(37)
+    assert weighted_views(views) == [((1, 25), 1), ((13, 37), 2)]
+    calls = []
+    new = periodic_denoise_step(torch.zeros(1, 37, 1, 1, 1), views, _denoiser_that_steps_to(calls), 1.0, 0.0)
+    assert len(calls) == 2
+    # frames 13..24 are held by (1, 25) (value 10 + k) and twice by (13, 37) (value 130 + 1 + k - 13)
+    frame = 20
+    torch.testing.assert_close(new[0, frame, 0, 0, 0], torch.tensor((10.0 + frame + 2 * (131 + frame - 13)) / 3))
+
+
+def _window_model(frame_indices: torch.Tensor, scaled_window: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """A v-prediction that depends on the whole window, each frame's place in the video and the timestep."""
+    place = frame_indices.float().view(1, -1, 1, 1, 1)
+    return torch.tanh(0.3 * scaled_window + scaled_window.mean(dim=1, keepdim=True)) * (1 + place / 10) + timestep
+
+
+def _original_periodic_loop(latents, num_steps, window, stride):
+    """A literal transcription of the released loop: every view, in order, including a repeated tail; one stock
+    scheduler step per view with its step index rewound after all but the last; ``value / count``."""
+    scheduler = build_svd_scheduler()
+    scheduler.set_timesteps(num_steps)
+    num_frames = latents.shape[1]
+    views = [(1 + i * stride, i * stride + window) for i in range((num_frames - window) // stride + 1)]
+    views.append((num_frames - window + 1, num_frames))
+    latents = latents * scheduler.init_noise_sigma
+    for timestep in scheduler.timesteps:
+        value, count = torch.zeros_like(latents), torch.zeros_like(latents)
+        for view_index, (start, end) in enumerate(views):
+            window_latents = torch.cat([latents[:, 0:1], latents[:, start:end]], dim=1)
+            model_input = scheduler.scale_model_input(window_latents, timestep)
+            frame_indices = torch.tensor([0, *range(start, end)])
+            model_output = _window_model(frame_indices, model_input, timestep)
+            stepped = scheduler.step(model_output, timestep, window_latents).prev_sample
+            if view_index != len(views) - 1:
+                scheduler._step_index -= 1
+            if view_index == 0:
+                value[:, 0:end] += stepped
+                count[:, 0:end] += 1
+            else:
+                value[:, start:end] += stepped[:, 1:]
+                count[:, start:end] += 1
+        latents = torch.where(count > 0, value / count, value)
+    return latents
+
+
+@pytest.mark.parametrize("num_frames, window, stride", [(7, 3, 1), (37, 25, 12), (30, 14, 7)])
+def test_pipeline_periodic_loop_equals_the_original_loop(pipe, num_frames, window, stride):
+    noise = torch.randn(1, num_frames, 4, 4, 4, generator=torch.Generator().manual_seed(num_frames))
+    timesteps, latents = pipe.prepare_noise(3, 1, num_frames, 8, 8, torch.float32, torch.device("cpu"), None, noise)
+    views = pipe.plan_windows(num_frames, window, stride)
+    ours = pipe.denoise(latents, timesteps, views, _window_model, None, ["latents"])
+    torch.testing.assert_close(ours, _original_periodic_loop(noise, 3, window, stride), rtol=0, atol=1e-4)
