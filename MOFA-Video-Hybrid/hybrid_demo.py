@@ -20,11 +20,19 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.hybrid_animator import AUDIO_RENDERERS, HybridAnimator
 from utils import hybrid_session, ui_state
 from utils.checkpoints import default_ckpt_dir, fetch_command, require_mode
 from utils.demo_cli import demo_argument_parser
-from utils.demo_page import click_position, drag_click_targets, new_run_dir, serve_page, show_warning
+from utils.demo_page import (
+    click_position,
+    drag_click_targets,
+    new_run_dir,
+    serve_page,
+    show_warning,
+    temporal_context_choice,
+)
 from utils.errors import CheckpointError, InputError
 from utils.face_mask import describe_mask, describe_mask_choice
 from utils.memory import MEMORY_PRESETS
@@ -205,6 +213,7 @@ class HybridDemoHandlers:
         memory: str,
         comparison: bool,
         fast: bool = False,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         progress: gr.Progress = gr.Progress(),
     ):
         """Generates the video; returns (video, trajectory flow, landmark flow, landmarks, hint, comparison,
@@ -239,6 +248,7 @@ class HybridDemoHandlers:
                 trajectory_scale=float(trajectory_scale),
                 landmark_scale=float(landmark_scale),
                 fast=bool(fast),
+                temporal_context=temporal_context,
                 progress=lambda done, total: progress((done, total), desc="Denoising"),
             )
             progress(1.0, desc="Writing videos")
@@ -348,6 +358,8 @@ def build_demo(
                 memory_preset = gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset")
                 comparison = gr.Checkbox(True, label="Also write the 7-panel comparison video")
                 fast_mode = gr.Checkbox(False, label="Fast Mode (adapters every 4th step, fused residuals reused)")
+                with gr.Accordion("Advanced settings", open=False):
+                    temporal_context = temporal_context_choice()
             with gr.Column(scale=3):
                 with gr.Row():
                     trajectory_image, brush_image = drag_click_targets()
@@ -417,6 +429,7 @@ def build_demo(
                 memory_preset,
                 comparison,
                 fast_mode,
+                temporal_context,
             ],
             [
                 output_video,

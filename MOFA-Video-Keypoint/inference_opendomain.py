@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 
@@ -125,6 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
     parser.add_argument("--fast", action="store_true",
                         help="fast mode: the adapter at every 4th step, its residuals reused in between")
+    parser.add_argument("--temporal_context", choices=TEMPORAL_CONTEXTS, default=DEFAULT_TEMPORAL_CONTEXT,
+                        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
+                        "(default); per_video = today's diffusers")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     if args.jobs is not None and any(value is not None for value in (args.img_path, args.audio_path, args.landmarks)):
@@ -306,7 +310,7 @@ def run_job(
     options = job.options
     result = animator.animate(
         frame, landmarks, max_frames=options["max_frame_len"], steps=options["steps"], seed=options["seed"],
-        fast=options["fast"],
+        fast=options["fast"], temporal_context=args.temporal_context,
     )  # fmt: skip
     write_outputs(job, frame, landmarks, result, args.overwrite)
     settings = {

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
@@ -81,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=20, help="playback rate of the written videos")
     parser.add_argument("--fast", action="store_true",
                         help="fast mode: the adapter at every 4th step, residuals reused in between (~1.1x SVD time)")
+    parser.add_argument("--temporal_context", choices=TEMPORAL_CONTEXTS, default=DEFAULT_TEMPORAL_CONTEXT,
+                        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
+                        "(default); per_video = today's diffusers")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--memory", choices=MEMORY_PRESETS, default="high", help="memory preset (see utils/memory.py)")
@@ -223,6 +227,7 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
 def run_job(
     animator, job: Job, inputs: tuple[Image.Image, list, np.ndarray | None], overwrite: bool,
     decode_chunk_size: int | None,
+    temporal_context: str,
 ) -> list[str]:
     """Animate and save one job from its :func:`prepare_job` inputs; returns its warnings."""
     image, tracks, brush = inputs
@@ -239,6 +244,7 @@ def run_job(
         width=options["width"],
         fast=options["fast"],
         decode_chunk_size=decode_chunk_size,
+        temporal_context=temporal_context,
     )
     input_paths = {"image": str(job.image), "trajectories": str(job.trajectories)}
     animator.save(result, job.output, fps=options["fps"], overwrite=overwrite, extra_settings={"inputs": input_paths})
@@ -262,7 +268,7 @@ def run_single(args: argparse.Namespace) -> int:
     job = Job(args.image, args.trajectories, args.output, {name: getattr(args, name) for name in JOB_OPTIONS})
     inputs = prepare_job(job, args.overwrite)  # fail fast, before loading models
     animator = build_animator(args, args.device)
-    for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size):
+    for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size, args.temporal_context):
         print(f"warning: {message}", file=sys.stderr)
     print(f"wrote {args.output}")
     return 0
@@ -282,7 +288,7 @@ def run_jobs(args: argparse.Namespace) -> int:
 
         def run_and_warn(job: Job) -> None:
             inputs = prepare_job(job, args.overwrite)
-            for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size):
+            for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size, args.temporal_context):
                 tqdm.write(f"warning: {job.output}: {message}", file=sys.stderr)
 
         return run_and_warn

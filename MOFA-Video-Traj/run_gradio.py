@@ -19,11 +19,19 @@ import gradio as gr
 import numpy as np
 import torch
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.trajectory_animator import TINY_NOTICE, TrajectoryAnimator
 from utils import ui_state
 from utils.checkpoints import fetch_command
 from utils.demo_cli import demo_argument_parser
-from utils.demo_page import click_position, drag_click_targets, new_run_dir, serve_page, show_warning
+from utils.demo_page import (
+    click_position,
+    drag_click_targets,
+    new_run_dir,
+    serve_page,
+    show_warning,
+    temporal_context_choice,
+)
 from utils.errors import CheckpointError, InputError
 from utils.memory import MEMORY_PRESETS
 from utils.video_io import load_image, resize_and_center_crop, save_png
@@ -169,6 +177,7 @@ class DemoHandlers:
         control_scale: float,
         memory: str,
         fast: bool = False,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         progress: gr.Progress = gr.Progress(),
     ):
         """Animates the image; returns (video, flow video, hint image, status)."""
@@ -193,6 +202,7 @@ class DemoHandlers:
                 control_scale=float(control_scale),
                 memory=memory,
                 fast=bool(fast),
+                temporal_context=temporal_context,
                 progress=on_step,
             )
             progress(1.0, desc="Writing videos")
@@ -246,6 +256,8 @@ def build_demo(
                 seed = gr.Number(42, precision=0, label="Seed")
                 memory_preset = gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset")
                 fast_mode = gr.Checkbox(False, label="Fast Mode (adapter every 4th step, about 1.1x SVD time)")
+                with gr.Accordion("Advanced settings", open=False):
+                    temporal_context = temporal_context_choice()
                 run = gr.Button("Run", variant="primary", elem_id="run-button")
                 status = gr.Markdown(ui_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
             with gr.Column(scale=3):
@@ -321,7 +333,7 @@ def build_demo(
         )
         run.click(
             handlers.run,
-            [session, num_frames, steps, seed, control_scale, memory_preset, fast_mode],
+            [session, num_frames, steps, seed, control_scale, memory_preset, fast_mode, temporal_context],
             [output_video, flow_video, hint_image, status],
             api_name="run",
         )

@@ -46,6 +46,7 @@ from diffusers.video_processor import VideoProcessor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from models.flow_controlnet import FlowControlNet
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, check_temporal_context
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 from utils.adapter_schedule import FAITHFUL, REUSE, RUN, AdapterSchedule
 from utils.errors import InputError
@@ -689,6 +690,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         window_size: int = 25,
         window_stride: int | None = None,
         adapter_schedule: AdapterSchedule | None = None,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -720,6 +722,9 @@ class FlowControlNetPipeline(DiffusionPipeline):
             window_stride: shift between windows (default ``window_size // 2``).
             adapter_schedule: at which steps the adapter runs (:mod:`utils.adapter_schedule`); default every
                 step. ``utils.adapter_schedule.FAST`` runs it every 4th step and reuses its residuals in between (fast mode).
+            temporal_context: the image embedding each temporal cross-attention sees
+                (:mod:`models.temporal_context`): ``"original"`` as diffusers 0.24 computed it for the released
+                results, or ``"per_video"`` as today's diffusers does; they differ only with guidance or B > 1.
             num_videos_per_prompt: videos per input image.
             generator: random generator(s) for the noise augmentation and the initial latents.
             latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
@@ -743,6 +748,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         device = self._execution_device
+        self.set_temporal_context(temporal_context)
 
         # 1. conditions, encoded once; the unconditional half gets zero image embeddings and latents only
         conditioning = self.encode_conditions(
@@ -786,6 +792,13 @@ class FlowControlNetPipeline(DiffusionPipeline):
         if not return_dict:
             return frames, flow_used
         return FlowControlNetPipelineOutput(frames=frames, controlnet_flow=flow_used)
+
+    def set_temporal_context(self, temporal_context: str) -> None:
+        """Set ``temporal_context`` (:mod:`models.temporal_context`) on every component that has one."""
+        check_temporal_context(temporal_context)
+        for component in self.components.values():
+            if hasattr(component, "set_temporal_context"):
+                component.set_temporal_context(temporal_context)
 
     def check_periodic_scheduler(self) -> None:
         """Periodic sampling steps every window with its own Euler update; it needs SVD's Euler v-prediction."""

@@ -36,6 +36,7 @@ from PIL import Image
 
 from aniportrait.face_check import DETECTION_SHORT_SIDE, anchor_on_face, face_landmarks, tiny_frame
 from models.cmp import CMP, build_tiny_cmp
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     AnimatorBase,
     ProgressFn,
@@ -427,6 +428,7 @@ class HybridAnimator(AnimatorBase):
         window_stride: int | None = None,
         decode_chunk_size: int | None = None,
         fast: bool = False,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         progress: ProgressFn | None = None,
     ) -> HybridResult:
         """Animate ``frame``: the face follows ``landmarks`` inside the landmark mask, the rest follows ``tracks``.
@@ -449,6 +451,8 @@ class HybridAnimator(AnimatorBase):
             decode_chunk_size: frames per VAE decode (None: the memory preset's).
             fast: run both adapters at every fourth step only, reusing their fused residuals in between
                 (:data:`utils.adapter_schedule.FAST`).
+            temporal_context: the image embedding each temporal cross-attention sees: ``"original"`` (diffusers 0.24,
+                the released results) or ``"per_video"`` (today's diffusers); :mod:`models.temporal_context`.
             progress: ``progress(done, total)`` after every denoising step.
 
         Returns:
@@ -506,6 +510,7 @@ class HybridAnimator(AnimatorBase):
             window_size=window_size,
             window_stride=window_stride,
             adapter_schedule=schedule,
+            temporal_context=temporal_context,
             generator=torch.Generator("cpu").manual_seed(int(seed)),
             output_type="np",
             callback_on_step_end=step_end_callback(progress, steps),
@@ -537,6 +542,7 @@ class HybridAnimator(AnimatorBase):
             "cmp_grid": self.cmp_grid,
             "fast": bool(fast),
             "adapter_schedule": schedule.as_dict(),
+            "temporal_context": temporal_context,
             "export_fps": FPS,
             **self.model_settings(),
             "warnings": messages,

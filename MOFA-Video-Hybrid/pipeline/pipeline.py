@@ -41,6 +41,7 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from models.flow_controlnet import FlowControlNet
 from models.ldmk_controlnet import LandmarkFlowControlNet
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 from pipeline.flow_controlnet_pipeline import AdapterState, FlowControlNetPipeline, ImageInput
 from pipeline.residual_fusion import Residuals, fuse_residuals, mask_to_tensor
@@ -320,6 +321,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         window_size: int = 25,
         window_stride: int | None = None,
         adapter_schedule: AdapterSchedule | None = None,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -353,6 +355,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             adapter_schedule: at which steps the two adapters run (:mod:`utils.adapter_schedule`); default every
                 step. ``utils.adapter_schedule.FAST`` runs them at every fourth step and reuses their fused
                 residuals in between (fast mode).
+            temporal_context: ``"original"`` (the released results) or ``"per_video"`` (today's diffusers), for
+                the UNet and both adapters (:mod:`models.temporal_context`).
             num_videos_per_prompt: videos per input image.
             generator: random generator(s) for the noise augmentation and the initial latents.
             latents: initial noise ``(B·num_videos_per_prompt, T, 4, h, w)`` (before the initial sigma).
@@ -376,6 +380,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         )  # fmt: skip
         self.check_hybrid_inputs(trajectory_flow, landmark_flow, landmark_images, landmark_mask)
         device = self._execution_device
+        self.set_temporal_context(temporal_context)
 
         # 1. conditions, encoded once; the adapters' inputs are doubled per window, not here
         conditioning = self.encode_conditions(

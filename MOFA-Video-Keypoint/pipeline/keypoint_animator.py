@@ -31,6 +31,7 @@ from PIL import Image
 from aniportrait.face_check import DETECTION_SHORT_SIDE, anchor_on_face, face_landmarks, tiny_frame
 from aniportrait.synthetic import synthetic_landmarks
 from models.cmp import CMP, build_tiny_cmp
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     SHORT_SIDE,
     AnimatorBase,
@@ -263,6 +264,7 @@ class KeypointAnimator(AnimatorBase):
         window_size: int = WINDOW_SIZE,
         control_scale: float = 1.0,
         fast: bool = False,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
     ) -> KeypointResult:
         """Generate ``min(max_frames, len(landmarks))`` frames following the landmarks.
 
@@ -276,6 +278,8 @@ class KeypointAnimator(AnimatorBase):
             control_scale: multiplies the adapter's residuals.
             fast: run the adapter at every 4th step only and reuse its residuals in between
                 (:data:`utils.adapter_schedule.FAST`).
+            temporal_context: the image embedding each temporal cross-attention sees: ``"original"`` (diffusers 0.24,
+                the released results) or ``"per_video"`` (today's diffusers); :mod:`models.temporal_context`.
 
         Raises:
             InputError: bad landmarks, ``max_frames`` < 2 or ``steps`` not a positive integer.
@@ -315,6 +319,7 @@ class KeypointAnimator(AnimatorBase):
             decode_chunk_size=self.memory.decode_chunk_size,
             window_size=window_size,
             adapter_schedule=adapter_schedule(fast),
+            temporal_context=temporal_context,
             output_type="np",
         ).frames[0]
         return KeypointResult(

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from models.cmp import CMP, build_tiny_cmp
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     SHORT_SIDE,
     AnimatorBase,
@@ -362,6 +363,7 @@ class TrajectoryAnimator(AnimatorBase):
         window_size: int = 25,
         window_stride: int | None = None,
         fast: bool = False,
+        temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         memory: str | None = None,
         progress: ProgressFn | None = None,
     ) -> AnimationResult:
@@ -385,6 +387,8 @@ class TrajectoryAnimator(AnimatorBase):
             window_size, window_stride: periodic-sampling windows for long videos (25, 12).
             fast: run the adapter at every fourth step only, reusing its residuals in between
                 (:data:`utils.adapter_schedule.FAST`; about 1.1x plain SVD's time instead of 1.36x).
+            temporal_context: the image embedding each temporal cross-attention sees: ``"original"`` (diffusers 0.24,
+                the released results) or ``"per_video"`` (today's diffusers); :mod:`models.temporal_context`.
             memory: switch to this memory preset first (None: keep the current one).
             progress: ``progress(done, total)`` after every denoising step.
 
@@ -424,6 +428,7 @@ class TrajectoryAnimator(AnimatorBase):
             window_size=window_size,
             window_stride=window_stride,
             adapter_schedule=schedule,
+            temporal_context=temporal_context,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="np",
             callback_on_step_end=step_end_callback(progress, steps),
@@ -457,6 +462,7 @@ class TrajectoryAnimator(AnimatorBase):
             "cmp_grid": self.cmp_grid,
             "fast": fast,
             "adapter_schedule": schedule.as_dict(),
+            "temporal_context": temporal_context,
             **self.model_settings(),
             "warnings": messages,
         }

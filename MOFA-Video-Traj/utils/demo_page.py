@@ -11,12 +11,25 @@ from pathlib import Path
 
 import gradio as gr
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
+
 
 def new_run_dir(output_dir: Path) -> Path:
     """A fresh, uniquely named folder for one run's files (``<output_dir>/<date-time>-<id>``)."""
     run_dir = Path(output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def temporal_context_choice() -> gr.Radio:
+    """The advanced setting that picks :mod:`models.temporal_context` (original by default)."""
+    return gr.Radio(
+        list(TEMPORAL_CONTEXTS),
+        value=DEFAULT_TEMPORAL_CONTEXT,
+        label="Temporal context",
+        info="original: diffusers 0.24, as the released results; per_video: today's diffusers",
+        elem_id="temporal-context",
+    )
 
 
 def show_warning(message: str | None) -> None:

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from train_utils.conditioning import FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH
 from utils.checkpoints import CMP_CHECKPOINT, default_ckpt_dir
 
@@ -137,6 +138,13 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         "latents, SVD time-id order",
     )
     objective.add_argument("--time_ids_order", choices=("svd_xtend", "svd"), default=None, help="override the time-id order alone")
+    objective.add_argument(
+        "--temporal_context",
+        choices=TEMPORAL_CONTEXTS,
+        default=DEFAULT_TEMPORAL_CONTEXT,
+        help="temporal cross-attention context of the UNet and adapter: original = diffusers 0.24, as the released "
+        "adapters were trained (default); per_video = today's diffusers. Identical at per-GPU batch 1",
+    )
     objective.add_argument("--fps", type=int, default=FPS_ID)
     objective.add_argument("--motion_bucket_id", type=int, default=MOTION_BUCKET_ID)
     objective.add_argument("--noise_aug_strength", type=float, default=NOISE_AUG_STRENGTH)

@@ -63,6 +63,8 @@ def load_components(args: argparse.Namespace, weight_dtype: torch.dtype = torch.
         vae, image_encoder, feature_extractor, unet, scheduler = _pretrained_svd(svd_path, weight_dtype)
         cmp = CMP.from_checkpoint(cmp_path, fetch_mode="training") if args.stage == 2 else None
     controlnet = _adapter(args, unet, adapter_path)
+    for model in (unet, controlnet):
+        model.set_temporal_context(args.temporal_context)
     return TrainingComponents(
         vae=vae,
         image_encoder=image_encoder,

@@ -343,6 +343,7 @@ class Validator:
             decode_chunk_size=args.decode_chunk_size,
             s2d_size=args.s2d_size,
             seed=args.seed,
+            temporal_context=args.temporal_context,
         )
         entries = read_video_csv(args.val_csv, args.data_root) if args.val_csv else train_dataset.entries
         self.dataset = VideoClipDataset(

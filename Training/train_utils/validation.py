@@ -41,6 +41,7 @@ class ValidationSettings:
     decode_chunk_size: int
     s2d_size: int
     seed: int
+    temporal_context: str
 
 
 def endless_clips(dataset: VideoClipDataset) -> Iterator[dict]:
@@ -102,6 +103,7 @@ def generated_frames(pipeline: nn.Module, first_frame: torch.Tensor, flow: torch
         num_frames=flow.shape[1] + 1,
         num_inference_steps=settings.num_inference_steps,
         decode_chunk_size=settings.decode_chunk_size,
+        temporal_context=settings.temporal_context,
         generator=torch.Generator().manual_seed(settings.seed),
         output_type="pt",
     )

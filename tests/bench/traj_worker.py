@@ -39,7 +39,7 @@ from measure import (  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from utils.adapter_schedule import FAITHFUL, FAST, REUSE, SKIP, AdapterSchedule  # noqa: E402
-from utils.periodic_sampling import get_views  # noqa: E402
+from utils.periodic_sampling import get_views, weighted_views  # noqa: E402
 from utils.trajectories import resample_track  # noqa: E402
 
 FAST_CANDIDATES = {
@@ -293,7 +293,7 @@ def periodic_timings(animator, config: dict, periodic: dict) -> list[dict]:
     timed = time_cases({str(n): run for n, run in cases.items()}, device, config["repeats"], warmup=0)
     rows = []
     for n in periodic["frames"]:
-        num_windows = len(get_views(n, window, stride))
+        num_windows = len(weighted_views(get_views(n, window, stride)))  # windows actually denoised
         case = timed[str(n)]
         rows.append({
             "num_frames": n,

@@ -37,9 +37,11 @@ def _client(app, tmp_path):
     return Client(app.url, verbose=False, download_files=str(tmp_path))
 
 
-def _run(client, renderer, num_frames, comparison=True, mode="auto", *fast):
-    """Run with the page's inputs; ``fast`` (the last input, Fast Mode) is left out unless given."""
-    return client.predict(renderer, mode, 0.6, 1.0, num_frames, 2, 7, "balanced", comparison, *fast, api_name="/run")
+def _run(client, renderer, num_frames, comparison=True, mode="auto", *advanced):
+    """Run with the page's inputs; ``advanced`` (Fast Mode, then the temporal context) is left out unless given."""
+    return client.predict(
+        renderer, mode, 0.6, 1.0, num_frames, 2, 7, "balanced", comparison, *advanced, api_name="/run"
+    )
 
 
 def _path(value) -> str:
@@ -135,6 +137,7 @@ def test_audio_app_upload_trajectory_mask_and_run_write_a_video_with_the_audio(a
     assert settings["tracks"] == [[[10.0, 60.0], [30.0, 70.0]]]
     assert settings["landmark_frames"] == 1 + 13  # 0.5 s of audio at 25 fps, plus the reference
     assert settings["fast"] is False  # a call without the Fast Mode input keeps the faithful schedule
+    assert settings["temporal_context"] == "original"
 
 
 def test_video_app_runs_as_long_as_the_driving_video_and_refuses_a_corrupt_one(video_app, tmp_path):
@@ -149,10 +152,11 @@ def test_video_app_runs_as_long_as_the_driving_video_and_refuses_a_corrupt_one(v
     driving = write_video(tmp_path / "drive.mp4", [np.roll(texture, 3 * i, axis=1) for i in range(5)], fps=25)
     assert client.predict(handle_file(driving), api_name="/upload_video")[-1].endswith("driving video: drive.mp4.")
     select(client, "/add_point", 5, 5)
-    outputs = _run(client, "sadtalker", 0, False, "none", True)  # Fast Mode on
+    outputs = _run(client, "sadtalker", 0, False, "none", True, "per_video")  # Fast Mode on, today's context
     video, *_, comparison, _, mask_status, status = outputs
     assert status.startswith("Done: 6 frames written to ")  # the reference + one frame per driving frame
     run_dir = Path(status.removeprefix("Done: 6 frames written to ").rstrip("."))
-    assert json.loads((run_dir / "settings.json").read_text())["fast"] is True
+    settings = json.loads((run_dir / "settings.json").read_text())
+    assert settings["fast"] is True and settings["temporal_context"] == "per_video"
     assert _streams(_path(video)) == (["video"], 6)
     assert comparison is None and mask_status.startswith("Landmark mask: none")

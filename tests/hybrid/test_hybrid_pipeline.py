@@ -243,3 +243,28 @@ def test_fast_schedule_keeps_the_fused_residuals_of_every_window_apart(pipe):
             assert torch.equal(per_step[step][window][1], per_step[0][window][1])
     assert not torch.equal(per_step[0][0][1], per_step[0][-1][1])  # the windows' residuals differ
     assert not torch.equal(per_step[4][0][1], per_step[0][0][1])
+
+
+def _original_blend(face_residuals, traj_residuals, mask_uint8):
+    """A literal transcription of the released Hybrid pipeline's fusion: the painted mask / 255 as
+    ``[1, 1, H, W]``, nearest-resized to each residual and broadcast, ``face * m + traj * (1 - m)``."""
+    ldmk_mask = torch.from_numpy(mask_uint8).float()[None, None] / 255.0
+    fused = []
+    for face, traj in zip(face_residuals, traj_residuals):
+        mask = torch.nn.functional.interpolate(ldmk_mask, size=face.shape[-2:], mode="nearest")
+        fused.append(face * mask + traj * (1 - mask))
+    return fused
+
+
+def test_unet_residuals_are_the_original_blend_through_the_nearest_resized_mask(pipe):
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    mask = (((rows - 13.3) / 9.1) ** 2 + ((cols - 18.7) / 6.4) ** 2 < 1).astype(np.uint8) * 255  # off-grid ellipse
+    inputs = _inputs(4)
+    with Capture(pipe) as capture:
+        pipe(**inputs, landmark_mask=mask, num_inference_steps=2, output_type="np",
+             generator=torch.Generator().manual_seed(7))  # fmt: skip
+    assert len(capture.unet) == 2
+    for (face_down, face_mid), (traj_down, traj_mid), (down, mid) in zip(capture.face, capture.traj, capture.unet):
+        expected = _original_blend((*face_down, face_mid), (*traj_down, traj_mid), mask)
+        for index, (fused, reference) in enumerate(zip((*down, mid), expected)):
+            torch.testing.assert_close(fused, reference, rtol=0, atol=1e-6, msg=f"residual {index}")

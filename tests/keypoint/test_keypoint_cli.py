@@ -108,13 +108,16 @@ def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio
 def test_long_audio_is_cut_to_max_frame_len_and_the_audio_to_the_video(inputs, tmp_path):
     result = _run([
         sys.executable, "inference_opendomain.py", "--tiny", "--steps", "1", "--max_frame_len", "30", "--fast",
+        "--temporal_context", "per_video",
         "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["long"]), "--save_root", str(tmp_path),
     ])  # fmt: skip
     assert result.returncode == 0, result.stderr
     landmarks = np.load(_single(tmp_path / "aniportrait" / "ldmk" / "portrait", "long_*") / "landmarks.npy")
     assert landmarks.shape[0] == 1 + math.ceil(FPS * 7.0)  # all landmarks are kept on disk
-    frames, audio_seconds = _video_info(_single(tmp_path / "aniportrait" / "out_video" / "portrait", "long_*.mp4"))
+    video = _single(tmp_path / "aniportrait" / "out_video" / "portrait", "long_*.mp4")
+    frames, audio_seconds = _video_info(video)
     assert frames == min(30, 1 + math.ceil(FPS * 7.0))
+    assert json.loads(video.with_suffix(".json").read_text())["temporal_context"] == "per_video"
     assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS
 
 

@@ -167,3 +167,22 @@ def test_warping_in_chunks_of_flows_gives_the_same_features(controlnet):
     chunked, chunked_masks = controlnet.warp_condition_with_matting(features, inputs["controlnet_flow"], chunk_size=2)
     for left, right in zip(whole + whole_masks, chunked + chunked_masks):
         torch.testing.assert_close(left, right)
+
+
+@torch.no_grad()
+def test_temporal_context_reaches_the_landmark_adapter_and_matters_only_for_several_videos():
+    controlnet = tiny_ldmk_controlnet(seed=0).eval()
+    one = _inputs()
+    two = {
+        name: torch.cat([value, value.flip(0) if name == "encoder_hidden_states" else value])
+        if name != "timestep" else value
+        for name, value in one.items()
+    }  # fmt: skip
+    two["encoder_hidden_states"][0] = 0.0  # an unconditional and a conditional row, as with guidance
+    outputs = {}
+    for mode in ("original", "per_video"):
+        controlnet.set_temporal_context(mode)
+        outputs[mode] = (controlnet(**one).mid_block_res_sample, controlnet(**two).mid_block_res_sample)
+    controlnet.set_temporal_context("original")
+    torch.testing.assert_close(outputs["original"][0], outputs["per_video"][0], rtol=0, atol=1e-6)
+    assert (outputs["original"][1] - outputs["per_video"][1]).abs().max() > 1e-4

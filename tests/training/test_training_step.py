@@ -74,3 +74,17 @@ def test_stage2_feeds_cmp_flow_from_hints_not_the_dense_flow(components):
     # CMP's flow is bounded by its bins (tiny CMP: +-50*(1-1/9) px on its 64-px grid = +-11.1 px at 16 px)
     assert flow.abs().max() <= 50 * (1 - 1 / 9) * 16 / 64 + 1e-4
     assert not np.allclose(flow.numpy(), 200.0)
+
+
+@pytest.mark.parametrize("argv, mode", [([], "original"), (["--temporal_context", "per_video"], "per_video")])
+def test_temporal_context_reaches_the_unet_and_the_adapter(argv, mode):
+    parts = load_components(parse_args(1, ["--tiny", "--output_dir", "unused", *argv]))
+    blocks = [
+        block
+        for model in (parts.unet, parts.controlnet)
+        for name, module in model.named_modules()
+        if name.endswith("temporal_transformer_blocks")
+        for block in module
+    ]
+    assert parts.unet.temporal_context == parts.controlnet.temporal_context == mode
+    assert blocks and {block.temporal_context for block in blocks} == {mode}

@@ -255,7 +255,7 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     assert np.asarray(Image.open(preview)).shape == (512, 512, 3)
     assert _status(client.predict(api_name="/add_trajectory")) == status
 
-    video, flow_video, hint, status = client.predict(3, 2, 7, 0.6, "low", api_name="/run")
+    video, flow_video, hint, status = client.predict(3, 2, 7, 0.6, "low", False, "per_video", api_name="/run")
     assert status.startswith("Done: 3 frames written to ")
     assert read_video(video).frames.shape[0] == 3
     assert read_video(flow_video).frames.shape[0] == 3
@@ -268,6 +268,7 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     assert settings["num_frames"] == 3 and settings["steps"] == 2 and settings["seed"] == 7
     assert settings["tracks"] == [[[200.0, 250.0], [260.0, 230.0]]]
     assert settings["memory"]["preset"] == "low"
+    assert settings["temporal_context"] == "per_video"  # the Advanced settings choice reaches the run
 
 
 def test_brush_stamps_painting_and_deleting_work_through_the_api(client, tmp_path):

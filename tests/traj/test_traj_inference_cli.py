@@ -53,6 +53,7 @@ def test_writes_video_flow_hint_and_settings_with_25_frames_by_default(subprojec
     assert settings["num_frames"] == 25 and settings["seed"] == 42 and settings["control_scale"] == 0.6
     assert settings["steps"] == 2 and settings["tiny"] is True and settings["export_fps"] == 20
     assert settings["inputs"]["image"] == str(image)
+    assert settings["temporal_context"] == "original"  # the released results' context by default
 
 
 def test_forty_frames_with_a_brush_of_circles(subproject_dir, tmp_path):
