@@ -180,6 +180,8 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
     """
 
     _supports_gradient_checkpointing = True
+    flow_encoder_zero_convs = True
+    """Whether the first-frame feature pyramid passes its outputs through zero convs (a subclass may not)."""
 
     @register_to_config
     def __init__(
@@ -286,17 +288,18 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
         )
 
         # reference branch: level 0 -> levels 1 .. num_blocks-1
-        self.flow_encoder = FirstFrameFeatureEncoder((block_out_channels[0], *block_out_channels[: num_blocks - 1]))
+        self.flow_encoder = FirstFrameFeatureEncoder(
+            (block_out_channels[0], *block_out_channels[: num_blocks - 1]), use_zero_convs=self.flow_encoder_zero_convs
+        )
         self.set_temporal_context(DEFAULT_TEMPORAL_CONTEXT)
 
     @classmethod
     def from_unet(
         cls,
         unet: UNetSpatioTemporalConditionControlNetModel,
-        conditioning_channels: int = 3,
-        conditioning_embedding_out_channels: tuple[int, ...] = (16, 32, 96, 256),
         num_attention_heads: int | tuple[int, ...] | None = None,
         load_weights_from_unet: bool = True,
+        **adapter_config: Any,
     ) -> "FlowControlNet":
         """Build an adapter matching ``unet`` and initialise it from it, as adapter training starts.
 
@@ -306,10 +309,11 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
 
         Args:
             unet: an SVD UNet (any config with equal last two ``block_out_channels``).
-            conditioning_channels, conditioning_embedding_out_channels: the first-frame embedding.
             num_attention_heads: heads of the adapter's attention layers; ``None`` takes the UNet's. The
                 released adapters were trained with ``(5, 10, 10, 20)`` on a ``(5, 10, 20, 20)`` UNet.
             load_weights_from_unet: copy the weights (``False`` only builds the matching architecture).
+            adapter_config: the config entries that are the adapter's own (``conditioning_channels``,
+                ``conditioning_embedding_out_channels``, and a subclass's); omitted ones take their defaults.
         """
         config = unet.config
         controlnet = cls(
@@ -326,8 +330,7 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
             transformer_layers_per_block=config.transformer_layers_per_block,
             num_attention_heads=config.num_attention_heads if num_attention_heads is None else num_attention_heads,
             num_frames=config.num_frames,
-            conditioning_channels=conditioning_channels,
-            conditioning_embedding_out_channels=conditioning_embedding_out_channels,
+            **adapter_config,
         )
         if load_weights_from_unet:
             for name in ("conv_in", "time_embedding", "down_blocks", "mid_block"):
@@ -354,10 +357,21 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
         level0 = self.controlnet_cond_embedding(controlnet_cond)
         return [level0, *self.flow_encoder(level0)]
 
-    def warp_condition(self, features: Sequence[torch.Tensor], controlnet_flow: torch.Tensor) -> list[torch.Tensor]:
-        """Warp each level by the flow pyramid: ``(B, T-1, 2, H, W)`` pixels -> ``[(B·T, C_k, h_k, w_k)]``."""
+    def warp_condition(
+        self, features: Sequence[torch.Tensor], controlnet_flow: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Warp each level by the flow pyramid (the hook a subclass overrides to repair the warped features).
+
+        Args:
+            features: per level ``(B, C_k, h_k, w_k)`` first-frame features (:meth:`encode_condition`).
+            controlnet_flow: ``(B, T-1, 2, H, W)`` flow in pixels.
+
+        Returns:
+            ``(warped, masks)``: per level ``(B·T, C_k, h_k, w_k)`` batch-major frames (frame 0 unwarped), and
+            per-level masks of a subclass that makes them (``None`` here).
+        """
         flows = flow_pyramid(controlnet_flow, self.pyramid_strides)
-        return [warp_features(feature, flow) for feature, flow in zip(features, flows)]
+        return [warp_features(feature, flow) for feature, flow in zip(features, flows)], None
 
     def prepare_condition(
         self, controlnet_cond: torch.Tensor, controlnet_flow: torch.Tensor, dtype: torch.dtype | None = None
@@ -376,7 +390,7 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
             One ``(B·T, C_k, h_k, w_k)`` tensor per level, batch-major (frame 0 unwarped first).
         """
         features = self.encode_condition(controlnet_cond.to(dtype=dtype or controlnet_cond.dtype))
-        return self.warp_condition(features, controlnet_flow)
+        return self.warp_condition(features, controlnet_flow)[0]
 
     def check_warped_condition(self, warped_condition: Sequence[torch.Tensor], sample: torch.Tensor) -> None:
         """Raise a ``ValueError`` unless ``warped_condition`` holds one ``(B·T, C_k, h_k, w_k)`` tensor per level."""
@@ -437,6 +451,52 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
         """Zero convs then ``× conditioning_scale``: the UNet's down residuals and mid residual."""
         down = tuple(conv(skip) * conditioning_scale for conv, skip in zip(self.controlnet_down_blocks, skips))
         return down, self.controlnet_mid_block(mid) * conditioning_scale
+
+    def residuals(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        added_time_ids: torch.Tensor,
+        controlnet_cond: torch.Tensor,
+        controlnet_flow: torch.Tensor,
+        conditioning_scale: float | torch.Tensor = 1.0,
+        warped_condition: Sequence[torch.Tensor] | None = None,
+        extra_injections: dict[int, Sequence[torch.Tensor]] | None = None,
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, list[torch.Tensor] | None]:
+        """The forward pass after the input checks, shared with subclasses (arguments as :meth:`forward`).
+
+        Args:
+            extra_injections: more tensors to add at injection points (index into :func:`injection_levels`'
+                points), each after that point's warped feature, e.g. a subclass's pose-image embedding.
+
+        Returns:
+            ``(down_residuals, mid_residual, masks)``; ``masks`` from :meth:`warp_condition` (``None`` when
+            ``warped_condition`` is given).
+        """
+        batch_size, num_frames = sample.shape[:2]
+
+        # time: (B·T, C_emb); conditioning repeated per frame
+        emb = time_embedding(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
+        encoder_hidden_states = encoder_hidden_states.repeat_interleave(
+            num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
+        )
+        image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
+
+        # reference features, warped: [(B·T, C_k, h_k, w_k)] for k = 0 .. N-1
+        if warped_condition is None:
+            features = self.encode_condition(controlnet_cond.to(dtype=sample.dtype))
+            warped, masks = self.warp_condition(features, controlnet_flow)
+        else:
+            self.check_warped_condition(warped_condition, sample)
+            warped, masks = list(warped_condition), None
+        injections = [[warped[level]] for level in injection_levels(len(self.down_blocks))]
+        for point, tensors in (extra_injections or {}).items():
+            injections[point].extend(tensors)
+
+        skips, mid = self.encode(sample.flatten(0, 1), emb, encoder_hidden_states, image_only_indicator, injections)
+        down_residuals, mid_residual = self.controlnet_residuals(skips, mid, conditioning_scale)
+        return down_residuals, mid_residual, masks
 
     def check_inputs(
         self,
@@ -520,26 +580,10 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
             controlnet_flow)``), residuals of shape ``(B·T, C, h_j, w_j)`` in the sample's dtype.
         """
         self.check_inputs(sample, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow)
-        batch_size, num_frames = sample.shape[:2]
-
-        # time: (B·T, C_emb); conditioning repeated per frame
-        emb = time_embedding(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
-        encoder_hidden_states = encoder_hidden_states.repeat_interleave(
-            num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
-        )
-        image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
-
-        # reference features, warped: [(B·T, C_k, h_k, w_k)] for k = 0 .. N-1
-        if warped_condition is None:
-            warped = self.prepare_condition(controlnet_cond, controlnet_flow, sample.dtype)
-        else:
-            self.check_warped_condition(warped_condition, sample)
-            warped = warped_condition
-        injections = [[warped[level]] for level in injection_levels(len(self.down_blocks))]
-
-        skips, mid = self.encode(sample.flatten(0, 1), emb, encoder_hidden_states, image_only_indicator, injections)
-        down_residuals, mid_residual = self.controlnet_residuals(skips, mid, conditioning_scale)
-
+        down_residuals, mid_residual, _ = self.residuals(
+            sample, timestep, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow,
+            conditioning_scale, warped_condition,
+        )  # fmt: skip
         if not return_dict:
             return (down_residuals, mid_residual, controlnet_flow)
         return FlowControlNetOutput(

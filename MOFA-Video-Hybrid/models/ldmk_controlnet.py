@@ -28,16 +28,10 @@ from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedd
 from torch import nn
 
 from models.flow_controlnet import (
-    FirstFrameFeatureEncoder,
     FlowControlNet,
     FlowControlNetOutput,
     flow_pyramid,
-    injection_levels,
     warp_features,
-)
-from models.unet_spatio_temporal_condition_controlnet import (
-    UNetSpatioTemporalConditionControlNetModel,
-    time_embedding,
 )
 
 
@@ -142,6 +136,8 @@ class LandmarkFlowControlNet(FlowControlNet):
     defaults. The pose-image encoder must reach the same stride as the condition encoder.
     """
 
+    flow_encoder_zero_convs = False
+
     @register_to_config
     def __init__(
         self,
@@ -196,9 +192,7 @@ class LandmarkFlowControlNet(FlowControlNet):
                 "landmark_embedding_out_channels must have as many entries as conditioning_embedding_out_channels "
                 f"(same stride), got {landmark_embedding_out_channels} and {conditioning_embedding_out_channels}"
             )
-        num_blocks = len(down_block_types)
-        level_channels = (block_out_channels[0], *block_out_channels[: num_blocks - 1])
-        self.flow_encoder = FirstFrameFeatureEncoder(level_channels, use_zero_convs=False)
+        level_channels = (block_out_channels[0], *block_out_channels[: len(down_block_types) - 1])
         self.controlnet_ldmk_embedding = ControlNetConditioningEmbedding(
             conditioning_embedding_channels=block_out_channels[0],
             conditioning_channels=conditioning_channels,
@@ -220,50 +214,10 @@ class LandmarkFlowControlNet(FlowControlNet):
             }
         )
 
-    @classmethod
-    def from_unet(
-        cls,
-        unet: UNetSpatioTemporalConditionControlNetModel,
-        conditioning_channels: int = 3,
-        conditioning_embedding_out_channels: tuple[int, ...] = (16, 32, 96, 256),
-        num_attention_heads: int | tuple[int, ...] | None = None,
-        load_weights_from_unet: bool = True,
-        landmark_embedding_out_channels: tuple[int, ...] = (16, 32, 64, 128),
-        matting_block_expansion: int = 64,
-        matting_max_features: int = 512,
-    ) -> "LandmarkFlowControlNet":
-        """Build an adapter matching ``unet`` and copy ``conv_in``, ``time_embedding``, ``down_blocks`` and
-        ``mid_block`` from it (as :meth:`FlowControlNet.from_unet`), with the landmark-specific options."""
-        config = unet.config
-        controlnet = cls(
-            sample_size=config.sample_size,
-            in_channels=config.in_channels,
-            out_channels=config.out_channels,
-            down_block_types=config.down_block_types,
-            up_block_types=config.up_block_types,
-            block_out_channels=config.block_out_channels,
-            addition_time_embed_dim=config.addition_time_embed_dim,
-            projection_class_embeddings_input_dim=config.projection_class_embeddings_input_dim,
-            layers_per_block=config.layers_per_block,
-            cross_attention_dim=config.cross_attention_dim,
-            transformer_layers_per_block=config.transformer_layers_per_block,
-            num_attention_heads=config.num_attention_heads if num_attention_heads is None else num_attention_heads,
-            num_frames=config.num_frames,
-            conditioning_channels=conditioning_channels,
-            conditioning_embedding_out_channels=conditioning_embedding_out_channels,
-            landmark_embedding_out_channels=landmark_embedding_out_channels,
-            matting_block_expansion=matting_block_expansion,
-            matting_max_features=matting_max_features,
-        )
-        if load_weights_from_unet:
-            for name in ("conv_in", "time_embedding", "down_blocks", "mid_block"):
-                getattr(controlnet, name).load_state_dict(getattr(unet, name).state_dict())
-        return controlnet
-
-    def warp_condition_with_matting(
+    def warp_condition(
         self, features: Sequence[torch.Tensor], controlnet_flow: torch.Tensor, chunk_size: int = 24
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Warp, repair and zero-conv each level; frame 0 keeps the raw feature.
+        """Warp, repair and zero-conv each level; frame 0 keeps the raw feature (the parent's hook).
 
         Args:
             features: per level ``(B, C_k, h_k, w_k)`` first-frame features.
@@ -302,25 +256,6 @@ class LandmarkFlowControlNet(FlowControlNet):
         repaired = self.zero_outs[str(stride)](repaired).view(batch, num_flows, channels, height, width)
         return repaired, mask.view(batch, num_flows, 1, height, width)
 
-    def prepare_condition(
-        self, controlnet_cond: torch.Tensor, controlnet_flow: torch.Tensor, dtype: torch.dtype | None = None
-    ) -> list[torch.Tensor]:
-        """The repaired, warped first-frame features of every level: what ``forward`` adds to the encoder.
-
-        They depend on the first frame and the flow only (not on the noisy sample or the timestep), so a
-        pipeline can compute them once per video and pass them to every step as ``warped_condition``.
-
-        Args:
-            controlnet_cond: ``(B, 3, H, W)`` first frame in [-1, 1].
-            controlnet_flow: ``(B, T-1, 2, H, W)`` flow from frame 0 in pixels.
-            dtype: dtype of the features (that of the sample they will be added to); default the condition's.
-
-        Returns:
-            One ``(B·T, C_k, h_k, w_k)`` tensor per level, batch-major (frame 0 unwarped first).
-        """
-        features = self.encode_condition(controlnet_cond.to(dtype=dtype or controlnet_cond.dtype))
-        return self.warp_condition_with_matting(features, controlnet_flow)[0]
-
     def encode_landmarks(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pose images ``(B, T, 3, H, W)`` in [0, 1] -> (``(B·T, C_0, h, w)`` at the latent grid, its nearest
         half-size copy ``(B·T, C_0, h/2, w/2)``)."""
@@ -355,30 +290,14 @@ class LandmarkFlowControlNet(FlowControlNet):
             controlnet_flow, occlusion_masks)``).
         """
         self.check_inputs(sample, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow)
-        batch_size, num_frames = sample.shape[:2]
-        expected = (batch_size, num_frames, self.config.conditioning_channels, *controlnet_cond.shape[-2:])
+        expected = (*sample.shape[:2], self.config.conditioning_channels, *controlnet_cond.shape[-2:])
         if tuple(landmarks.shape) != expected:
             raise ValueError(f"landmarks must be (B, T, C, H, W) = {expected}, got {tuple(landmarks.shape)}")
-
-        emb = time_embedding(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
-        encoder_hidden_states = encoder_hidden_states.repeat_interleave(
-            num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
-        )
-        image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
-
-        if warped_condition is None:
-            features = self.encode_condition(controlnet_cond.to(dtype=sample.dtype))
-            warped, occlusion_masks = self.warp_condition_with_matting(features, controlnet_flow)
-        else:
-            self._check_warped_condition(warped_condition, sample)
-            warped, occlusion_masks = list(warped_condition), None
         landmark_full, landmark_half = self.encode_landmarks(landmarks.to(dtype=sample.dtype))
-        injections = [[warped[level]] for level in injection_levels(len(self.down_blocks))]
-        injections[0].append(landmark_full)
-        injections[1].append(landmark_half)
-
-        skips, mid = self.encode(sample.flatten(0, 1), emb, encoder_hidden_states, image_only_indicator, injections)
-        down_residuals, mid_residual = self.controlnet_residuals(skips, mid, conditioning_scale)
+        down_residuals, mid_residual, occlusion_masks = self.residuals(
+            sample, timestep, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow,
+            conditioning_scale, warped_condition, extra_injections={0: [landmark_full], 1: [landmark_half]},
+        )  # fmt: skip
 
         if not return_dict:
             return (down_residuals, mid_residual, controlnet_flow, occlusion_masks)
@@ -388,19 +307,3 @@ class LandmarkFlowControlNet(FlowControlNet):
             controlnet_flow=controlnet_flow,
             occlusion_masks=occlusion_masks,
         )
-
-    def _check_warped_condition(self, warped_condition: Sequence[torch.Tensor], sample: torch.Tensor) -> None:
-        """Raise a ``ValueError`` unless ``warped_condition`` holds one ``(B·T, C_k, h_k, w_k)`` tensor per level."""
-        batch, num_frames, _, latent_height, latent_width = sample.shape
-        base = self.pyramid_strides[0]
-        if len(warped_condition) != len(self.pyramid_strides):
-            raise ValueError(
-                f"warped_condition must hold {len(self.pyramid_strides)} levels, got {len(warped_condition)}"
-            )
-        for level, (features, stride) in enumerate(zip(warped_condition, self.pyramid_strides)):
-            size = (latent_height * base // stride, latent_width * base // stride)
-            if features.ndim != 4 or features.shape[0] != batch * num_frames or tuple(features.shape[-2:]) != size:
-                raise ValueError(
-                    f"warped_condition[{level}] must be ({batch * num_frames}, C, {size[0]}, {size[1]}), "
-                    f"got {tuple(features.shape)}"
-                )

@@ -108,7 +108,7 @@ def test_pose_image_embedding_is_added_full_size_after_conv_in_and_halved_after_
 def test_frame_0_keeps_the_unwarped_feature(controlnet):
     inputs = _inputs()
     features = controlnet.encode_condition(inputs["controlnet_cond"])
-    warped, masks = controlnet.warp_condition_with_matting(features, inputs["controlnet_flow"])
+    warped, masks = controlnet.warp_condition(features, inputs["controlnet_flow"])
     for level_feature, level_frames in zip(features, warped):
         assert level_frames.shape[0] == BATCH * FRAMES
         torch.testing.assert_close(level_frames[0], level_feature[0])
@@ -163,8 +163,8 @@ def test_precomputed_warped_condition_gives_identical_residuals(controlnet):
 def test_warping_in_chunks_of_flows_gives_the_same_features(controlnet):
     inputs = _inputs()
     features = controlnet.encode_condition(inputs["controlnet_cond"])
-    whole, whole_masks = controlnet.warp_condition_with_matting(features, inputs["controlnet_flow"], chunk_size=8)
-    chunked, chunked_masks = controlnet.warp_condition_with_matting(features, inputs["controlnet_flow"], chunk_size=2)
+    whole, whole_masks = controlnet.warp_condition(features, inputs["controlnet_flow"], chunk_size=8)
+    chunked, chunked_masks = controlnet.warp_condition(features, inputs["controlnet_flow"], chunk_size=2)
     for left, right in zip(whole + whole_masks, chunked + chunked_masks):
         torch.testing.assert_close(left, right)
 
