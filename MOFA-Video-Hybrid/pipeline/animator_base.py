@@ -16,7 +16,6 @@ The SVD parts every pipeline holds come from :func:`load_svd_parts` (released we
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -263,9 +262,5 @@ class AnimatorBase(ABC):
             # every hint frame shares the one first frame: encode it once
             return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            flow, info = trajectories_to_flow(
-                pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device
-            )
+        flow, info = trajectories_to_flow(pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device)
         return flow, list(info.warnings)

@@ -45,7 +45,7 @@ from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 from pipeline.flow_controlnet_pipeline import AdapterState, FlowControlNetPipeline, ImageInput
 from pipeline.residual_fusion import Residuals, fuse_residuals, mask_to_tensor
-from utils.adapter_schedule import FAITHFUL, REUSE, RUN, AdapterSchedule
+from utils.adapter_schedule import FAITHFUL, REUSE, AdapterSchedule
 from utils.errors import InputError
 
 
@@ -174,36 +174,6 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             )
         return warped
 
-    def hybrid_residuals(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor,
-        conditioning: dict[str, torch.Tensor],
-        frame_indices: torch.Tensor,
-        trajectory_cond_scale: float,
-        landmark_cond_scale: float,
-    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
-        """The fused residuals for one window at the current step, as the adapter schedule says: computed
-        (:meth:`fused_residuals`) at a ``run`` step, the window's kept ones at a ``reuse`` step, none at a ``skip``.
-
-        Arguments as for :meth:`fused_residuals`.
-
-        Returns:
-            ``(down, mid)`` residuals (``(B'·L, C, h_j, w_j)`` each), or ``(None, None)`` at a skipped step.
-        """
-        state = self._adapter_state
-        window = (int(frame_indices[1]), len(frame_indices))  # windows are frame 0 + frames a..b-1
-        if state.action == REUSE and window in state.residuals:
-            return state.residuals[window]
-        if state.action not in (RUN, REUSE):
-            return None, None
-        residuals = self.fused_residuals(
-            sample, timestep, conditioning, frame_indices, trajectory_cond_scale, landmark_cond_scale
-        )
-        if state.keeps_residuals:
-            state.residuals[window] = residuals
-        return residuals
-
     def fused_residuals(
         self,
         sample: torch.Tensor,
@@ -293,7 +263,10 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             timestep,
             conditioning,
             guidance_scale,
-            lambda sample: self.hybrid_residuals(sample, timestep, conditioning, frame_indices, *scales),
+            lambda sample: self.scheduled_residuals(
+                frame_indices,
+                lambda: self.fused_residuals(sample, timestep, conditioning, frame_indices, *scales),
+            ),
         )
 
     @torch.no_grad()
@@ -418,13 +391,15 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             trajectory_cond_scale=trajectory_cond_scale,
             landmark_cond_scale=landmark_cond_scale,
         )
-        latents = self.denoise(
-            latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            before_step=self.start_adapter_step,
-        )  # fmt: skip
+        try:
+            latents = self.denoise(
+                latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                before_step=self.start_adapter_step,
+            )  # fmt: skip
+        finally:  # the warped features and kept residuals are no longer needed, also after an error
+            del conditioning["trajectory_warped"], conditioning["landmark_warped"], self._adapter_state
 
-        # 4. decode (the warped features and kept residuals are no longer needed)
-        del conditioning["trajectory_warped"], conditioning["landmark_warped"], self._adapter_state
+        # 4. decode
         frames = self.finish(latents, output_type, decode_chunk_size)
         outputs = (
             frames,

@@ -451,28 +451,47 @@ class FlowControlNetPipeline(DiffusionPipeline):
         Returns:
             ``(down, mid)`` residuals (``(B'·L, C, h_j, w_j)`` each), or ``(None, None)`` at a skipped step.
         """
+
+        def run_adapter() -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+            flow, warped = self.window_condition(conditioning, frame_indices, sample.dtype)
+            return self.controlnet(
+                sample,
+                timestep,
+                encoder_hidden_states=conditioning["image_embeddings"],
+                added_time_ids=conditioning["added_time_ids"],
+                controlnet_cond=conditioning["controlnet_cond"],
+                controlnet_flow=flow,
+                conditioning_scale=controlnet_cond_scale,
+                return_dict=False,
+                warped_condition=warped,
+                **self.adapter_kwargs(sample, conditioning, frame_indices),
+            )[:2]
+
+        return self.scheduled_residuals(frame_indices, run_adapter)
+
+    def scheduled_residuals(
+        self,
+        frame_indices: torch.Tensor,
+        run_adapters: Callable[[], tuple[tuple[torch.Tensor, ...], torch.Tensor]],
+    ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
+        """The residuals for one window at the current step, as the adapter schedule says: ``run_adapters()`` at
+        a ``run`` step (kept when the schedule reuses them), the window's kept ones at a ``reuse`` step, none
+        (``(None, None)``) at a ``skip`` step.
+
+        Args:
+            frame_indices: ``(L,)`` the window's frames (``[0, a, ..., b-1]``); a window is kept per ``(a, L)``.
+            run_adapters: computes the window's ``(down, mid)`` residuals now.
+        """
         state = self._adapter_state
         window = (int(frame_indices[1]), len(frame_indices))
         if state.action == REUSE and window in state.residuals:
             return state.residuals[window]
         if state.action not in (RUN, REUSE):
             return None, None
-        flow, warped = self.window_condition(conditioning, frame_indices, sample.dtype)
-        down_residuals, mid_residual = self.controlnet(
-            sample,
-            timestep,
-            encoder_hidden_states=conditioning["image_embeddings"],
-            added_time_ids=conditioning["added_time_ids"],
-            controlnet_cond=conditioning["controlnet_cond"],
-            controlnet_flow=flow,
-            conditioning_scale=controlnet_cond_scale,
-            return_dict=False,
-            warped_condition=warped,
-            **self.adapter_kwargs(sample, conditioning, frame_indices),
-        )[:2]
+        residuals = run_adapters()
         if state.keeps_residuals:
-            state.residuals[window] = (down_residuals, mid_residual)
-        return down_residuals, mid_residual
+            state.residuals[window] = residuals
+        return residuals
 
     def start_adapter_step(self, step_index: int, num_steps: int) -> None:
         """Before denoising step ``step_index`` of ``num_steps``: set what the adapter does at it (schedule)."""
@@ -779,11 +798,13 @@ class FlowControlNetPipeline(DiffusionPipeline):
             guidance_scale=guidance_scale,
             controlnet_cond_scale=controlnet_cond_scale,
         )
-        latents = self.denoise(
-            latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            before_step=self.start_adapter_step,
-        )  # fmt: skip
-        del self._adapter_state  # frees the cached features and residuals before decoding
+        try:
+            latents = self.denoise(
+                latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                before_step=self.start_adapter_step,
+            )  # fmt: skip
+        finally:
+            del self._adapter_state  # frees the cached features and residuals before decoding, or on an error
 
         # 4. decode
         frames = self.finish(latents, output_type, decode_chunk_size)

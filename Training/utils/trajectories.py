@@ -25,7 +25,6 @@ displacement from frame 0 to frame t.
 """
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -81,7 +80,7 @@ class TrajectoryFlowInfo:
         in_brush: indices of the tracks whose start lies inside the motion brush.
         out_brush: indices of the other tracks.
         max_grid_displacement: the largest per-axis ``|p_i - p_0|`` over all tracks, in CMP-grid pixels.
-        warnings: human-readable warnings (also emitted through :mod:`warnings`).
+        warnings: human-readable warnings for the caller to show (nothing is emitted through :mod:`warnings`).
     """
 
     in_brush: list[int] = field(default_factory=list)
@@ -403,8 +402,6 @@ def trajectories_to_flow(
     grid_tracks = [resample_track(track, num_frames) for track in tracks_to_grid(tracks, width, height, grid)]
     in_brush, out_brush = split_tracks_by_brush(grid_tracks, brush_grid)
     largest, messages = _saturation_warnings(grid_tracks, grid, saturation_warn_px)
-    for message in messages:
-        warnings.warn(message, UserWarning, stacklevel=2)
 
     image_grid = image_to_grid(image.to(device), grid)
     group_flows = []

@@ -268,3 +268,13 @@ def test_unet_residuals_are_the_original_blend_through_the_nearest_resized_mask(
         expected = _original_blend((*face_down, face_mid), (*traj_down, traj_mid), mask)
         for index, (fused, reference) in enumerate(zip((*down, mid), expected)):
             torch.testing.assert_close(fused, reference, rtol=0, atol=1e-6, msg=f"residual {index}")
+
+
+def test_an_error_during_denoising_releases_the_cached_adapter_state(pipe):
+    def fail_at_step_one(pipeline, step, timestep, tensors):
+        assert pipeline._adapter_state is not None
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        _run(pipe, callback_on_step_end=fail_at_step_one)
+    assert not hasattr(pipe, "_adapter_state")

@@ -170,3 +170,13 @@ def test_bad_arguments_are_refused_with_a_message_naming_them(pipe, kwargs, name
     kwargs = {"image": _image(), **kwargs}
     with pytest.raises(InputError, match=f"`{named}`"):
         pipe(**kwargs)
+
+
+def test_an_error_during_denoising_releases_the_cached_adapter_state(pipe):
+    def fail_at_step_one(pipeline, step, timestep, tensors):
+        assert pipeline._adapter_state.warped_condition is not None  # cached during the step
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        _run(pipe, num_inference_steps=2, callback_on_step_end=fail_at_step_one)
+    assert not hasattr(pipe, "_adapter_state")
