@@ -26,6 +26,11 @@ def _generate(pipe, plan):
     ).frames  # fmt: skip
 
 
+def _high_frames():
+    pipe = _pipe()
+    return _generate(pipe, apply_memory_preset(pipe, "high", "cpu"))
+
+
 def _chunk_sizes(module):
     return {child._chunk_size for child in module.modules() if hasattr(child, "set_chunk_feed_forward")}
 
@@ -75,7 +80,8 @@ def test_balanced_puts_models_behind_offload_hooks_and_chunks_feed_forward():
     for name in ("image_encoder", "unet", "vae", "controlnet"):
         assert hasattr(getattr(pipe, name), "_hf_hook"), name
     assert _chunk_sizes(pipe.unet) == {1} and _chunk_sizes(pipe.controlnet) == {1}
-    assert _generate(pipe, plan).shape == (1, 3, SIZE, SIZE, 3)
+    # offload moves weights, chunking splits the feed-forward and the decode: the frames stay the high preset's
+    torch.testing.assert_close(_generate(pipe, plan), _high_frames(), rtol=0, atol=1e-5)
 
 
 def test_low_streams_weights_layer_by_layer_but_keeps_the_vae_whole():
@@ -95,7 +101,7 @@ def test_every_preset_runs_on_the_cpu(preset):
     pipe = _pipe()
     plan = apply_memory_preset(pipe, preset, "cpu")
     assert plan.offload == "none"
-    assert _generate(pipe, plan).shape == (1, 3, SIZE, SIZE, 3)
+    torch.testing.assert_close(_generate(pipe, plan), _high_frames(), rtol=0, atol=1e-5)
 
 
 def test_switching_back_to_high_removes_the_hooks_and_restores_the_weights():
