@@ -1,5 +1,7 @@
 """Memory presets (utils/memory.py) on the tiny pipeline: what each preset sets, and that each one runs."""
 
+import dataclasses
+
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
@@ -26,9 +28,12 @@ def _generate(pipe, plan):
     ).frames  # fmt: skip
 
 
-def _high_frames():
+def _high_frames(decode_chunk_size):
+    """The high preset's frames decoded ``decode_chunk_size`` frames at a time (the temporal decoder sees one
+    chunk at a time, so the chunk size itself changes the frames, as in diffusers' SVD)."""
     pipe = _pipe()
-    return _generate(pipe, apply_memory_preset(pipe, "high", "cpu"))
+    plan = apply_memory_preset(pipe, "high", "cpu")
+    return _generate(pipe, dataclasses.replace(plan, decode_chunk_size=decode_chunk_size))
 
 
 def _chunk_sizes(module):
@@ -81,7 +86,7 @@ def test_balanced_puts_models_behind_offload_hooks_and_chunks_feed_forward():
         assert hasattr(getattr(pipe, name), "_hf_hook"), name
     assert _chunk_sizes(pipe.unet) == {1} and _chunk_sizes(pipe.controlnet) == {1}
     # offload moves weights, chunking splits the feed-forward and the decode: the frames stay the high preset's
-    torch.testing.assert_close(_generate(pipe, plan), _high_frames(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(_generate(pipe, plan), _high_frames(plan.decode_chunk_size), rtol=0, atol=1e-5)
 
 
 def test_low_streams_weights_layer_by_layer_but_keeps_the_vae_whole():
@@ -101,7 +106,7 @@ def test_every_preset_runs_on_the_cpu(preset):
     pipe = _pipe()
     plan = apply_memory_preset(pipe, preset, "cpu")
     assert plan.offload == "none"
-    torch.testing.assert_close(_generate(pipe, plan), _high_frames(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(_generate(pipe, plan), _high_frames(plan.decode_chunk_size), rtol=0, atol=1e-5)
 
 
 def test_switching_back_to_high_removes_the_hooks_and_restores_the_weights():
