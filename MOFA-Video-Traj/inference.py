@@ -2,6 +2,7 @@
 
     python inference.py --image photo.png --trajectories traj.json --output out.mp4
     python inference.py --tiny --image photo.png --trajectories traj.json --output out.mp4   # no weights
+    python inference.py --tiny --adapter ../Training/runs/tiny1/controlnet ...   # a --tiny trained adapter
     python inference.py --jobs jobs.jsonl                                    # many runs, models loaded once
     accelerate launch inference.py --jobs jobs.jsonl                          # the same, split over GPUs
 
@@ -93,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
                         help="random tiny models, no weights needed, output is noise (also MOFA_TINY=1)")
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="checkpoint folder ($MOFA_CKPT_DIR or ckpts/)")
+    parser.add_argument("--adapter", type=Path, default=None, help="adapter folder instead of <ckpt_dir>/controlnet, "
+                        "e.g. ../Training/runs/x/controlnet; with --tiny it runs on the tiny SVD if it fits")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     single = (args.image, args.trajectories, args.output)
@@ -261,6 +264,7 @@ def build_animator(args: argparse.Namespace, device: str | None):
         memory=args.memory,
         tiny=args.tiny,
         compile_models=args.compile,
+        adapter=args.adapter,
     )
 
 
@@ -299,6 +303,9 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.tiny and args.ckpt_dir is not None:
+        print("warning: --tiny uses random tiny models and ignores --ckpt_dir (--adapter <folder> runs a trained "
+              "adapter on them)", file=sys.stderr)
     try:
         return run_jobs(args) if args.jobs is not None else run_single(args)
     except InputError as error:

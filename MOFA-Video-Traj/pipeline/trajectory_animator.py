@@ -246,10 +246,12 @@ class TrajectoryAnimator(AnimatorBase):
             width, frame sides multiples of 16; the CPU benchmark's stand-in for the real models).
         compile_models: compile the UNet and the adapter with ``torch.compile`` (GPUs; slow first run).
         show_progress: show the pipeline's progress bar over denoising steps.
+        adapter: an adapter folder (``config.json`` + weights, e.g. a trained ``runs/x/controlnet``) used instead
+            of ``<ckpt_dir>/controlnet``; in tiny mode it runs on the tiny SVD if its configuration fits.
 
     Raises:
         CheckpointError: a checkpoint file is missing (message names it and ``make fetch MODE=traj``).
-        InputError: an unknown preset or dtype.
+        InputError: an unknown preset or dtype; an adapter that does not fit the (tiny) UNet.
     """
 
     def __init__(
@@ -262,16 +264,26 @@ class TrajectoryAnimator(AnimatorBase):
         tiny_layout: str = "small",
         compile_models: bool = False,
         show_progress: bool = True,
+        adapter: str | Path | None = None,
     ):
         self.tiny_layout = tiny_layout
+        self.adapter = None if adapter is None else Path(adapter)
         super().__init__(ckpt_dir, device, dtype, memory, tiny, compile_models, show_progress)
 
     def _build_tiny_components(self) -> tuple[FlowControlNetPipeline, CMP]:
-        return build_tiny_components(layout=self.tiny_layout)
+        pipe, cmp = build_tiny_components(layout=self.tiny_layout)
+        if self.adapter is not None:
+            pipe.controlnet = load_adapter(self.adapter, pipe.unet, torch.float32, "the tiny SVD (drop --tiny)")
+        return pipe, cmp
 
     def _load_released_components(self, dtype: torch.dtype) -> tuple[FlowControlNetPipeline, CMP]:
-        require_mode(self.ckpt_dir, "traj")
-        return load_components(self.ckpt_dir, dtype)
+        if self.adapter is None:
+            require_mode(self.ckpt_dir, "traj")
+            return load_components(self.ckpt_dir, dtype)
+        require_mode(self.ckpt_dir, "training")  # SVD and CMP; the adapter comes from self.adapter
+        parts = load_svd_parts(self.ckpt_dir, dtype)
+        adapter = load_adapter(self.adapter, parts["unet"], dtype, "SVD-xt 1.1")
+        return FlowControlNetPipeline(**parts, controlnet=adapter), load_released_cmp(self.ckpt_dir, "traj")
 
     # -------------------------------------------------------------------------------------------- inputs
 
@@ -532,6 +544,30 @@ def build_tiny_components(seed: int = 0, layout: str = "small") -> tuple[FlowCon
     parts = tiny_svd_parts(seed, layout)
     pipe = FlowControlNetPipeline(**parts, controlnet=tiny_flow_controlnet(seed, parts["unet"]))
     return pipe, build_tiny_cmp(seed)
+
+
+# adapter settings that must equal the UNet's for its residuals and embeddings to fit
+ADAPTER_UNET_KEYS = ("block_out_channels", "layers_per_block", "cross_attention_dim", "addition_time_embed_dim")
+
+
+def load_adapter(folder: Path, unet: torch.nn.Module, dtype: torch.dtype, unet_name: str) -> torch.nn.Module:
+    """A trained adapter folder, checked against ``unet`` (named ``unet_name`` in errors) before its weights load.
+
+    Raises:
+        InputError: no ``config.json`` in ``folder``, or a setting of :data:`ADAPTER_UNET_KEYS` differs from the UNet's.
+    """
+    from models.flow_controlnet import FlowControlNet
+
+    if not (folder / "config.json").is_file():
+        raise InputError(f"--adapter: no adapter (config.json) in {folder}")
+    config = FlowControlNet.load_config(folder)
+    for key in ADAPTER_UNET_KEYS:
+        adapter_value, unet_value = config.get(key), unet.config.get(key)
+        if adapter_value is not None and unet_value is not None and json.dumps(adapter_value) != json.dumps(unet_value):
+            raise InputError(
+                f"--adapter {folder} does not fit {unet_name}: its {key} is {adapter_value}, the UNet's {unet_value}"
+            )
+    return FlowControlNet.from_pretrained(folder, torch_dtype=dtype)
 
 
 def load_pipeline(ckpt_dir: Path, dtype: torch.dtype) -> FlowControlNetPipeline:

@@ -7,12 +7,19 @@ explicit flag still overrides), so a whole run with checkpoints, validation and 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
+import re
+import sys
 from pathlib import Path
+
+import torch
 
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from train_utils.conditioning import FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH
 from utils.checkpoints import CMP_CHECKPOINT, default_ckpt_dir
+from utils.errors import InputError
 
 SVD_FOLDER = "stable-video-diffusion-img2vid-xt-1-1"
 
@@ -43,8 +50,8 @@ TINY_DEFAULTS: dict = {
     "controlnet_model_name_or_path": None,
     "height": 32,
     "width": 32,
-    "train_height": 32,
-    "train_width": 32,
+    "train_height": None,  # = height/width, so that --height/--width also set the training size
+    "train_width": None,
     "num_frames": 4,
     "sample_stride": 2,
     "s2d_size": 64,
@@ -64,9 +71,33 @@ TINY_DEFAULTS: dict = {
 }
 
 
+REPORT_TO = ("tensorboard", "wandb", "all", "none")
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+# a negative number argparse would take for an option (it only knows "-1" and "-1.5", not "-1e-4")
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`InputError` (``error: <message>``, exit 2, no usage block)."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see --help)")
+
+
+def attach_negative_numbers(argv: list[str]) -> list[str]:
+    """``["--learning_rate", "-1e-4"]`` -> ``["--learning_rate=-1e-4"]``, so the value reaches the range checks."""
+    joined: list[str] = []
+    for token in argv:
+        if joined and NEGATIVE_NUMBER.match(token) and joined[-1].startswith("--") and "=" not in joined[-1]:
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def build_parser(stage: int) -> argparse.ArgumentParser:
     """The parser of ``train_stage{stage}.py``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description=f"Train the MOFA-Adapter, stage {stage} "
         + ("(whole adapter, dense flow)." if stage == 1 else "(fusion encoder, CMP flow from sparse hints).")
     )
@@ -111,7 +142,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
     optim.add_argument("--num_train_epochs", type=int, default=5)
     optim.add_argument("--max_train_steps", type=int, help="overrides --num_train_epochs")
-    optim.add_argument("--lr_scheduler", default="constant")
+    optim.add_argument("--lr_scheduler", choices=LR_SCHEDULERS, default="constant")
     optim.add_argument("--lr_warmup_steps", type=int, default=500)
     optim.add_argument("--adam_beta1", type=float, default=0.9)
     optim.add_argument("--adam_beta2", type=float, default=0.999)
@@ -152,7 +183,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     run = parser.add_argument_group("checkpoints, validation, logging")
     run.add_argument("--output_dir")
     run.add_argument("--logging_dir", default="logs", help="TensorBoard folder, relative to --output_dir")
-    run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
+    run.add_argument("--report_to", choices=REPORT_TO, default="tensorboard", help="wandb and all need `pip install wandb`")
     run.add_argument("--checkpointing_steps", type=int, default=2500)
     run.add_argument("--checkpoints_total_limit", type=int, default=100, help="keep the last N checkpoints")
     run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-N folder or 'latest'")
@@ -167,6 +198,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
 def parse_args(stage: int, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse ``argv``; ``--tiny`` first swaps in :data:`TINY_DEFAULTS`, then fills derived paths and sizes."""
     parser = build_parser(stage)
+    argv = attach_negative_numbers(list(sys.argv[1:] if argv is None else argv))
     if parser.parse_known_args(argv)[0].tiny:
         parser.set_defaults(**TINY_DEFAULTS)
     args = parser.parse_args(argv)
@@ -180,6 +212,59 @@ def parse_args(stage: int, argv: list[str] | None = None) -> argparse.Namespace:
         args.data_root = str(Path(args.output_dir) / "synthetic_data")
     args.data_root = args.data_root or "."
     return args
+
+
+POSITIVE = ("learning_rate", "per_gpu_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps",
+            "num_inference_steps", "decode_chunk_size", "vae_encode_chunk_size", "raft_pairs_per_call", "s2d_size",
+            "adam_epsilon")  # fmt: skip
+NON_NEGATIVE = ("num_workers", "lr_warmup_steps", "checkpoints_total_limit", "validation_steps", "num_validation_images",
+                "max_grad_norm", "adam_weight_decay", "noise_aug_strength")  # fmt: skip
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse values that would crash or silently misbehave later (before anything is built).
+
+    Raises:
+        InputError: the first bad value, naming its flag.
+    """
+    for name in POSITIVE + NON_NEGATIVE:
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0 or (value == 0 and name in POSITIVE):
+            kind = "positive" if name in POSITIVE else "zero or more"
+            raise InputError(f"--{name} must be {kind}, got {value}")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        raise InputError(f"--max_train_steps must be positive, got {args.max_train_steps}")
+    if args.num_frames < 2 or args.sample_stride < 1:
+        raise InputError(
+            f"--num_frames must be 2 or more and --sample_stride 1 or more, got {args.num_frames}, {args.sample_stride}"
+        )
+    if not 0 <= args.conditioning_dropout_prob <= 1 / 3:
+        raise InputError(
+            "--conditioning_dropout_prob must be in [0, 1/3] (3p of the samples lose a condition), "
+            f"got {args.conditioning_dropout_prob}"
+        )
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(args, name) < 1:
+            raise InputError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    multiple = 8 if args.tiny else 64
+    for name in ("height", "width", "train_height", "train_width"):
+        value = getattr(args, name)
+        if value <= 0 or value % multiple:
+            raise InputError(f"--{name} must be a positive multiple of {multiple}, got {value}")
+    if args.report_to in ("wandb", "all") and importlib.util.find_spec("wandb") is None:
+        raise InputError(f"--report_to {args.report_to} needs wandb: pip install wandb (or use --report_to tensorboard)")
+    if args.mixed_precision == "fp16" and (args.tiny or not torch.cuda.is_available()):  # --tiny runs on the CPU
+        raise InputError("--mixed_precision fp16 needs a GPU (running on cpu); use bf16 or no")
+    check_output_dir(Path(args.output_dir))
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """``--output_dir`` must be a folder or creatable as one (no file on the way)."""
+    for folder in (output_dir, *output_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"--output_dir {output_dir}: {folder} is a file, not a folder")
+            return
 
 
 def save_args(args: argparse.Namespace, path: Path) -> None:

@@ -17,8 +17,7 @@ from torch import nn
 from models.cmp import CMP, build_tiny_cmp
 from models.flow_controlnet import FlowControlNet
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
-from utils.checkpoints import SVD_FILES, require_files
-from utils.errors import CheckpointError
+from train_utils.preflight import check_model_files
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +50,13 @@ class TrainingComponents:
 def load_components(args: argparse.Namespace, weight_dtype: torch.dtype = torch.float32) -> TrainingComponents:
     """Build (``--tiny``) or load every network: the adapter in float32, the frozen SVD parts in
     ``weight_dtype`` (tiny ones stay float32 until placed), CMP in float32."""
-    adapter_path = _adapter_path(args)
+    adapter_path = check_model_files(args)
     if args.tiny:
         vae, image_encoder, feature_extractor, unet, scheduler = _tiny_svd(args.seed)
         cmp = build_tiny_cmp(args.seed) if args.stage == 2 else None
     else:
-        svd_path = Path(args.pretrained_model_name_or_path)
-        cmp_path = Path(args.cmp_checkpoint)
-        if args.stage == 2 and not cmp_path.is_file():
-            raise CheckpointError(f"missing checkpoint {cmp_path}; run `make fetch MODE=training` (or pass --cmp_checkpoint)")
-        vae, image_encoder, feature_extractor, unet, scheduler = _pretrained_svd(svd_path, weight_dtype)
-        cmp = CMP.from_checkpoint(cmp_path, fetch_mode="training") if args.stage == 2 else None
+        vae, image_encoder, feature_extractor, unet, scheduler = _pretrained_svd(Path(args.pretrained_model_name_or_path), weight_dtype)
+        cmp = CMP.from_checkpoint(Path(args.cmp_checkpoint), fetch_mode="training") if args.stage == 2 else None
     controlnet = _adapter(args, unet, adapter_path)
     for model in (unet, controlnet):
         model.set_temporal_context(args.temporal_context)
@@ -89,7 +84,6 @@ def _pretrained_svd(svd_path: Path, weight_dtype: torch.dtype) -> tuple:
     from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    require_files(svd_path, [name for name in SVD_FILES if name != "model_index.json"], "training")
     fp16_files = {"variant": "fp16", "torch_dtype": weight_dtype}
     vae = AutoencoderKLTemporalDecoder.from_pretrained(svd_path, subfolder="vae", **fp16_files)
     image_encoder = CLIPVisionModelWithProjection.from_pretrained(svd_path, subfolder="image_encoder", **fp16_files)
@@ -97,19 +91,6 @@ def _pretrained_svd(svd_path: Path, weight_dtype: torch.dtype) -> tuple:
     unet = UNetSpatioTemporalConditionControlNetModel.from_pretrained(svd_path, subfolder="unet", **fp16_files)
     scheduler = EulerDiscreteScheduler.from_pretrained(svd_path, subfolder="scheduler")
     return vae, image_encoder, feature_extractor, unet, scheduler
-
-
-def _adapter_path(args: argparse.Namespace) -> Path | None:
-    """The adapter folder to start from (checked before any heavy loading), or None to initialise one."""
-    if not args.controlnet_model_name_or_path:
-        return None
-    path = Path(args.controlnet_model_name_or_path)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(
-            f"--controlnet_model_name_or_path: no adapter (config.json) in {path}"
-            + ("; stage 2 starts from the stage-1 output's controlnet/ folder" if args.stage == 2 else "")
-        )
-    return path
 
 
 def _adapter(
@@ -120,6 +101,8 @@ def _adapter(
     if args.tiny:
         from utils.tiny import tiny_flow_controlnet
 
+        if args.stage == 2:
+            logger.warning("stage 2 --tiny without --controlnet_model_name_or_path: starting from a random tiny adapter")
         return tiny_flow_controlnet(args.seed, unet)
     logger.info("initialising the adapter from the UNet (add_embedding and the reference encoder start fresh)")
     return FlowControlNet.from_unet(unet, num_attention_heads=RELEASED_ADAPTER_HEADS)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 
 TimeIdsOrder = Literal["svd_xtend", "svd"]
 DROPOUT_SEED = 23123134
@@ -105,6 +104,9 @@ def clip_pixel_input(
     first_frame: torch.Tensor, size: int, image_mean: list[float], image_std: list[float]
 ) -> torch.Tensor:
     """First frame ``[B, 3, H, W]`` in [0, 1] -> CLIP input ``[B, 3, size, size]``, antialiased and normalised."""
+    # imported here: diffusers takes seconds to import, and the argument checks (train_stage*.sh) need this module
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+
     resized = _resize_with_antialiasing(first_frame, (size, size))
     mean = resized.new_tensor(image_mean).view(1, 3, 1, 1)
     std = resized.new_tensor(image_std).view(1, 3, 1, 1)

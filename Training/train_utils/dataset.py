@@ -7,9 +7,11 @@ Two CSV layouts are accepted:
 * any folder of videos (column ``path``): the path is relative to ``data_root`` unless absolute.
   ``python -m train_utils.make_csv`` writes such a CSV.
 
-A video that is missing, cannot be decoded or is too short is skipped: the sample moves on to the
-next row (as the released training did), the skip is logged, and the names of the skipped videos
-travel with the batch so the trainer can count them and report a summary at the end.
+Rows whose file is missing or empty are left out before training (:func:`present_entries`), so an
+epoch counts only clips that can exist. A video that still cannot be decoded or is too short is
+skipped: the sample is replaced by another row drawn at random (the released training took the next
+row, which made that row twice as likely), and the skipped names and reasons travel with the batch so
+the trainer can warn once per video and list them at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import av
 import numpy as np
@@ -60,12 +62,13 @@ class VideoEntry:
     name: str
 
 
-def read_video_csv(csv_path: str | Path, data_root: str | Path) -> list[VideoEntry]:
+def read_video_csv(csv_path: str | Path, data_root: str | Path, flag: str = "--train_csv") -> list[VideoEntry]:
     """Read the CSV listing the training videos.
 
     Args:
         csv_path: CSV with either the WebVid columns ``videoid`` and ``page_dir`` or a ``path`` column.
         data_root: folder the paths are relative to (WebVid: the folder holding ``videos/``).
+        flag: the option that named the CSV (for messages).
 
     Returns:
         One entry per row with the required columns filled in.
@@ -75,7 +78,7 @@ def read_video_csv(csv_path: str | Path, data_root: str | Path) -> list[VideoEnt
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise InputError(f"--train_csv/--val_csv: no such file {csv_path}")
+        raise InputError(f"{flag}: no such file {csv_path}")
     table = pd.read_csv(csv_path, dtype=str)
     data_root = Path(data_root)
     if "path" in table.columns:
@@ -89,12 +92,35 @@ def read_video_csv(csv_path: str | Path, data_root: str | Path) -> list[VideoEnt
         ]
     else:
         raise InputError(
-            f"{csv_path}: expected a 'path' column or the WebVid columns 'videoid' and 'page_dir', "
+            f"{flag} {csv_path}: expected a 'path' column or the WebVid columns 'videoid' and 'page_dir', "
             f"found {list(table.columns)}"
         )
     if not entries:
-        raise InputError(f"{csv_path}: lists no video")
+        raise InputError(f"{flag} {csv_path}: lists no video")
     return entries
+
+
+def present_entries(entries: Sequence[VideoEntry]) -> tuple[list[VideoEntry], list[tuple[str, str]]]:
+    """Split the rows into those whose file exists and is not empty, and ``(name, reason)`` of the others."""
+    present, absent = [], []
+    for entry in entries:
+        if not entry.path.is_file():
+            absent.append((entry.name, "no such file"))
+        elif entry.path.stat().st_size == 0:
+            absent.append((entry.name, "empty file"))
+        else:
+            present.append(entry)
+    return present, absent
+
+
+def describe_read_error(error: Exception) -> str:
+    """A short reason for a video that cannot be read, without errno numbers or library prefixes."""
+    if isinstance(error, UnreadableVideoError):
+        return str(error)
+    if isinstance(error, IndexError):
+        return "has no video stream"
+    reason = getattr(error, "strerror", None) or type(error).__name__
+    return f"cannot be decoded ({reason})" if isinstance(error, av.FFmpegError) else f"cannot be read ({reason})"
 
 
 def _entry_from_path(data_root: Path, relpath: str) -> VideoEntry:
@@ -214,7 +240,7 @@ class VideoClipDataset(Dataset):
 
     * ``pixel_values``: ``[T, 3, H, W]`` float32 in [0, 1];
     * ``video_name``: the entry's name;
-    * ``skipped``: names of the entries tried and skipped before this one (usually empty);
+    * ``skipped``: ``(name, reason)`` of the entries tried and skipped before this one (usually empty);
     * ``flow`` (only with ``use_precomputed_flow``): ``[T-1, 2, H, W]`` pixels, frame 0 to frame t.
 
     The random start of a clip depends only on ``(seed, epoch, index)``, so a resumed run and a run
@@ -266,22 +292,41 @@ class VideoClipDataset(Dataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> dict:
-        skipped: list[str] = []
-        for attempt in range(len(self.entries)):
-            entry = self.entries[(index + attempt) % len(self.entries)]
+        skipped: list[tuple[str, str]] = []
+        for position in self._replacement_order(index):
+            entry = self.entries[position]
             try:
                 sample = self._load(entry, index)
             except VIDEO_READ_ERRORS as error:
-                logger.warning("skipping video %s: %s", entry.name, error)
-                skipped.append(entry.name)
+                logger.debug("skipping video %s: %s", entry.name, error)
+                skipped.append((entry.name, describe_read_error(error)))
                 continue
             sample["skipped"] = skipped
             return sample
-        raise InputError(f"none of the {len(self.entries)} videos could be read (see the warnings above)")
+        names = ", ".join(sorted({name for name, _ in skipped})[:3])
+        raise InputError(f"none of the {len(self.entries)} videos could be read ({len(skipped)} tries; e.g. {names})")
+
+    def _replacement_order(self, index: int) -> Iterator[int]:
+        """``index``, then every other row once, in an order drawn from (seed, epoch, index): a random stride
+        coprime with the length, so a broken row's draw goes to a random row, not always to the next one."""
+        count = len(self.entries)
+        rng = random.Random(f"{self.seed}-{self.epoch}-{index}-replacement")
+        stride = 1
+        if count > 2:
+            stride = rng.randrange(1, count)
+            while math.gcd(stride, count) != 1:
+                stride = rng.randrange(1, count)
+        return ((index + step * stride) % count for step in range(count))
+
+    def load(self, index: int) -> dict:
+        """Entry ``index``'s clip of the current epoch without skipping (raises :data:`VIDEO_READ_ERRORS`)."""
+        sample = self._load(self.entries[index], index)
+        sample["skipped"] = []
+        return sample
 
     def _load(self, entry: VideoEntry, index: int) -> dict:
         if not entry.path.is_file():
-            raise UnreadableVideoError(f"no such file {entry.path}")
+            raise UnreadableVideoError("no such file")
         stored_flow = None
         if self.use_precomputed_flow:
             indices, stored_flow = self._read_stored_flow(entry)
@@ -307,30 +352,69 @@ class VideoClipDataset(Dataset):
         return indices, flow
 
 
+def select_validation_clips(dataset: VideoClipDataset, count: int, label: str) -> list[int]:
+    """The first ``count`` readable videos of ``dataset`` in CSV order, each file once: chosen once per run,
+    and the same after a resume (clips are drawn as in epoch 0).
+
+    Returns:
+        Entry indices.
+
+    Raises:
+        InputError: ``count > 0`` and no video can be read (the message starts with ``label``).
+    """
+    chosen, seen, failures = [], set(), []
+    for index, entry in enumerate(dataset.entries):
+        if len(chosen) == count:
+            break
+        if entry.path in seen:
+            continue
+        seen.add(entry.path)
+        try:
+            dataset.load(index)
+        except VIDEO_READ_ERRORS as error:
+            failures.append(f"{entry.name}: {describe_read_error(error)}")
+            continue
+        chosen.append(index)
+    if count and not chosen:
+        raise InputError(f"{label}: none of its {len(dataset.entries)} videos could be read (first: {failures[0]})")
+    if len(chosen) < count:
+        logger.warning("%s: only %d readable videos for --num_validation_images %d", label, len(chosen), count)
+    return chosen
+
+
 def collate_clips(samples: Sequence[dict]) -> dict:
-    """Stack dataset items into a batch; ``video_name`` and ``skipped`` become flat lists of names."""
+    """Stack dataset items into a batch; ``video_name`` and ``skipped`` become flat lists."""
     batch = {
         "pixel_values": torch.stack([sample["pixel_values"] for sample in samples]),
         "video_name": [sample["video_name"] for sample in samples],
-        "skipped": [name for sample in samples for name in sample["skipped"]],
+        "skipped": [skip for sample in samples for skip in sample["skipped"]],
     }
     if "flow" in samples[0]:
         batch["flow"] = torch.stack([sample["flow"] for sample in samples])
     return batch
 
 
+SUMMARY_NAMES = 20
+
+
 class SkippedVideos:
-    """Counts the videos skipped during training (each name once, plus how often it was hit)."""
+    """The videos skipped during training: each name once with its reason, plus how often any was hit."""
 
     def __init__(self) -> None:
-        self.names: set[str] = set()
+        self.reasons: dict[str, str] = {}
         self.hits = 0
 
-    def add(self, names: Sequence[str]) -> None:
-        self.names.update(names)
-        self.hits += len(names)
+    def add(self, skipped: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Record ``(name, reason)`` pairs; returns those not seen before (to warn once about each)."""
+        new = [(name, reason) for name, reason in dict(skipped).items() if name not in self.reasons]
+        self.reasons.update(new)
+        self.hits += len(skipped)
+        return new
 
     def summary(self) -> str:
-        if not self.names:
+        """One line: how many, how often, and the names (the first 20, then a count)."""
+        if not self.reasons:
             return "no video was skipped"
-        return f"skipped {len(self.names)} unreadable or too-short videos ({self.hits} times in all)"
+        names = sorted(self.reasons)
+        listed = ", ".join(names[:SUMMARY_NAMES]) + (f" and {len(names) - SUMMARY_NAMES} more" if len(names) > SUMMARY_NAMES else "")
+        return f"skipped {len(names)} unreadable or too-short videos ({self.hits} times in all): {listed}"

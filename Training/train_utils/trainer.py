@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
@@ -19,22 +22,26 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from train_utils.arguments import parse_args, save_args
+from train_utils.arguments import check_arguments, parse_args, save_args
 from train_utils.checkpointing import (
     ADAPTER_FOLDER,
+    checkpoint_processes,
     checkpoint_step,
+    finish_checkpoint,
+    partial_folder,
     prune_checkpoints,
     register_adapter_hooks,
     resolve_resume_checkpoint,
 )
 from train_utils.components import TrainingComponents, freeze, load_components, set_trainable_parameters
 from train_utils.conditioning import ConditioningDropout, TrainingConventions
-from train_utils.dataset import SkippedVideos, VideoClipDataset, collate_clips, read_video_csv
+from train_utils.dataset import SkippedVideos, VideoClipDataset, collate_clips
 from train_utils.entry_point import reports_input_errors
 from train_utils.flow_estimation import FlowEstimator, RAFTFlowEstimator, build_flow_estimator
-from train_utils.synthetic import make_synthetic_dataset
+from train_utils.preflight import RunData, check_data, prepare_tiny_data
+from train_utils.stopping import STOP_MESSAGE, StopRequest, stop_on_signals
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
-from train_utils.validation import ValidationSettings, endless_clips, inference_copy, run_validation
+from train_utils.validation import ValidationSettings, inference_copy, preview_image, run_validation, validation_clips
 from utils.errors import InputError
 
 logger = logging.getLogger("train_utils.trainer")
@@ -47,20 +54,23 @@ TINY_NOTICE = (
 
 @dataclass
 class TrainingResult:
-    """What a run did: last step, per-step loss (averaged over processes), skipped videos."""
+    """What a run did: last step, per-step loss (averaged over processes), skipped videos, and the signal
+    that stopped it (0: it ran to the end)."""
 
     global_step: int
     losses: dict[int, float] = field(default_factory=dict)
     skipped_videos: int = 0
     skip_summary: str = ""
+    stopped_by: int = 0
 
 
 @reports_input_errors
 def main(stage: int, argv: list[str] | None = None) -> int:
-    """Entry point of ``train_stage{stage}.py``: parse, train, print errors as one line (exit 2)."""
+    """Entry point of ``train_stage{stage}.py``: parse, train, print errors as one line (exit 2); a run
+    stopped by SIGINT/SIGTERM exits with 130/143 after saving a checkpoint."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    train(parse_args(stage, argv))
-    return 0
+    result = train(parse_args(stage, argv))
+    return StopRequest.exit_status(result.stopped_by) if result.stopped_by else 0
 
 
 def build_accelerator(args: argparse.Namespace) -> Accelerator:
@@ -73,18 +83,6 @@ def build_accelerator(args: argparse.Namespace) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         cpu=args.tiny,
     )
-
-
-def prepare_tiny_data(args: argparse.Namespace, accelerator: Accelerator) -> None:
-    """``--tiny`` without ``--train_csv``: write synthetic clips under ``--data_root`` once."""
-    if args.train_csv is not None:
-        return
-    csv_path = Path(args.data_root) / "train.csv"
-    if accelerator.is_main_process and not csv_path.is_file():
-        frames_needed = args.num_frames * args.sample_stride + 8
-        make_synthetic_dataset(args.data_root, num_videos=2, num_frames=frames_needed, height=64, width=64, seed=args.seed)
-    accelerator.wait_for_everyone()
-    args.train_csv = str(csv_path)
 
 
 def build_optimizer(args: argparse.Namespace, parameters: list[torch.nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
@@ -140,22 +138,28 @@ def tracker_config(args: argparse.Namespace) -> dict:
 
 
 def train(args: argparse.Namespace) -> TrainingResult:
-    """Run one stage as configured by ``args`` (see :func:`train_utils.arguments.build_parser`)."""
+    """Run one stage as configured by ``args`` (see :func:`train_utils.arguments.build_parser`); SIGINT and
+    SIGTERM stop it after the current step with a checkpoint (``stopped_by`` in the result)."""
+    with stop_on_signals() as stop:
+        return _train(args, stop)
+
+
+def _train(args: argparse.Namespace, stop: StopRequest) -> TrainingResult:
     output_dir = Path(args.output_dir)
+    check_arguments(args)
     accelerator = build_accelerator(args)
     if accelerator.mixed_precision == "fp16" and not accelerator.native_amp:
         raise InputError(f"--mixed_precision fp16 needs a GPU (running on {accelerator.device.type}); use bf16 or no")
-    if not accelerator.is_local_main_process:
-        logging.getLogger("train_utils").setLevel(logging.WARNING)
+    if not accelerator.is_main_process:  # warnings once, from the main process
+        logging.getLogger("train_utils").setLevel(logging.ERROR)
     if args.tiny:
         logger.warning(TINY_NOTICE)
     set_seed(args.seed)
-    if accelerator.is_main_process:
-        save_args(args, output_dir / "args.json")
     if args.tiny:
         prepare_tiny_data(args, accelerator)
-    if args.train_csv is None:
-        raise InputError("--train_csv is required (or use --tiny for synthetic clips)")
+    run_data = check_data(args)  # data and files, before any network is built
+    if accelerator.is_main_process:
+        save_args(args, output_dir / "args.json")
     if args.allow_tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
 
@@ -177,7 +181,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
     optimizer = build_optimizer(args, parameters, accelerator.device)
 
     # data
-    dataset = training_dataset(args)
+    dataset = training_dataset(args, run_data)
     loader = DataLoader(
         dataset, batch_size=args.per_gpu_batch_size, shuffle=True, num_workers=args.num_workers, collate_fn=collate_clips
     )
@@ -208,23 +212,26 @@ def train(args: argparse.Namespace) -> TrainingResult:
     first_epoch = global_step // steps_per_epoch
     resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
-    validation = Validator(args, components, dataset, flow_estimator, accelerator)
+    validation = Validator(args, components, run_data, flow_estimator, accelerator)
     result = TrainingResult(global_step=global_step)
     skipped = SkippedVideos()
+    skipped.reasons.update(run_data.absent)  # left out before training: named in the summary too
     logger.info(
         "%d clips, %d steps per epoch, training to step %d (%d epochs), %d process(es)",
         len(dataset), steps_per_epoch, max_train_steps, num_epochs, accelerator.num_processes,
     )
     progress = tqdm(range(max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
 
+    result.stopped_by = stop.agreed(accelerator)  # a signal while the models loaded
     for epoch in range(first_epoch, num_epochs):
-        if global_step >= max_train_steps:
+        if global_step >= max_train_steps or result.stopped_by:
             break
         dataset.set_epoch(epoch)
         loader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch and resume_batches else loader
         for batch in batches:
-            skipped.add(batch["skipped"])
+            for name, reason in skipped.add(batch["skipped"]):
+                logger.warning("skipping video %s: %s", name, reason)
             with accelerator.accumulate(controlnet):
                 output = training_step(batch, controlnet)
                 accelerator.backward(output.loss)
@@ -241,24 +248,35 @@ def train(args: argparse.Namespace) -> TrainingResult:
             accelerator.log({"train_loss": loss, "lr": lr_scheduler.get_last_lr()[0]}, step=global_step)
             progress.update(1)
             progress.set_postfix(step_loss=f"{loss:.4f}", lr=lr_scheduler.get_last_lr()[0])
-            if global_step % args.checkpointing_steps == 0:
+            result.stopped_by = stop.agreed(accelerator)
+            if global_step % args.checkpointing_steps == 0 or result.stopped_by:
                 save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+            if result.stopped_by:
+                break
             if validation.due(global_step):
                 validation(controlnet, global_step, weight_dtype)
             if global_step >= max_train_steps:
                 break
 
     result.global_step = global_step
-    save_final_adapter(accelerator, controlnet, output_dir)
+    if not result.stopped_by:
+        save_final_adapter(accelerator, controlnet, output_dir)
     result.skipped_videos, result.skip_summary = summarise_skipped(accelerator, skipped)
-    logger.info("finished at step %d; %s", global_step, result.skip_summary)
+    progress.close()
+    if result.stopped_by:
+        logger.info("%s", result.skip_summary)
+        if accelerator.is_main_process:
+            print(STOP_MESSAGE.format(step=global_step), file=sys.stderr, flush=True)
+    else:
+        logger.info("finished at step %d; %s", global_step, result.skip_summary)
     accelerator.end_training()
     return result
 
 
-def training_dataset(args: argparse.Namespace) -> VideoClipDataset:
+def training_dataset(args: argparse.Namespace, run_data: RunData) -> VideoClipDataset:
+    """The training clips: the rows whose file exists (an epoch counts only these)."""
     return VideoClipDataset(
-        read_video_csv(args.train_csv, args.data_root),
+        run_data.train_entries,
         args.num_frames,
         args.sample_stride,
         args.train_height,
@@ -289,18 +307,31 @@ def resume(accelerator: Accelerator, output_dir: Path, resume_from: str | None) 
             logger.info("no checkpoint in %s yet: starting from step 0", output_dir)
         return 0
     logger.info("resuming from %s", resume_path)
+    written_by = checkpoint_processes(resume_path)
+    if written_by != accelerator.num_processes:
+        logger.warning(
+            "%s was written by %d process(es) and is resumed by %d: the adapter, optimizer and step continue exactly, "
+            "but the clip order and random draws from here on differ from an uninterrupted run",
+            resume_path.name, written_by, accelerator.num_processes,
+        )
     accelerator.load_state(str(resume_path))
     return checkpoint_step(resume_path)
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, global_step: int, keep: int) -> None:
-    """``output_dir/checkpoint-<step>``: adapter + optimizer/scheduler/scaler/RNG state, keeping the last ``keep``."""
-    if accelerator.is_main_process and keep:
-        prune_checkpoints(output_dir, keep)
+    """``output_dir/checkpoint-<step>``: adapter + optimizer/scheduler/scaler/RNG state, written under a temporary
+    name and renamed when complete; then only the last ``keep`` are kept."""
+    partial = partial_folder(output_dir, global_step)
+    if accelerator.is_main_process and partial.exists():  # left by a run killed while saving
+        shutil.rmtree(partial)
     accelerator.wait_for_everyone()
-    path = output_dir / f"checkpoint-{global_step}"
-    accelerator.save_state(str(path))
-    logger.info("saved %s", path)
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        path = finish_checkpoint(partial, global_step, accelerator.num_processes)
+        prune_checkpoints(output_dir, keep)
+        logger.info("saved %s", path)
+    accelerator.wait_for_everyone()
 
 
 def save_final_adapter(accelerator: Accelerator, controlnet: torch.nn.Module, output_dir: Path) -> None:
@@ -313,22 +344,24 @@ def save_final_adapter(accelerator: Accelerator, controlnet: torch.nn.Module, ou
 
 
 def summarise_skipped(accelerator: Accelerator, skipped: SkippedVideos) -> tuple[int, str]:
-    """Merge every process's skipped videos; returns (distinct videos, one-line summary)."""
+    """Merge every process's skipped videos; returns (distinct videos, one-line summary naming them)."""
     merged = SkippedVideos()
-    for names, hits in gather_object([(sorted(skipped.names), skipped.hits)]):
-        merged.names.update(names)
+    for reasons, hits in gather_object([(skipped.reasons, skipped.hits)]):
+        merged.reasons.update(reasons)
         merged.hits += hits
-    return len(merged.names), merged.summary()
+    return len(merged.reasons), merged.summary()
 
 
 class Validator:
-    """Runs validation on the main process at step 1 and every ``--validation_steps`` (0 disables it)."""
+    """Runs validation on the main process at step 1 and every ``--validation_steps`` (0 disables it), on the
+    same clips every time (chosen by :func:`train_utils.preflight.check_data`), and logs a preview image
+    (the last frame of each video) to TensorBoard or wandb."""
 
     def __init__(
         self,
         args: argparse.Namespace,
         components: TrainingComponents,
-        train_dataset: VideoClipDataset,
+        run_data: RunData,
         flow_estimator: FlowEstimator | None,
         accelerator: Accelerator,
     ) -> None:
@@ -338,19 +371,14 @@ class Validator:
         self.accelerator = accelerator
         self.settings = ValidationSettings(
             stage=args.stage,
-            num_videos=args.num_validation_images,
             num_inference_steps=args.num_inference_steps,
             decode_chunk_size=args.decode_chunk_size,
             s2d_size=args.s2d_size,
             seed=args.seed,
             temporal_context=args.temporal_context,
         )
-        entries = read_video_csv(args.val_csv, args.data_root) if args.val_csv else train_dataset.entries
-        self.dataset = VideoClipDataset(
-            entries, args.num_frames, args.sample_stride, args.height, args.width, args.resize_mode,
-            seed=args.seed, use_precomputed_flow=train_dataset.use_precomputed_flow,
-        )
-        self.clips = endless_clips(self.dataset)
+        self.dataset = run_data.validation
+        self.indices = run_data.validation_indices
 
     def due(self, global_step: int) -> bool:
         every = self.args.validation_steps
@@ -361,9 +389,19 @@ class Validator:
         adapter = self.accelerator.unwrap_model(controlnet)
         adapter.eval()
         validation_adapter = adapter if adapter.dtype == weight_dtype else inference_copy(adapter, weight_dtype)
-        run_validation(
-            self.components, validation_adapter, self.clips, self.flow_estimator, self.settings,
-            global_step, Path(self.args.output_dir), self.accelerator.device,
+        written = run_validation(
+            self.components, validation_adapter, validation_clips(self.dataset, self.indices), self.flow_estimator,
+            self.settings, global_step, Path(self.args.output_dir), self.accelerator.device,
         )
         del validation_adapter
         adapter.train()
+        if written:
+            self.log_preview(preview_image([grid for _, grid in written]), global_step)
+
+    def log_preview(self, image: np.ndarray, global_step: int) -> None:
+        """``image`` ``[H, W, 3]`` uint8 to every tracker that takes images."""
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_image("validation", image, global_step, dataformats="HWC")
+            elif tracker.name == "wandb":
+                tracker.log_images({"validation": [image]}, step=global_step)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from train_utils.components import TrainingComponents
 from train_utils.dataset import VideoClipDataset, collate_clips
@@ -36,7 +35,6 @@ class ValidationSettings:
     """How validation videos are generated."""
 
     stage: int
-    num_videos: int
     num_inference_steps: int
     decode_chunk_size: int
     s2d_size: int
@@ -44,11 +42,15 @@ class ValidationSettings:
     temporal_context: str
 
 
-def endless_clips(dataset: VideoClipDataset) -> Iterator[dict]:
-    """Validation clips in CSV order, forever (each validation continues where the last one stopped)."""
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0, collate_fn=collate_clips)
-    while True:
-        yield from loader
+def validation_clips(dataset: VideoClipDataset, indices: Sequence[int]) -> Iterator[dict]:
+    """The chosen clips as batches of one (see :func:`select_validation_clips`)."""
+    for index in indices:
+        yield collate_clips([dataset.load(index)])
+
+
+def preview_image(videos: Sequence[np.ndarray]) -> np.ndarray:
+    """The last frame of each validation grid ``[T, H, W, 3]``, stacked top to bottom: ``[N*H, W, 3]`` uint8."""
+    return np.concatenate([video[-1] for video in videos], axis=0)
 
 
 def build_pipeline(components: TrainingComponents, controlnet: nn.Module) -> nn.Module:
@@ -120,8 +122,8 @@ def run_validation(
     step: int,
     output_dir: Path,
     device: torch.device,
-) -> list[Path]:
-    """Generate ``settings.num_videos`` validation videos and write their grids; returns the files.
+) -> list[tuple[Path, np.ndarray]]:
+    """Generate a validation video per clip and write its grid; returns ``(file, grid [T, H, W', 3] uint8)``.
 
     The global random state is left untouched, so validating does not change the training run.
     """
@@ -131,8 +133,7 @@ def run_validation(
     written = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rng = np.random.default_rng(settings.seed)
-        for index in range(settings.num_videos):
-            clip = next(clips)
+        for index, clip in enumerate(clips):
             pixel_values = clip["pixel_values"].to(device)
             flows = clip["flow"].to(device) if "flow" in clip else flow_estimator(pixel_values)
             size = tuple(pixel_values.shape[-2:])
@@ -145,6 +146,7 @@ def run_validation(
                 columns += [hint_frames(grid_flows, hinted.mask[0], size), flow_video_frames(adapter_flow[0])]
             columns += [generated_frames(pipeline, pixel_values[0, 0], adapter_flow, settings), to_uint8(pixel_values[0])]
             name = str(Path(clip["video_name"][0]).with_suffix("")).replace("/", "_")
-            written.append(write_video(folder / f"{index:03d}-{name}.mp4", np.concatenate(columns, axis=2), VALIDATION_FPS, overwrite=True))
+            grid = np.concatenate(columns, axis=2)
+            written.append((write_video(folder / f"{index:03d}-{name}.mp4", grid, VALIDATION_FPS, overwrite=True), grid))
     logger.info("validation at step %d: wrote %d videos to %s", step, len(written), folder)
     return written

@@ -1,6 +1,5 @@
 """Training data: CSV layouts, clip sampling, resizing, skipped videos, precomputed flow, make_csv."""
 
-import logging
 import random
 
 import numpy as np
@@ -116,8 +115,9 @@ def test_center_crop_takes_the_middle_of_a_wide_frame(tmp_path):
     assert 0.2 < squashed.mean() < 0.5
 
 
-def test_missing_corrupt_and_short_videos_are_skipped_logged_and_reported(tmp_path, caplog):
+def test_missing_corrupt_and_short_videos_are_replaced_by_random_rows_and_reported(tmp_path):
     good = brightness_coded_video(tmp_path / "good.mp4", num_frames=20)
+    other = brightness_coded_video(tmp_path / "other.mp4", num_frames=20)
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
     short = brightness_coded_video(tmp_path / "short.mp4", num_frames=4)
@@ -126,25 +126,35 @@ def test_missing_corrupt_and_short_videos_are_skipped_logged_and_reported(tmp_pa
         VideoEntry(corrupt, "corrupt.mp4"),
         VideoEntry(short, "short.mp4"),
         VideoEntry(good, "good.mp4"),
+        VideoEntry(other, "other.mp4"),
     ]
     dataset = VideoClipDataset(entries, num_frames=4, sample_stride=2, height=8, width=8)
-    with caplog.at_level(logging.WARNING, logger="train_utils.dataset"):
+    reasons = {"missing.mp4": "no such file", "corrupt.mp4": "cannot be decoded", "short.mp4": "has 4 frames, needs 8"}
+    replacements = []
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
         sample = dataset[0]
-    assert sample["video_name"] == "good.mp4"
-    assert sample["skipped"] == ["missing.mp4", "corrupt.mp4", "short.mp4"]
-    assert "skipping video missing.mp4" in caplog.text and "needs 8" in caplog.text
+        assert sample["skipped"][0] == ("missing.mp4", "no such file")
+        assert all(reason.startswith(reasons[name]) for name, reason in sample["skipped"])
+        replacements.append(sample["video_name"])
+    # a broken row's draw goes to a random readable row, not always to the next one
+    assert set(replacements) == {"good.mp4", "other.mp4"}
 
-    batch = collate_clips([sample, dataset[3]])
     skipped = SkippedVideos()
-    skipped.add(batch["skipped"])
-    skipped.add(dataset[1]["skipped"])
-    assert batch["pixel_values"].shape == (2, 4, 3, 8, 8)
-    assert skipped.summary() == "skipped 3 unreadable or too-short videos (5 times in all)"
+    assert skipped.add([("a.mp4", "no such file"), ("b.mp4", "empty file"), ("a.mp4", "no such file")]) == [
+        ("a.mp4", "no such file"), ("b.mp4", "empty file")
+    ]
+    assert skipped.add([("a.mp4", "no such file")]) == []
+    assert skipped.summary() == "skipped 2 unreadable or too-short videos (4 times in all): a.mp4, b.mp4"
+    skipped.add([(f"clip{index:02d}.mp4", "empty file") for index in range(30)])
+    assert skipped.summary().endswith("clip17.mp4 and 12 more")
+    batch = collate_clips([dataset[3], dataset[0]])
+    assert batch["pixel_values"].shape == (2, 4, 3, 8, 8) and batch["skipped"][0] == ("missing.mp4", "no such file")
 
 
 def test_a_dataset_with_no_readable_video_raises_instead_of_looping(tmp_path):
     dataset = VideoClipDataset([VideoEntry(tmp_path / "nope.mp4", "nope.mp4")], 2, 1, 8, 8)
-    with pytest.raises(InputError, match="none of the 1 videos could be read"):
+    with pytest.raises(InputError, match="none of the 1 videos could be read .1 tries; e.g. nope.mp4."):
         dataset[0]
 
 
@@ -161,10 +171,15 @@ def test_precomputed_flow_uses_its_frame_indices_and_is_rescaled(tmp_path):
     assert torch.allclose(sample["flow"][:, 1], torch.tensor(4.0))  # 2 px of 8 -> 4 px of 16
 
 
-def test_make_csv_lists_every_video_under_a_folder(tmp_path, capsys):
+def test_make_csv_lists_every_readable_video_under_a_folder(tmp_path, capsys):
     make_synthetic_dataset(tmp_path / "data", num_videos=2, num_frames=4, height=16, width=16)
     (tmp_path / "data/notes.txt").write_text("not a video")
+    (tmp_path / "data/notes.mp4").write_text("a text file named .mp4")
+    (tmp_path / "data/zero.mov").write_bytes(b"")
     assert make_csv_main([str(tmp_path / "data"), "--output", str(tmp_path / "list.csv")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote 2 videos to {tmp_path / 'list.csv'}", "left out 2 empty or unreadable files: notes.mp4, zero.mov"
+    ]
     entries = read_video_csv(tmp_path / "list.csv", tmp_path / "data")
     assert [entry.name for entry in entries] == ["videos/synthetic/clip000.mp4", "videos/synthetic/clip001.mp4"]
     assert all(entry.path.is_file() for entry in entries)

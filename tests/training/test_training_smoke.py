@@ -64,7 +64,7 @@ def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(t
     checkpoint = tmp_path / "checkpoint-2"
     files = sorted(str(path.relative_to(checkpoint)) for path in checkpoint.rglob("*") if path.is_file())
     assert files == [
-        "controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors",
+        "checkpoint.json", "controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors",
         "optimizer.bin", "random_states_0.pkl", "scheduler.bin", "trainer_state_0.pt",
     ]
     final = FlowControlNet.from_pretrained(tmp_path / "controlnet")
@@ -108,7 +108,7 @@ def test_validation_at_step_1_and_every_n_writes_side_by_side_videos(tmp_path, c
     videos = sorted(path.relative_to(tmp_path).as_posix() for path in (tmp_path / "validation_images").rglob("*.mp4"))
     assert videos == [
         "validation_images/step_1_val_img/000-synthetic_clip000.mp4",
-        "validation_images/step_2_val_img/000-synthetic_clip001.mp4",
+        "validation_images/step_2_val_img/000-synthetic_clip000.mp4",  # the same clip every time
     ]
     # stage 2: first frame | dense flow | hints | CMP flow | generated | ground truth, 16 px each, 3 frames
     assert frame_count_and_size(tmp_path / videos[0]) == (3, 6 * 16, 16)
@@ -145,8 +145,8 @@ def test_checkpoint_limit_keeps_the_last_n(tmp_path, clips):
     run(1, tmp_path, clips, "--max_train_steps", 3, "--checkpointing_steps", 1, "--checkpoints_total_limit", 2)
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     for step in (5, 10, 7):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    removed = prune_checkpoints(tmp_path, keep=3)
+        shutil.copytree(tmp_path / "checkpoint-3", tmp_path / f"checkpoint-{step}")
+    removed = prune_checkpoints(tmp_path, keep=2)
     assert [path.name for path in removed] == ["checkpoint-2", "checkpoint-3", "checkpoint-5"]
 
 
@@ -178,8 +178,10 @@ def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, c
         result = run(1, tmp_path / "out", (data_root, tmp_path / "list.csv"), "--max_train_steps", 4, "--checkpointing_steps", 100)
     assert result.global_step == 4
     assert result.skipped_videos == 2
-    assert "skipped 2 unreadable or too-short videos" in caplog.text
-    assert "skipping video missing.mp4" in caplog.text
+    assert "left out 1 of 4 training videos (missing or empty files), e.g. missing.mp4" in caplog.text
+    assert f"skipping video {tmp_path / 'corrupt.mp4'}: cannot be decoded" in caplog.text
+    assert "skipped 2 unreadable or too-short videos (" in caplog.text
+    assert caplog.text.rstrip().endswith(f"): {tmp_path / 'corrupt.mp4'}, missing.mp4")
 
 
 def test_overfitting_one_clip_lowers_the_loss(clips):

@@ -184,3 +184,44 @@ def test_missing_weights_are_reported_with_the_fetch_command(tmp_path, capsys, m
     assert inference.main([*arguments, "--ckpt_dir", str(tmp_path / "ckpts"), "--device", "cpu"]) == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: missing checkpoint") and "make fetch MODE=traj" in stderr
+
+
+def _save_tiny_adapter(folder, seed, layout="small"):
+    from utils.tiny import tiny_flow_controlnet, tiny_unet
+
+    adapter = tiny_flow_controlnet(seed, tiny_unet(seed, layout))
+    adapter.save_pretrained(folder)
+    return adapter
+
+
+def test_tiny_runs_a_trained_adapter_folder_that_fits_the_tiny_svd(tmp_path, capsys):
+    from pipeline.trajectory_animator import TrajectoryAnimator
+
+    trained = _save_tiny_adapter(tmp_path / "controlnet", seed=7)  # what Training's --tiny writes
+    animator = TrajectoryAnimator(tiny=True, device="cpu", adapter=tmp_path / "controlnet", show_progress=False)
+    loaded = animator.pipe.controlnet.state_dict()
+    assert all(np.array_equal(loaded[name].numpy(), value.numpy()) for name, value in trained.state_dict().items())
+    assert not np.array_equal(TrajectoryAnimator(tiny=True, device="cpu").pipe.controlnet.conv_in.weight.detach().numpy(),
+                              loaded["conv_in.weight"].numpy())  # fmt: skip
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [30, 20]]])
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4"), "--num_frames", "4"]
+    assert inference.main([*FAST, "--adapter", str(tmp_path / "controlnet"), *arguments]) == 0
+    assert read_video(tmp_path / "o.mp4").frames.shape == (4, 32, 32, 3)
+
+
+def test_an_adapter_that_does_not_fit_the_tiny_svd_and_an_ignored_ckpt_dir_are_each_one_line(tmp_path, capsys):
+    _save_tiny_adapter(tmp_path / "wide", seed=0, layout="svd")
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [30, 20]]])
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    code = inference.main([*FAST, "--adapter", str(tmp_path / "wide"), "--ckpt_dir", str(tmp_path), *arguments])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 2
+    assert lines[0] == ("warning: --tiny uses random tiny models and ignores --ckpt_dir (--adapter <folder> runs a "
+                        "trained adapter on them)")  # fmt: skip
+    assert lines[1].startswith(
+        f"error: --adapter {tmp_path / 'wide'} does not fit the tiny SVD (drop --tiny): its block_out_channels is "
+    )
+    assert inference.main([*FAST, "--adapter", str(tmp_path / "nothing"), *arguments]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --adapter: no adapter (config.json) in {tmp_path / 'nothing'}"
