@@ -237,5 +237,6 @@ def test_shell_script_runs_tiny_stage2_through_accelerate_launch(tmp_path, subpr
         capture_output=True, text=True, env=environment, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stderr.count("stage 2 --tiny without --controlnet_model_name_or_path: starting from a random tiny adapter") == 1
     assert (tmp_path / "checkpoint-2/controlnet/config.json").is_file()
     assert FlowControlNet.from_pretrained(tmp_path / "controlnet").config.conditioning_channels == 3
