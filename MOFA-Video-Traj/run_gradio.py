@@ -12,6 +12,7 @@ once and shared. Every run writes its files to a new folder under ``--output_dir
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,9 +26,15 @@ from utils import ui_state
 from utils.checkpoints import fetch_command
 from utils.demo_cli import demo_argument_parser
 from utils.demo_page import (
+    DISPLAY_LONG_SIDE,
+    RESULT_VIDEO_CLASS,
+    STOPPED_MESSAGE,
+    RunStopped,
+    StopSignals,
     click_position,
-    drag_click_targets,
+    drawing_panel,
     new_run_dir,
+    output_stem,
     serve_page,
     show_warning,
     temporal_context_choice,
@@ -45,14 +52,24 @@ CSS = """
 #tiny-banner {background: #fff4e5; border: 1px solid #f0a020; border-radius: 8px; padding: 6px 12px;}
 .fit-image img {width: 100%; height: 100%; object-fit: contain;}
 """
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+EXAMPLES = [[str(EXAMPLES_DIR / "hills.png"), (EXAMPLES_DIR / "hills_tracks.json").read_text()]]
+"""One-click inputs: an image made by ``examples/make_examples.py`` and its preset trajectories."""
+EXAMPLE_LABELS = ["Hills: the sun rises, the cloud drifts, the tree sways"]
+CLICK_MODES = ["Trajectory points", "Motion brush"]
 INSTRUCTIONS = """\
-1. **Upload Image** (any size; it is resized to a short side of 512 and cropped to multiples of 64).
-2. Click points on **Add Trajectory Here**: the first click is where the motion starts, later clicks are
-   where it goes. Press **Add Trajectory** to start another one. A single click pins a point in place.
-3. Optional motion brush: click on **Add Motion Brush Here** to stamp circles (radius slider), or paint
-   freehand in the editor below it and press its ✓ button. Trajectories that start inside the brush move
-   only the brushed area.
-4. Press **Run**. Control scale 0.6 is a good start; 1.0 follows the drags harder but can distort the image.
+1. **Upload Image** (any size; it is resized to a short side of 512 and cropped to multiples of 64), or click
+   the example under the buttons.
+2. With **Clicks add: Trajectory points**, click on the image: the first click is where the motion starts,
+   later clicks are where it goes. Press **Add Trajectory** to start another one (each track gets its own
+   colour). A single click pins a point in place. Drags longer than about 60 px are followed only partly:
+   the page warns when you draw one.
+3. Optional motion brush: switch to **Clicks add: Motion brush** and click to stamp circles (radius slider), or
+   paint freehand in the editor below and press its ✓ button. Trajectories that start inside the brush move
+   only the brushed area (shown in blue).
+4. **Undo Last Click** removes the last click of the selected kind; **Reset All** goes back to the uploaded image.
+5. Press **Run** (**Stop** ends a run without writing anything). Control scale 0.6 is a good start; 1.0 follows
+   the drags harder but can distort the image.
 """
 
 
@@ -80,6 +97,10 @@ def _blank_canvas(session: ui_state.Session) -> dict:
     return {"background": session["image"], "layers": [], "composite": None}
 
 
+def _view(session: ui_state.Session) -> np.ndarray | None:
+    return ui_state.drawing_view(session, ui_state.display_scale(session, DISPLAY_LONG_SIDE))
+
+
 class DemoHandlers:
     """The demo's event handlers: each takes the session state (plus widget values) and returns updates.
 
@@ -91,6 +112,7 @@ class DemoHandlers:
     def __init__(self, animator: TrajectoryAnimator, output_dir: Path):
         self.animator = animator
         self.output_dir = Path(output_dir)
+        self.stops = StopSignals()
 
     def flow_preview(self, session: ui_state.Session) -> np.ndarray | None:
         """Colour image of the flow the tracks ask for at the last frame, or None without tracks."""
@@ -98,75 +120,95 @@ class DemoHandlers:
         if session["image"] is None or not tracks:
             return None
         # the last frame's flow depends only on each track's first and last clicks, so two frames suffice
+        # its warnings (drags CMP cannot follow) are the long-drag warning shown when the drag is drawn
         preview = self.animator.preview_flow(session["image"], tracks, ui_state.brush_mask(session), num_frames=2)
-        for warning in preview.warnings:
-            show_warning(warning)
         return preview.last_frame_rgb
 
+    def _drawn(self, session: ui_state.Session, message: str | None = None):
+        """Updates after the drawing changed: (session, drawing view, preview, status)."""
+        return session, _view(session), self.flow_preview(session), _status(session, message)
+
+    def _refused(self, session: ui_state.Session, message: str, num_outputs: int):
+        show_warning(message)
+        return session, *([gr.skip()] * num_outputs), message
+
     def upload(self, path: str | None, session: ui_state.Session):
-        """Image file -> new session; returns (session, trajectory view, brush view, painter, preview, status)."""
-        unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        """Image file -> new session; returns (session, drawing view, painter, preview, hint, video, flow video,
+        status): the results of the previous image are cleared."""
         if not path:
-            message = "No file received; choose an image to upload."
-            show_warning(message)
-            return session, *unchanged, _status(session, message)
+            return self._refused(session, "No file received; choose an image to upload.", 6)
         try:
             image = resize_and_center_crop(load_image(path))
         except InputError as error:
-            message = f"Cannot use this file: {error}"
-            show_warning(message)
-            return session, *unchanged, _status(session, message)
-        session = ui_state.start_session(np.asarray(image))
-        views = ui_state.trajectory_view(session), ui_state.brush_view(session), _blank_canvas(session)
-        return session, *views, None, _status(session)
+            return self._refused(session, f"Cannot use this file: {error}", 6)
+        session = ui_state.start_session(np.asarray(image), Path(path).stem)
+        return session, _view(session), _blank_canvas(session), None, None, None, None, _status(session)
 
-    def click_trajectory(self, session: ui_state.Session, evt: gr.SelectData):
-        """A click on the trajectory image adds a point; returns (session, trajectory view, preview, status)."""
-        session, message = ui_state.add_click(session, *click_position(evt))
-        show_warning(message)
+    def load_example(self, image_path: str, tracks_json: str, session: ui_state.Session):
+        """An example: its image as an upload, then its preset trajectories; returns what :meth:`upload` does."""
+        session, view, canvas, *cleared, status = self.upload(image_path, session)
+        if session["image"] is None:
+            return session, view, canvas, *cleared, status
+        session = {**session, "tracks": [*json.loads(tracks_json), []]}
+        return session, _view(session), canvas, self.flow_preview(session), *cleared[1:], _status(session)
+
+    def click(self, session: ui_state.Session, mode: str, radius: float, evt: gr.SelectData):
+        """A click on the drawing panel adds a trajectory point or a brush stamp (``mode``); returns (session,
+        drawing view, preview, status)."""
+        x, y = click_position(evt, ui_state.display_scale(session, DISPLAY_LONG_SIDE))
+        if mode == CLICK_MODES[1]:
+            session, message = ui_state.add_brush_stamp(session, x, y, int(radius))
+            warning = None
+        else:
+            session, message = ui_state.add_click(session, x, y)
+            warning = ui_state.long_drag_warning(session)
         if message:
-            return session, gr.skip(), gr.skip(), _status(session, message)
-        return session, ui_state.trajectory_view(session), self.flow_preview(session), _status(session)
+            return self._refused(session, message, 2)
+        show_warning(warning)
+        return self._drawn(session, f"{_status(session)} Last click at ({x:g}, {y:g}). {warning or ''}".strip())
+
+    def undo(self, session: ui_state.Session, mode: str):
+        """Removes the last click of the selected kind; returns (session, drawing view, preview, status)."""
+        undo = ui_state.undo_brush_stamp if mode == CLICK_MODES[1] else ui_state.undo_click
+        session, message = undo(session)
+        return self._refused(session, message, 2) if message else self._drawn(session)
 
     def add_trajectory(self, session: ui_state.Session):
-        """Starts a new track; returns (session, trajectory view, status)."""
+        """Starts a new track; returns (session, drawing view, status)."""
         session, message = ui_state.add_trajectory(session)
-        show_warning(message)
-        return session, ui_state.trajectory_view(session) if not message else gr.skip(), _status(session, message)
+        return self._refused(session, message, 1) if message else (session, _view(session), _status(session))
 
     def delete_last_trajectory(self, session: ui_state.Session):
-        """Removes the last track; returns (session, trajectory view, preview, status)."""
+        """Removes the last track; returns (session, drawing view, preview, status)."""
         session, message = ui_state.delete_last_trajectory(session)
-        show_warning(message)
-        if message:
-            return session, gr.skip(), gr.skip(), _status(session, message)
-        return session, ui_state.trajectory_view(session), self.flow_preview(session), _status(session)
-
-    def click_brush(self, session: ui_state.Session, radius: float, evt: gr.SelectData):
-        """A click on the brush image stamps a circle; returns (session, brush view, preview, status)."""
-        session, message = ui_state.add_brush_stamp(session, *click_position(evt), int(radius))
-        show_warning(message)
-        if message:
-            return session, gr.skip(), gr.skip(), _status(session, message)
-        return session, ui_state.brush_view(session), self.flow_preview(session), _status(session)
+        return self._refused(session, message, 2) if message else self._drawn(session)
 
     def paint_brush(self, session: ui_state.Session, canvas: dict | None):
-        """The painted layers become part of the brush; returns (session, brush view, preview, status)."""
+        """The painted layers become part of the brush; returns (session, drawing view, preview, status)."""
         layers = canvas["layers"] if canvas else None
         session, message = ui_state.set_painted_brush(session, ui_state.painted_area(layers))
-        show_warning(message)
-        if message:
-            return session, gr.skip(), gr.skip(), _status(session, message)
-        return session, ui_state.brush_view(session), self.flow_preview(session), _status(session)
+        return self._refused(session, message, 2) if message else self._drawn(session)
 
     def clear_brush(self, session: ui_state.Session):
-        """Removes the motion brush; returns (session, brush view, painter, preview, status)."""
+        """Removes the motion brush; returns (session, drawing view, painter, preview, status)."""
         session, message = ui_state.clear_brush(session)
-        show_warning(message)
         if message:
-            return session, gr.skip(), gr.skip(), gr.skip(), _status(session, message)
-        views = ui_state.brush_view(session), _blank_canvas(session)
-        return session, *views, self.flow_preview(session), _status(session)
+            return self._refused(session, message, 3)
+        return session, _view(session), _blank_canvas(session), self.flow_preview(session), _status(session)
+
+    def reset(self, session: ui_state.Session):
+        """Back to the uploaded image; returns (session, drawing view, painter, preview, hint, video, flow video,
+        status)."""
+        session, message = ui_state.reset(session)
+        if message:
+            return self._refused(session, message, 6)
+        return session, _view(session), _blank_canvas(session), None, None, None, None, _status(session)
+
+    def stop(self, request: gr.Request) -> str | None:
+        """The Stop button: flags this session's run, which ends at its next step."""
+        if not self.stops.stop(request.session_hash):
+            return "Nothing is running."
+        return "Stopping after the current step..."
 
     def run(
         self,
@@ -178,6 +220,7 @@ class DemoHandlers:
         memory: str,
         fast: bool = False,
         temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),
     ):
         """Animates the image; returns (video, flow video, hint image, status)."""
@@ -186,11 +229,14 @@ class DemoHandlers:
         if message:
             show_warning(message)
             return *unchanged, message
+        session_id = request.session_hash if request else ""
+        self.stops.start(session_id)
 
         def on_step(done: int, total: int) -> None:
-            progress((done, total), desc="Denoising")
+            self.stops.check(session_id)
+            progress((done, total), desc=f"Denoising step {done}/{total}" if done < total else "Decoding frames")
 
-        progress(0, desc="Preparing")
+        progress(0, desc="CMP flow from the trajectories")
         try:
             result = self.animator.animate(
                 image=session["image"],
@@ -205,10 +251,14 @@ class DemoHandlers:
                 temporal_context=temporal_context,
                 progress=on_step,
             )
+            self.stops.check(session_id)
             progress(1.0, desc="Writing videos")
             run_dir = new_run_dir(self.output_dir)
             input_path = save_png(run_dir / "input.png", session["image"])
-            paths = self.animator.save(result, run_dir / "output.mp4", extra_settings={"input": str(input_path)})
+            video_path = run_dir / f"{output_stem(session['name'], 'traj')}.mp4"
+            paths = self.animator.save(result, video_path, extra_settings={"input": str(input_path)})
+        except RunStopped:
+            return *unchanged, STOPPED_MESSAGE
         except InputError as error:
             message = f"Cannot run: {error}"
             show_warning(message)
@@ -217,11 +267,27 @@ class DemoHandlers:
             message = "Out of GPU memory: choose the balanced or low memory preset, or fewer frames, and run again."
             show_warning(message)
             return *unchanged, message
+        finally:
+            self.stops.finish(session_id)
         for warning in result.warnings:
             if warning != TINY_NOTICE:  # the banner already says so
                 show_warning(warning)
         status = f"Done: {len(result.frames)} frames written to {_shown_path(run_dir)}."
         return str(paths.video), str(paths.flow_video), str(paths.hint), status
+
+
+def advanced_settings(animator: TrajectoryAnimator, memory: str) -> dict[str, gr.components.Component]:
+    """The controls of the **Advanced settings** accordion, created in the enclosing layout, by the name of the
+    :meth:`DemoHandlers.run` argument they feed (in that order)."""
+    return {
+        "num_frames": gr.Slider(2, MAX_FRAMES, value=25, step=1, label="Number of Frames", elem_id="num-frames"),
+        "steps": gr.Slider(1, 100, value=animator.default_steps, step=1, label="Denoising Steps", elem_id="steps"),
+        "seed": gr.Number(42, precision=0, label="Seed"),
+        "control_scale": gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale"),
+        "memory": gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset"),
+        "fast": gr.Checkbox(False, label="Fast Mode (adapter every 4th step, about 1.1x SVD time)"),
+        "temporal_context": temporal_context_choice(),
+    }
 
 
 def build_demo(
@@ -244,25 +310,31 @@ def build_demo(
         with gr.Accordion("How to use", open=False):
             gr.Markdown(INSTRUCTIONS)
         with gr.Row():
-            with gr.Column(scale=1, min_width=260):
+            with gr.Column(scale=1, min_width=300):
                 upload = gr.UploadButton("Upload Image", file_types=["image"], type="filepath", variant="primary")
-                add_trajectory = gr.Button("Add Trajectory")
-                delete_trajectory = gr.Button("Delete Last Trajectory")
-                clear_brush = gr.Button("Clear Motion Brush")
-                brush_radius = gr.Slider(1, 100, value=10, step=1, label="Motion Brush Radius")
-                control_scale = gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale")
-                num_frames = gr.Slider(2, MAX_FRAMES, value=25, step=1, label="Number of Frames", elem_id="num-frames")
-                steps = gr.Slider(1, 100, value=25, step=1, label="Denoising Steps", elem_id="steps")
-                seed = gr.Number(42, precision=0, label="Seed")
-                memory_preset = gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset")
-                fast_mode = gr.Checkbox(False, label="Fast Mode (adapter every 4th step, about 1.1x SVD time)")
-                with gr.Accordion("Advanced settings", open=False):
-                    temporal_context = temporal_context_choice()
-                run = gr.Button("Run", variant="primary", elem_id="run-button")
-                status = gr.Markdown(ui_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
-            with gr.Column(scale=3):
+                example_image = gr.Image(type="filepath", visible=False)
+                example_tracks = gr.Textbox(visible=False)
+                examples = gr.Examples(
+                    EXAMPLES, [example_image, example_tracks], label="Example (click to load)",
+                    example_labels=EXAMPLE_LABELS, elem_id="examples",
+                )  # fmt: skip
+                click_mode = gr.Radio(CLICK_MODES, value=CLICK_MODES[0], label="Clicks add", elem_id="click-mode")
                 with gr.Row():
-                    trajectory_image, brush_image = drag_click_targets()
+                    add_trajectory = gr.Button("Add Trajectory")
+                    undo = gr.Button("Undo Last Click")
+                with gr.Row():
+                    delete_trajectory = gr.Button("Delete Last Trajectory")
+                    clear_brush = gr.Button("Clear Motion Brush")
+                reset = gr.Button("Reset All")
+                brush_radius = gr.Slider(1, 100, value=10, step=1, label="Motion Brush Radius")
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", elem_id="run-button")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop-button")
+                status = gr.Markdown(ui_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
+                with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                    settings = advanced_settings(animator, memory)
+            with gr.Column(scale=2):
+                drawing = drawing_panel("Click to draw: trajectories (one colour each) and motion brush (blue)")
                 with gr.Accordion("Paint the motion brush freehand (press ✓ in the editor to apply)", open=False):
                     painter = gr.ImageEditor(
                         label="Paint Motion Brush",
@@ -276,67 +348,50 @@ def build_demo(
                         elem_id="brush-painter",
                     )
                 with gr.Row():
+                    output_video = gr.Video(
+                        label="Output Video", interactive=False, autoplay=True, loop=True, elem_id="output-video",
+                        elem_classes=RESULT_VIDEO_CLASS,
+                    )  # fmt: skip
+                    flow_video = gr.Video(
+                        label="Output Flow", interactive=False, autoplay=True, loop=True, elem_id="flow-video",
+                        elem_classes=RESULT_VIDEO_CLASS,
+                    )  # fmt: skip
+                with gr.Row():
                     flow_preview = gr.Image(
                         label="Visualized Flow (last frame)", format="png", interactive=False, height=PREVIEW_HEIGHT,
-                        elem_classes="fit-image",
+                        elem_classes="fit-image", elem_id="flow-preview",
                     )  # fmt: skip
                     hint_image = gr.Image(
                         label="Visualized Hint Image", type="filepath", interactive=False, height=PREVIEW_HEIGHT,
-                        elem_classes="fit-image",
+                        elem_classes="fit-image", elem_id="hint-image",
                     )  # fmt: skip
-                with gr.Row():
-                    output_video = gr.Video(label="Output Video", interactive=False, loop=True, elem_id="output-video")
-                    flow_video = gr.Video(label="Output Flow", interactive=False, loop=True, elem_id="flow-video")
 
-        upload.upload(
-            handlers.upload,
-            [upload, session],
-            [session, trajectory_image, brush_image, painter, flow_preview, status],
-            api_name="upload_image",
+        fresh = [session, drawing, painter, flow_preview, hint_image, output_video, flow_video, status]
+        drawn = [session, drawing, flow_preview, status]
+        upload.upload(handlers.upload, [upload, session], fresh, api_name="upload_image")
+        examples.load_input_event.then(
+            handlers.load_example, [example_image, example_tracks, session], fresh, api_name="load_example"
         )
-        trajectory_image.select(
-            handlers.click_trajectory,
-            [session],
-            [session, trajectory_image, flow_preview, status],
-            api_name="add_point",
+        drawing.select(
+            handlers.click, [session, click_mode, brush_radius], drawn, api_name="click",
             trigger_mode="multiple",  # a click made while the previous one is processed is queued, not dropped
             show_progress="hidden",  # and not swallowed by a progress overlay
-        )
-        add_trajectory.click(
-            handlers.add_trajectory, [session], [session, trajectory_image, status], api_name="add_trajectory"
-        )
-        delete_trajectory.click(
-            handlers.delete_last_trajectory,
-            [session],
-            [session, trajectory_image, flow_preview, status],
-            api_name="delete_last_trajectory",
-        )
-        brush_image.select(
-            handlers.click_brush,
-            [session, brush_radius],
-            [session, brush_image, flow_preview, status],
-            api_name="add_brush",
-            trigger_mode="multiple",
-            show_progress="hidden",
-        )
-        painter.apply(
-            handlers.paint_brush,
-            [session, painter],
-            [session, brush_image, flow_preview, status],
-            api_name="paint_brush",
-        )
+        )  # fmt: skip
+        undo.click(handlers.undo, [session, click_mode], drawn, api_name="undo")
+        add_trajectory.click(handlers.add_trajectory, [session], [session, drawing, status], api_name="add_trajectory")
+        delete_trajectory.click(handlers.delete_last_trajectory, [session], drawn, api_name="delete_last_trajectory")
+        painter.apply(handlers.paint_brush, [session, painter], drawn, api_name="paint_brush")
         clear_brush.click(
-            handlers.clear_brush,
-            [session],
-            [session, brush_image, painter, flow_preview, status],
-            api_name="clear_brush",
+            handlers.clear_brush, [session], [session, drawing, painter, flow_preview, status], api_name="clear_brush"
         )
+        reset.click(handlers.reset, [session], fresh, api_name="reset")
         run.click(
             handlers.run,
-            [session, num_frames, steps, seed, control_scale, memory_preset, fast_mode, temporal_context],
+            [session, *settings.values()],
             [output_video, flow_video, hint_image, status],
             api_name="run",
         )
+        stop.click(handlers.stop, None, [status], api_name="stop", queue=False)
     return demo
 
 

@@ -159,12 +159,12 @@ def chromium_page(width: int, height: int) -> Iterator:
             browser.close()
 
 
-def wait_for_text(page, selector: str, text: str) -> None:
-    """Waits until the element matching ``selector`` shows ``text`` (as part of its text)."""
+def wait_for_text(page, selector: str, text: str, timeout_ms: int = EVENT_TIMEOUT_MS) -> None:
+    """Waits (at most ``timeout_ms``) until the element matching ``selector`` shows ``text`` (as part of its text)."""
     page.wait_for_function(
         "([selector, text]) => document.querySelector(selector).innerText.includes(text)",
         arg=[selector, text],
-        timeout=EVENT_TIMEOUT_MS,
+        timeout=timeout_ms,
     )
 
 
@@ -209,3 +209,28 @@ def loaded_video(page, selector: str) -> tuple[str, float, int]:
         "video => [video.currentSrc, video.duration, video.videoWidth]"
     )
     return source, duration, width
+
+
+def click_pixel(page, selector: str, x: int, y: int, status_selector: str, expected_status: str) -> None:
+    """Clicks the centre of pixel (x, y) of the picture shown in the image inside ``selector`` (its own pixels,
+    whatever size the page draws it at), then waits as :func:`click_image` does."""
+    width, height = page.locator(f"{selector} img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    click_image(page, selector, (x + 0.5) / width, (y + 0.5) / height, status_selector, expected_status)
+
+
+def set_number(page, selector: str, value: int) -> None:
+    """Types ``value`` into the number box of the slider or number field ``selector`` and confirms it."""
+    number = page.locator(f"{selector} input[type=number]")
+    number.fill(str(value))
+    number.press("Enter")
+
+
+def save_screenshot(page, path: Path) -> None:
+    """Saves the whole page as a PNG at ``path`` (the sub-project's docs/ folder shows these in its README)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def wait_for_toasts_to_fade(page) -> None:
+    """Waits until no warning toast is shown (they fade after a few seconds)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=toast-body]')", timeout=EVENT_TIMEOUT_MS)

@@ -140,17 +140,20 @@ class HybridOutputPaths:
     settings: Path
 
     @classmethod
-    def in_folder(cls, run_dir: Path, comparison: bool) -> HybridOutputPaths:
+    def in_folder(cls, run_dir: Path, comparison: bool, name: str | None = None) -> HybridOutputPaths:
+        """The files in ``run_dir``; with ``name``, every file but ``settings.json`` starts with it (the video is
+        ``<name>.mp4``, the others ``<name>_trajectory_flow.mp4`` and so on) so that downloads say what they are."""
+        prefix = f"{name}_" if name else ""
         return cls(
-            video=run_dir / "output.mp4",
-            trajectory_flow=run_dir / "trajectory_flow.mp4",
-            landmark_flow=run_dir / "landmark_flow.mp4",
-            landmark_video=run_dir / "landmarks.mp4",
-            video_with_landmarks=run_dir / "output_with_landmarks.mp4",
-            hint=run_dir / "hint.png",
-            landmark_mask=run_dir / "landmark_mask.png",
-            landmarks=run_dir / "landmarks.npy",
-            comparison=run_dir / "comparison.mp4" if comparison else None,
+            video=run_dir / f"{name or 'output'}.mp4",
+            trajectory_flow=run_dir / f"{prefix}trajectory_flow.mp4",
+            landmark_flow=run_dir / f"{prefix}landmark_flow.mp4",
+            landmark_video=run_dir / f"{prefix}landmarks.mp4",
+            video_with_landmarks=run_dir / f"{name or 'output'}_with_landmarks.mp4",
+            hint=run_dir / f"{prefix}hint.png",
+            landmark_mask=run_dir / f"{prefix}landmark_mask.png",
+            landmarks=run_dir / f"{prefix}landmarks.npy",
+            comparison=run_dir / f"{prefix}comparison.mp4" if comparison else None,
             settings=run_dir / "settings.json",
         )
 
@@ -569,8 +572,12 @@ class HybridAnimator(AnimatorBase):
         audio_path: str | Path | None = None,
         comparison: bool = True,
         extra_settings: dict | None = None,
+        name: str | None = None,
     ) -> HybridOutputPaths:
         """Write a run's files into ``run_dir`` (created; it must not hold a previous run).
+
+        With ``name`` the files start with it (:meth:`HybridOutputPaths.in_folder`); the names below are the
+        default ones.
 
         Files: ``output.mp4`` (with ``audio_path`` muxed in when given, padded with silence or cut to the
         video's length), ``trajectory_flow.mp4``,
@@ -582,7 +589,7 @@ class HybridAnimator(AnimatorBase):
             InputError: ``run_dir`` already holds a ``settings.json``, or the audio cannot be muxed.
         """
         run_dir = Path(run_dir)
-        paths = HybridOutputPaths.in_folder(run_dir, comparison)
+        paths = HybridOutputPaths.in_folder(run_dir, comparison, name)
         if paths.settings.exists():
             raise InputError(f"{run_dir} already holds a finished run; choose a new folder")
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,10 @@ BRUSH_RGBA = (0, 0, 255, 255)
 """RGBA colour of the motion brush in its drawings."""
 
 TRACK_RGB = (255, 0, 0)
-"""Colour of the drawn tracks."""
+"""Colour of the tracks in the hint image."""
+
+TRACK_PALETTE = ((255, 0, 0), (255, 160, 0), (220, 0, 220), (0, 170, 255), (0, 200, 90), (255, 255, 0))
+"""Colours of the tracks in the editor, one per track (cycled): the first is ``TRACK_RGB``."""
 
 
 class CMPFunction(Protocol):
@@ -435,7 +438,7 @@ def _draw_polyline_with_arrow(
     for index, (start, end) in enumerate(zip(corners[:-1], corners[1:])):
         length = math.hypot(end[0] - start[0], end[1] - start[1])
         if index == len(corners) - 2 and length > 0:
-            cv2.arrowedLine(layer, start, end, color, thickness, tipLength=8 / length)
+            cv2.arrowedLine(layer, start, end, color, thickness, tipLength=4 * thickness / length)
         else:
             cv2.line(layer, start, end, color, thickness)
 
@@ -443,38 +446,49 @@ def _draw_polyline_with_arrow(
 def _draw_track_marks(
     layer: np.ndarray,
     tracks: Sequence[Track],
-    color: tuple[int, int, int, int],
+    colors: Sequence[tuple[int, int, int, int]],
     dot_radius: int,
     num_points: int | None = None,
+    thickness: int = 2,
 ) -> None:
-    """Draws every track on the RGBA ``layer`` (in place): a one-click track as a dot of ``dot_radius``, a longer
-    one as a polyline with an arrowhead (through its clicks, or ``num_points`` PCHIP-resampled points when
-    given). Empty tracks are skipped."""
-    for track in tracks:
+    """Draws every track on the RGBA ``layer`` (in place), track ``i`` in ``colors[i % len(colors)]``: a one-click
+    track as a dot of ``dot_radius``, a longer one as a polyline with an arrowhead (through its clicks, or
+    ``num_points`` PCHIP-resampled points when given). Empty tracks are skipped but keep their colour slot."""
+    for index, track in enumerate(tracks):
+        color = colors[index % len(colors)]
         points = np.asarray(track, dtype=np.float64).reshape(-1, 2)
         if len(points) == 1:
             cv2.circle(layer, (int(points[0, 0]), int(points[0, 1])), dot_radius, color, -1)
         elif len(points) > 1:
             corners = points if num_points is None else resample_track(points, num_points)
-            _draw_polyline_with_arrow(layer, corners, color)
+            _draw_polyline_with_arrow(layer, corners, color, thickness)
 
 
-def draw_tracks(image: Image.Image | np.ndarray, tracks: Sequence[Track]) -> Image.Image:
+def draw_tracks(
+    image: Image.Image | np.ndarray, tracks: Sequence[Track], scale: int = 1, palette: Sequence = (TRACK_RGB,)
+) -> Image.Image:
     """Draws the clicked tracks over the image for the trajectory editor.
 
-    Each track with two or more clicks is a red polyline (thickness 2) with an arrowhead on its last
-    segment; a one-click track is a red dot of radius 3. Empty tracks are skipped.
+    Each track with two or more clicks is a polyline (thickness 2) with an arrowhead on its last segment; a
+    one-click track is a dot of radius 3. Track ``i`` is drawn in ``palette[i % len(palette)]`` (default: all
+    red). Empty tracks are skipped.
 
     Args:
-        image: PIL image or ``(H, W, 3)`` uint8 array.
-        tracks: tracks of ``(x, y)`` clicks in image pixels.
+        image: PIL image or ``(H, W, 3)`` uint8 array, already ``scale`` times the size the clicks refer to.
+        tracks: tracks of ``(x, y)`` clicks in image pixels (of the unscaled image).
+        scale: display magnification: click ``(x, y)`` is drawn at the centre of its ``scale x scale`` block,
+            with lines and dots ``max(1, scale // 4)`` times thicker.
+        palette: RGB colours.
 
     Returns:
-        RGB PIL image of the same size.
+        RGB PIL image of the same size as ``image``.
     """
     background = _rgba(image)
     layer = np.zeros((background.height, background.width, 4), np.uint8)
-    _draw_track_marks(layer, tracks, (*TRACK_RGB, 255), dot_radius=3)
+    shown = [[(x * scale + scale // 2, y * scale + scale // 2) for x, y in track] for track in tracks]
+    weight = max(1, scale // 4)
+    colors = [(*rgb, 255) for rgb in palette]
+    _draw_track_marks(layer, shown, colors, dot_radius=3 * weight, thickness=2 * weight)
     return Image.alpha_composite(background, Image.fromarray(layer)).convert("RGB")
 
 
@@ -502,7 +516,7 @@ def draw_hint_image(
     background = np.array(_rgba(image))
     background[..., 3] = 128
     layer = np.zeros_like(background)
-    _draw_track_marks(layer, tracks, (*TRACK_RGB, 192), dot_radius=2, num_points=num_points)
+    _draw_track_marks(layer, tracks, [(*TRACK_RGB, 192)], dot_radius=2, num_points=num_points)
     drawing = Image.alpha_composite(Image.fromarray(background), Image.fromarray(layer))
     if brush_viz is None:
         brush_viz = np.zeros_like(background)

@@ -269,7 +269,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     """Opens an image file as RGB, applying its EXIF orientation.
 
     Raises:
-        InputError: the file is missing, not an image, or corrupt.
+        InputError: the file is missing, not an image, or corrupt (the message names the file, not its folder,
+            which may be a server's temporary one).
     """
     path = Path(path)
     if not path.is_file():
@@ -278,8 +279,10 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return ImageOps.exif_transpose(image).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"cannot read image {path}: {error}") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path.name} is not a readable image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError):
+        raise InputError(f"{path.name} is not a readable image (truncated or corrupt data)") from None
 
 
 def resize_and_center_crop(

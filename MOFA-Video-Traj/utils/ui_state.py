@@ -5,7 +5,8 @@ A session holds the preprocessed first frame, the tracks clicked so far and the 
     {"image": (H, W, 3) uint8 RGB array or None,
      "tracks": [[[x, y], ...], ...],      # clicks in image pixels; the last track is the one being drawn
      "brush": [[x, y, radius], ...],      # stamped motion-brush circles, image pixels
-     "painted": (H, W) bool array or None}  # motion brush painted freehand
+     "painted": (H, W) bool array or None,  # motion brush painted freehand
+     "name": str}                          # the uploaded file's stem, for the names of the outputs
 
 The motion brush is the union of the stamped circles and the painted area.
 
@@ -14,16 +15,19 @@ and otherwise a sentence for the user saying why nothing changed (the session is
 The demo shows these messages; nothing here knows about Gradio.
 """
 
+import math
 from typing import TypedDict
 
 import numpy as np
 
-from .trajectories import BRUSH_RGBA, draw_tracks, empty_brush, stamp_brush
+from .trajectories import BRUSH_RGBA, TRACK_PALETTE, draw_tracks, empty_brush, stamp_brush
 
 NO_IMAGE_MESSAGE = "Upload an image first."
 NO_TRACK_MESSAGE = (
     "Draw a trajectory first: click points on the trajectory image (the first click is where motion starts)."
 )
+LONG_DRAG_PX = 60
+"""Displacement (pixels at a 512-pixel short side) beyond which the adapter no longer follows a drag in full."""
 
 
 class Session(TypedDict):
@@ -33,23 +37,32 @@ class Session(TypedDict):
     tracks: list[list[list[float]]]
     brush: list[list[float]]
     painted: np.ndarray | None
+    name: str
 
 
 def new_session() -> Session:
     """The state before any image is uploaded."""
-    return {"image": None, "tracks": [], "brush": [], "painted": None}
+    return {"image": None, "tracks": [], "brush": [], "painted": None, "name": ""}
 
 
-def start_session(image: np.ndarray) -> Session:
+def start_session(image: np.ndarray, name: str = "image") -> Session:
     """A fresh session on a new first frame: one empty track to click into, no brush.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB, already preprocessed to the generation size.
+        name: what the outputs are named after (the uploaded file's stem).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be an (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
-    return {"image": image, "tracks": [[]], "brush": [], "painted": None}
+    return {"image": image, "tracks": [[]], "brush": [], "painted": None, "name": name}
+
+
+def reset(session: Session) -> tuple[Session, str | None]:
+    """Back to the freshly uploaded image: every track and the whole motion brush removed."""
+    if session["image"] is None:
+        return session, NO_IMAGE_MESSAGE
+    return start_session(session["image"], session["name"]), None
 
 
 def image_size(session: Session) -> tuple[int, int] | None:
@@ -77,6 +90,35 @@ def add_click(session: Session, x: float, y: float) -> tuple[Session, str | None
     return {**session, "tracks": tracks}, None
 
 
+def undo_click(session: Session) -> tuple[Session, str | None]:
+    """Removes the last trajectory click; after **Add Trajectory** it goes back into the previous track."""
+    if session["image"] is None:
+        return session, NO_IMAGE_MESSAGE
+    tracks = [list(track) for track in session["tracks"]]
+    if tracks and not tracks[-1] and len(tracks) > 1:
+        tracks.pop()  # undo "Add Trajectory": the next click continues the previous track
+    if not tracks or not tracks[-1]:
+        return session, "There is no trajectory click to undo."
+    tracks[-1] = tracks[-1][:-1]
+    return {**session, "tracks": tracks}, None
+
+
+def long_drag_warning(session: Session) -> str | None:
+    """A warning when the last click of the track being drawn lies farther from the track's first click than
+    the adapter follows (``LONG_DRAG_PX`` at a 512-pixel short side, scaled to the image), else None."""
+    if session["image"] is None or not session["tracks"] or len(session["tracks"][-1]) < 2:
+        return None
+    (x0, y0), (x1, y1) = session["tracks"][-1][0], session["tracks"][-1][-1]
+    reach = math.hypot(x1 - x0, y1 - y0)
+    limit = LONG_DRAG_PX * min(session["image"].shape[:2]) / 512
+    if reach <= limit:
+        return None
+    return (
+        f"This drag reaches {reach:.0f} px from its start; the adapter follows about {limit:.0f} px, "
+        "so the motion will fall short. Split it into shorter drags or accept a shorter motion."
+    )
+
+
 def add_trajectory(session: Session) -> tuple[Session, str | None]:
     """Finishes the track being drawn and starts a new, empty one."""
     if session["image"] is None:
@@ -94,6 +136,15 @@ def delete_last_trajectory(session: Session) -> tuple[Session, str | None]:
     if not drawn:
         return session, "There is no trajectory to delete."
     return {**session, "tracks": drawn[:-1] + [[]]}, None
+
+
+def undo_brush_stamp(session: Session) -> tuple[Session, str | None]:
+    """Removes the last stamped motion-brush circle."""
+    if session["image"] is None:
+        return session, NO_IMAGE_MESSAGE
+    if not session["brush"]:
+        return session, "There is no motion-brush stamp to undo."
+    return {**session, "brush": session["brush"][:-1]}, None
 
 
 def add_brush_stamp(session: Session, x: float, y: float, radius: int) -> tuple[Session, str | None]:
@@ -183,13 +234,6 @@ def brush_mask(session: Session) -> np.ndarray | None:
     return None if layers is None else layers[0]
 
 
-def trajectory_view(session: Session) -> np.ndarray | None:
-    """The first frame with every track drawn on it, ``(H, W, 3)`` uint8, or None before an upload."""
-    if session["image"] is None:
-        return None
-    return np.asarray(draw_tracks(session["image"], session["tracks"]))
-
-
 def brush_view(session: Session, opacity: float = 0.5) -> np.ndarray | None:
     """The first frame with the brush circles blended on top at ``opacity``, ``(H, W, 3)`` uint8, or None."""
     if session["image"] is None:
@@ -201,6 +245,27 @@ def brush_view(session: Session, opacity: float = 0.5) -> np.ndarray | None:
     alpha = viz[..., 3:].astype(np.float32) / 255.0 * opacity
     blended = session["image"].astype(np.float32) * (1 - alpha) + viz[..., :3].astype(np.float32) * alpha
     return np.round(blended).astype(np.uint8)
+
+
+def display_scale(session: Session, long_side: int = 512) -> int:
+    """The whole-number magnification that shows the image at least ``long_side`` pixels on its long side."""
+    if session["image"] is None:
+        return 1
+    return max(1, math.ceil(long_side / max(session["image"].shape[:2])))
+
+
+def magnify(image: np.ndarray, scale: int) -> np.ndarray:
+    """``(H, W, ...)`` -> ``(H*scale, W*scale, ...)``, each pixel a ``scale x scale`` block."""
+    return image if scale == 1 else np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def drawing_view(session: Session, scale: int = 1, opacity: float = 0.5) -> np.ndarray | None:
+    """The editor's picture: the first frame magnified ``scale`` times, the motion brush blended on at
+    ``opacity`` and every track in its own colour (``TRACK_PALETTE``); ``(H*scale, W*scale, 3)`` uint8, or None
+    before an upload."""
+    if session["image"] is None:
+        return None
+    return np.asarray(draw_tracks(magnify(brush_view(session, opacity), scale), session["tracks"], scale, TRACK_PALETTE))
 
 
 def describe(session: Session) -> str:

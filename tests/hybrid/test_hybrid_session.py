@@ -14,20 +14,31 @@ def test_actions_before_an_image_answer_with_a_message():
     for action in (
         lambda s: hybrid_session.add_landmark_stamp(s, 3, 4, 5),
         hybrid_session.clear_landmark_mask,
-        lambda s: hybrid_session.set_driving(s, "speech.wav", "audio"),
+        hybrid_session.undo_landmark_stamp,
+        hybrid_session.reset,
     ):
         after, message = action(session)
         assert after == session
         assert message.startswith(ui_state.NO_IMAGE_MESSAGE)
     assert hybrid_session.run_problem(session, "audio").startswith(ui_state.NO_IMAGE_MESSAGE)
-    assert hybrid_session.landmark_view(session) is None
+    assert hybrid_session.drawing_view(session, "auto") is None
+
+
+def test_a_driving_file_uploaded_before_the_image_is_kept_for_it():
+    session = hybrid_session.set_driving(hybrid_session.new_session(), "/tmp/x/speech.wav")
+    assert hybrid_session.describe(session, "audio") == (
+        "Upload an image first. The driving audio speech.wav is kept for it."
+    )
+    session = hybrid_session.start_session(np.zeros((64, 64, 3), np.uint8), session)
+    assert session["driving"] == "/tmp/x/speech.wav"
+    assert hybrid_session.run_problem(session, "audio") is None
 
 
 def test_run_needs_the_driving_file_but_not_trajectories():
     session = _session()
     assert hybrid_session.run_problem(session, "video") == "Upload the driving video first."
-    session, message = hybrid_session.set_driving(session, "/tmp/drive.mp4", "video")
-    assert message is None and session["driving"] == "/tmp/drive.mp4"
+    session = hybrid_session.set_driving(session, "/tmp/drive.mp4")
+    assert session["driving"] == "/tmp/drive.mp4"
     assert hybrid_session.run_problem(session, "video") is None
 
 
@@ -38,8 +49,25 @@ def test_landmark_stamps_build_a_mask_separate_from_the_motion_brush():
     mask = hybrid_session.painted_landmark_mask(session)
     assert mask.shape == (64, 128) and mask[30, 40] == 255 and mask[30, 51] == 0 and mask[30, 100] == 0
     assert ui_state.brush_mask(session)[30, 100] == 255 and ui_state.brush_mask(session)[30, 40] == 0
-    view = hybrid_session.landmark_view(session)
+    view = hybrid_session.drawing_view(session, "auto")
     assert tuple(view[30, 40]) == (50, 150, 50) and tuple(view[0, 0]) == (100, 100, 100)
+    assert tuple(view[30, 100]) == (50, 50, 178)  # the motion brush, blue
+    session, message = hybrid_session.undo_landmark_stamp(session)
+    assert message is None and hybrid_session.painted_landmark_mask(session) is None
+
+
+def test_drawing_view_shows_the_face_and_the_mask_a_run_will_use_magnified():
+    face = np.array([[20.0 + 2 * i, 20.0 + (i % 5)] for i in range(20)] + [[30.0, 40.0]])
+    session = hybrid_session.start_session(np.full((64, 64, 3), 100, np.uint8), face=face)
+    planned = hybrid_session.planned_landmark_mask(session, "auto")
+    assert planned[30, 30] == 255 and planned[2, 2] == 0  # the hull of the face, dilated
+    assert hybrid_session.planned_landmark_mask(session, "none") is None
+    view = hybrid_session.drawing_view(session, "auto", scale=8)
+    assert view.shape == (512, 512, 3)
+    assert tuple(view[30 * 8 + 1, 30 * 8 + 1]) == (50, 150, 50)  # inside the mask, off the dots
+    assert tuple(view[40 * 8 + 4, 30 * 8 + 4]) == hybrid_session.FACE_DOT_RGB  # a landmark's dot
+    assert tuple(view[4, 4]) == (100, 100, 100)
+    assert tuple(hybrid_session.drawing_view(session, "none")[30, 31]) == (100, 100, 100)
 
 
 def test_landmark_stamp_outside_the_image_or_with_a_bad_radius_is_refused():
@@ -59,12 +87,15 @@ def test_clear_landmark_mask():
 
 
 def test_new_image_resets_masks_and_tracks_but_keeps_the_driving_file():
-    session, _ = hybrid_session.set_driving(_session(), "/tmp/speech.wav", "audio")
+    session = hybrid_session.set_driving(_session(), "/tmp/speech.wav")
     session, _ = hybrid_session.add_landmark_stamp(session, 4, 4, 2)
     session, _ = ui_state.add_click(session, 4, 4)
     fresh = hybrid_session.start_session(np.zeros((64, 64, 3), np.uint8), session)
     assert fresh["driving"] == "/tmp/speech.wav"
     assert fresh["landmark_brush"] == [] and fresh["tracks"] == [[]] and fresh["brush"] == []
+    reset, message = hybrid_session.reset(session)
+    assert message is None and reset["driving"] == "/tmp/speech.wav" and reset["landmark_brush"] == []
+    assert reset["tracks"] == [[]] and reset["image"] is session["image"]
 
 
 def test_describe_mentions_the_landmark_mask_and_the_driving_file():
@@ -72,5 +103,5 @@ def test_describe_mentions_the_landmark_mask_and_the_driving_file():
     assert hybrid_session.describe(session, "audio") == (
         "Image 128x64: 0 trajectories (0 clicks), 1 landmark-mask stamps; driving audio: no audio yet."
     )
-    session, _ = hybrid_session.set_driving(session, "/tmp/x/speech.mp3", "audio")
+    session = hybrid_session.set_driving(session, "/tmp/x/speech.mp3")
     assert hybrid_session.describe(session, "audio").endswith("driving audio: speech.mp3.")

@@ -1,6 +1,7 @@
 """The Gradio demo: its session-state helpers, and the app served in tiny mode driven with gradio_client."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,10 @@ def test_actions_before_an_upload_answer_with_a_message_and_change_nothing():
         after, message = action(session)
         assert after == session
         assert message == ui_state.NO_IMAGE_MESSAGE
-    assert ui_state.trajectory_view(session) is None
+    assert ui_state.drawing_view(session) is None
     assert ui_state.brush_view(session) is None
+    assert ui_state.undo_click(session) == (session, ui_state.NO_IMAGE_MESSAGE)
+    assert ui_state.reset(session) == (session, ui_state.NO_IMAGE_MESSAGE)
 
 
 def test_run_before_an_upload_says_to_upload_an_image():
@@ -139,13 +142,72 @@ def test_brush_view_tints_only_the_brushed_pixels_blue():
     assert tuple(view[0, 0]) == (100, 100, 100)
 
 
-def test_trajectory_view_draws_the_tracks_in_red():
+def test_drawing_view_shows_each_track_in_its_own_colour_over_the_brush():
     session, _ = ui_state.add_click(_session(), 20, 32)
     session, _ = ui_state.add_click(session, 100, 32)
-    view = ui_state.trajectory_view(session)
+    session, _ = ui_state.add_trajectory(session)
+    session, _ = ui_state.add_click(session, 60, 10)
+    session, _ = ui_state.add_brush_stamp(session, 120, 55, 3)
+    view = ui_state.drawing_view(session)
     assert view.shape == (64, 128, 3)
-    assert tuple(view[32, 60]) == (255, 0, 0)
+    assert tuple(view[32, 60]) == ui_state.TRACK_PALETTE[0]
+    assert tuple(view[10, 60]) == ui_state.TRACK_PALETTE[1]  # the second track's pin
+    assert tuple(view[55, 120]) == (50, 50, 178)  # the brush, blue at 50 %
     assert tuple(view[5, 5]) == (100, 100, 100)
+
+
+def test_drawing_view_magnifies_by_whole_pixels_and_draws_clicks_at_their_block_centres():
+    session = _session(width=64, height=48)
+    assert ui_state.display_scale(session) == 8  # 64 -> 512
+    assert ui_state.display_scale(_session(width=640, height=512)) == 1
+    session, _ = ui_state.add_click(session, 63, 0)
+    view = ui_state.drawing_view(session, scale=8)
+    assert view.shape == (384, 512, 3)
+    assert tuple(view[4, 508]) == ui_state.TRACK_PALETTE[0]  # the pin in the centre of block (63, 0)
+    assert tuple(view[40, 40]) == (100, 100, 100)
+    assert ui_state.magnify(np.arange(4).reshape(2, 2), 2).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+
+
+def test_undo_click_removes_the_last_click_and_goes_back_into_the_previous_track():
+    session, _ = ui_state.add_click(_session(), 10, 20)
+    session, _ = ui_state.add_click(session, 30, 20)
+    session, _ = ui_state.add_trajectory(session)
+    session, message = ui_state.undo_click(session)
+    assert message is None and session["tracks"] == [[[10.0, 20.0]]]
+    session, _ = ui_state.add_click(session, 40, 25)  # continues the first track
+    assert session["tracks"] == [[[10.0, 20.0], [40.0, 25.0]]]
+    session, _ = ui_state.undo_click(session)
+    session, _ = ui_state.undo_click(session)
+    assert session["tracks"] == [[]]
+    assert ui_state.undo_click(session) == (session, "There is no trajectory click to undo.")
+
+
+def test_undo_brush_stamp_and_reset():
+    session, _ = ui_state.add_brush_stamp(_session(), 10, 20, 4)
+    session, _ = ui_state.add_brush_stamp(session, 30, 20, 4)
+    session, _ = ui_state.add_click(session, 5, 5)
+    session, message = ui_state.undo_brush_stamp(session)
+    assert message is None and session["brush"] == [[10.0, 20.0, 4]]
+    session, message = ui_state.reset({**session, "name": "photo"})
+    assert message is None
+    assert session["tracks"] == [[]] and session["brush"] == [] and session["name"] == "photo"
+    assert ui_state.undo_brush_stamp(session) == (session, "There is no motion-brush stamp to undo.")
+
+
+def test_long_drag_warning_when_the_last_click_is_beyond_the_adapters_reach():
+    session = _session(width=1024, height=512)  # short side 512: the limit is 60 px
+    session, _ = ui_state.add_click(session, 100, 100)
+    assert ui_state.long_drag_warning(session) is None
+    session, _ = ui_state.add_click(session, 160, 100)
+    assert ui_state.long_drag_warning(session) is None  # exactly 60 px
+    session, _ = ui_state.add_click(session, 100, 200)
+    assert ui_state.long_drag_warning(session).startswith(
+        "This drag reaches 100 px from its start; the adapter follows about 60 px"
+    )
+    small = _session(width=64, height=64)  # the limit scales with the image: 7.5 px
+    small, _ = ui_state.add_click(small, 0, 0)
+    small, _ = ui_state.add_click(small, 8, 0)
+    assert "the adapter follows about 8 px" in ui_state.long_drag_warning(small)
 
 
 def test_describe_summarises_the_session():
@@ -221,10 +283,13 @@ def test_without_weights_the_demo_falls_back_to_tiny_mode_with_a_banner(demo_ser
 
 def test_every_action_before_an_upload_answers_with_a_message(client):
     assert _status(client.predict(api_name="/run")).startswith("Upload an image first.")
-    assert _status(select(client, "/add_point", 10, 10)) == "Upload an image first."
+    assert _status(select(client, "/click", 10, 10, "Trajectory points", 10)) == "Upload an image first."
     assert _status(client.predict(api_name="/add_trajectory")) == "Upload an image first."
     assert _status(client.predict(api_name="/delete_last_trajectory")) == "Upload an image first."
-    assert _status(select(client, "/add_brush", 10, 10, 5)) == "Upload an image first."
+    assert _status(select(client, "/click", 10, 10, "Motion brush", 5)) == "Upload an image first."
+    assert _status(client.predict("Trajectory points", api_name="/undo")) == "Upload an image first."
+    assert _status(client.predict(api_name="/reset")) == "Upload an image first."
+    assert client.predict(api_name="/stop") == "Nothing is running."
     assert _status(client.predict(api_name="/clear_brush")) == "Upload an image first."
 
 
@@ -233,13 +298,13 @@ def test_upload_is_resized_to_short_side_512_and_cropped_to_multiples_of_64(clie
 
     Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(tmp_path / "wide.png")
     outputs = client.predict(handle_file(tmp_path / "wide.png"), api_name="/upload_image")
-    trajectory_view, brush_view, _, _, status = outputs
-    assert Image.open(trajectory_view).size == (640, 512)  # 400x300 -> 683x512 -> crop 640x512
-    assert Image.open(brush_view).size == (640, 512)
+    drawing, _, preview, hint, video, flow_video, status = outputs
+    assert Image.open(drawing).size == (640, 512)  # 400x300 -> 683x512 -> crop 640x512
+    assert preview is None and hint is None and video is None and flow_video is None  # results cleared
     assert status == "Image 640x512: 0 trajectories (0 clicks)."
     (tmp_path / "notes.png").write_text("not an image")
     status = _status(client.predict(handle_file(tmp_path / "notes.png"), api_name="/upload_image"))
-    assert status.startswith("Cannot use this file: cannot read image")
+    assert status == "Cannot use this file: notes.png is not a readable image (unknown format)"
 
 
 def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, demo_server, tmp_path):
@@ -248,12 +313,12 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     gradient = np.linspace(0, 255, 256 * 256 * 3).reshape(256, 256, 3).astype(np.uint8)
     Image.fromarray(gradient).save(tmp_path / "square.png")
     client.predict(handle_file(tmp_path / "square.png"), api_name="/upload_image")
-    select(client, "/add_point", 200, 250)
-    trajectory_view, preview, status = select(client, "/add_point", 260, 230)
-    assert status == "Image 512x512: 1 trajectories (2 clicks)."
-    assert tuple(np.asarray(Image.open(trajectory_view))[240, 230]) == (255, 0, 0)  # the drawn track
+    select(client, "/click", 200, 250, "Trajectory points", 10)
+    drawing, preview, status = select(client, "/click", 250, 230, "Trajectory points", 10)
+    assert status == "Image 512x512: 1 trajectories (2 clicks). Last click at (250, 230)."
+    assert tuple(np.asarray(Image.open(drawing))[240, 225]) == (255, 0, 0)  # the drawn track
     assert np.asarray(Image.open(preview)).shape == (512, 512, 3)
-    assert _status(client.predict(api_name="/add_trajectory")) == status
+    assert _status(client.predict(api_name="/add_trajectory")) == "Image 512x512: 1 trajectories (2 clicks)."
 
     video, flow_video, hint, status = client.predict(3, 2, 7, 0.6, "low", False, "per_video", api_name="/run")
     assert status.startswith("Done: 3 frames written to ")
@@ -262,11 +327,13 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     assert Image.open(hint).size == read_video(video).frames.shape[2:0:-1]
     run_dir = Path(status.removeprefix("Done: 3 frames written to ").rstrip("."))
     assert run_dir.parent == demo_server.outputs
-    names = {"input.png", "output.mp4", "output_flow.mp4", "output_hint.png", "output.json"}
+    stem = Path(video).stem
+    assert re.fullmatch(r"square_traj_\d{8}-\d{6}", stem)  # downloads are named after the image
+    names = {"input.png", f"{stem}.mp4", f"{stem}_flow.mp4", f"{stem}_hint.png", f"{stem}.json"}
     assert {path.name for path in run_dir.iterdir()} == names
-    settings = json.loads((run_dir / "output.json").read_text())
+    settings = json.loads((run_dir / f"{stem}.json").read_text())
     assert settings["num_frames"] == 3 and settings["steps"] == 2 and settings["seed"] == 7
-    assert settings["tracks"] == [[[200.0, 250.0], [260.0, 230.0]]]
+    assert settings["tracks"] == [[[200.0, 250.0], [250.0, 230.0]]]
     assert settings["memory"]["preset"] == "low"
     assert settings["temporal_context"] == "per_video"  # the Advanced settings choice reaches the run
 
@@ -276,8 +343,8 @@ def test_brush_stamps_painting_and_deleting_work_through_the_api(client, tmp_pat
 
     Image.fromarray(np.full((512, 512, 3), 128, np.uint8)).save(tmp_path / "grey.png")
     client.predict(handle_file(tmp_path / "grey.png"), api_name="/upload_image")
-    brush_view, _, status = select(client, "/add_brush", 100, 100, 20)
-    assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps."
+    brush_view, _, status = select(client, "/click", 100, 100, "Motion brush", 20)
+    assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps. Last click at (100, 100)."
     assert tuple(np.asarray(Image.open(brush_view))[100, 100]) == (64, 64, 192)  # blue at 50 %
 
     layer = np.zeros((512, 512, 4), np.uint8)
@@ -289,8 +356,8 @@ def test_brush_stamps_painting_and_deleting_work_through_the_api(client, tmp_pat
     assert status == "Image 512x512: 0 trajectories (0 clicks), 1 brush stamps, painted brush of 200 pixels."
     assert _status(client.predict(api_name="/clear_brush")) == "Image 512x512: 0 trajectories (0 clicks)."
 
-    select(client, "/add_point", 10, 10)
+    select(client, "/click", 10, 10, "Trajectory points", 10)
     client.predict(api_name="/add_trajectory")
-    select(client, "/add_point", 20, 20)
+    select(client, "/click", 20, 20, "Trajectory points", 10)
     status = _status(client.predict(api_name="/delete_last_trajectory"))
     assert status == "Image 512x512: 1 trajectories (1 clicks)."

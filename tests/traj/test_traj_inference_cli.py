@@ -77,7 +77,7 @@ def test_a_non_image_file_is_refused_with_one_line_and_status_2(subproject_dir, 
     result = _cli(subproject_dir, "--tiny", *arguments)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "cannot read image" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "is not a readable image" in lines[0]
     assert not (tmp_path / "o.mp4").exists()
 
 

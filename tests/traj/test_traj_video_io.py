@@ -222,12 +222,12 @@ def test_loading_non_images_is_an_input_error(tmp_path):
         load_image(tmp_path / "missing.png")
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    with pytest.raises(InputError, match="cannot read image"):
+    with pytest.raises(InputError, match=r"^notes\.png is not a readable image \(unknown format\)$"):
         load_image(text)
     truncated = tmp_path / "truncated.png"
     save_png(tmp_path / "good.png", np.zeros((64, 64, 3), np.uint8))
     truncated.write_bytes((tmp_path / "good.png").read_bytes()[:60])
-    with pytest.raises(InputError, match="cannot read image"):
+    with pytest.raises(InputError, match=r"^truncated\.png is not a readable image \(truncated or corrupt data\)$"):
         load_image(truncated)
 
 
