@@ -35,6 +35,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_3d_blocks import UNetMidBlockSpatioTemporal, get_down_block
 from diffusers.utils import BaseOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 from models.softsplat import softsplat
@@ -373,13 +374,15 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
         flows = flow_pyramid(controlnet_flow, self.pyramid_strides)
         return [warp_features(feature, flow) for feature, flow in zip(features, flows)], None
 
+    @apply_forward_hook
     def prepare_condition(
         self, controlnet_cond: torch.Tensor, controlnet_flow: torch.Tensor, dtype: torch.dtype | None = None
     ) -> list[torch.Tensor]:
         """The warped first-frame features of every level: what ``forward`` adds to the encoder.
 
         They do not depend on the noisy sample or the timestep, so they can be computed once per video and
-        passed to every step as ``forward(..., warped_condition=...)``.
+        passed to every step as ``forward(..., warped_condition=...)``. Like ``forward``, it first runs the
+        model's offload hook (model CPU offload loads the weights to the execution device there).
 
         Args:
             controlnet_cond: ``(B, 3, H, W)`` first frame in [-1, 1].

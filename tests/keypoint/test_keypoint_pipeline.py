@@ -165,3 +165,29 @@ def test_sadtalker_renderer_counts_whole_frames_and_is_loaded_once(animator, mon
 def test_a_flow_that_is_not_a_tensor_is_refused_before_the_pose_images_are_checked(animator):
     with pytest.raises(InputError, match="`controlnet_flow` must be a"):
         animator.pipe(torch.rand(3, SIZE, SIZE), None, torch.zeros(1, FRAMES, 3, SIZE, SIZE))
+
+
+def test_model_offload_loads_the_landmark_adapter_before_it_warps_the_first_frame():
+    """Model CPU offload keeps the adapter's weights on the CPU until its offload hook runs; the repaired, warped
+    features (``prepare_condition``, before the adapter's first ``forward``) must run it too, or a GPU run
+    meets CUDA inputs with CPU weights."""
+    from utils.memory import apply_memory_preset
+
+    pipe = KeypointAnimator(tiny=True, device="cpu", show_progress=False).pipe
+    apply_memory_preset(pipe, "balanced", "cpu", offload=True)
+    hook = pipe.controlnet._hf_hook
+    hook_calls = []
+    load = hook.pre_forward
+
+    def counting_pre_forward(module, *args, **kwargs):
+        hook_calls.append(module)
+        return load(module, *args, **kwargs)
+
+    hook.pre_forward = counting_pre_forward
+    loaded_when_embedding_ran = []
+    embedding = pipe.controlnet.controlnet_cond_embedding
+    embedding.register_forward_pre_hook(lambda *_: loaded_when_embedding_ran.append(len(hook_calls) > 0))
+    pipe(torch.rand(3, SIZE, SIZE), torch.randn(1, FRAMES - 1, 2, SIZE, SIZE), _tagged_pose_images(),
+         num_inference_steps=1, output_type="latent")  # fmt: skip
+    assert loaded_when_embedding_ran == [True]
+    assert hook_calls and all(module is pipe.controlnet for module in hook_calls)

@@ -125,3 +125,27 @@ def test_compile_option_compiles_the_unet_and_the_adapter_only():
     assert plan.compile_models and plan.as_dict()["compile_models"] is True
     assert pipe.unet._compiled_call_impl is not None and pipe.controlnet._compiled_call_impl is not None
     assert pipe.vae._compiled_call_impl is None and pipe.image_encoder._compiled_call_impl is None
+
+
+def test_model_offload_loads_the_adapter_before_it_warps_the_first_frame():
+    """Under model CPU offload the adapter's weights wait on the CPU until its offload hook moves them to the
+    execution device. The pipeline computes the warped features (``prepare_condition``) before the adapter's
+    first ``forward``, so that call must run the hook too; otherwise a GPU run meets CUDA inputs with CPU
+    weights (found by the fake-tensor memory estimate, where that work ran outside every model call)."""
+    pipe = _pipe()
+    plan = apply_memory_preset(pipe, "balanced", "cpu", offload=True)
+    hook = pipe.controlnet._hf_hook
+    hook_calls = []
+    load = hook.pre_forward
+
+    def counting_pre_forward(module, *args, **kwargs):
+        hook_calls.append(module)
+        return load(module, *args, **kwargs)
+
+    hook.pre_forward = counting_pre_forward
+    loaded_when_embedding_ran = []
+    embedding = pipe.controlnet.controlnet_cond_embedding
+    embedding.register_forward_pre_hook(lambda *_: loaded_when_embedding_ran.append(len(hook_calls) > 0))
+    _generate(pipe, plan)
+    assert loaded_when_embedding_ran == [True]
+    assert hook_calls and all(module is pipe.controlnet for module in hook_calls)
