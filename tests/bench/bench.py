@@ -441,11 +441,12 @@ def memory_row(entry: dict) -> dict:
     estimate = preset_peak(plan["offload"], components, chain, phases)
     geometry = Geometry(**{**entry["geometry"], "block_out_channels": tuple(entry["geometry"]["block_out_channels"])})
     weights = resident_weights(plan["offload"], components, chain, phases)
-    last = {phase.name: resident for resident, phase in zip(weights, phases)}
+    resident_at = {phase.name: resident for resident, phase in zip(weights, phases)}
     analytic = {
-        "unet.forward": last["unet.forward"]
+        "unet.forward": resident_at["unet.forward"]
         + analytic_unet_step_bytes(geometry, plan["forward_chunking"], entry["adapters"]),
-        "vae.decode": last["vae.decode"] + analytic_decode_bytes(geometry, plan["decode_chunk_size"], entry["adapters"]),
+        "vae.decode": resident_at["vae.decode"]
+        + analytic_decode_bytes(geometry, plan["decode_chunk_size"], entry["adapters"]),
     }
     analytic_phase = max(analytic, key=analytic.get)
     measured_at = {name: max(w + p.peak_bytes for w, p in zip(weights, phases) if p.name == name) for name in analytic}

@@ -117,7 +117,8 @@ def components_of(pipe, extra: dict[str, torch.nn.Module]) -> dict[str, Componen
     return entries
 
 
-def set_chunking(models, chunked: bool) -> None:
+def configure_models(models, chunked: bool) -> None:
+    """SDPA attention and feed-forward chunking on or off, as :func:`utils.memory.apply_memory_preset` sets them."""
     from utils.memory import set_forward_chunking, use_sdpa_attention
 
     for model in models:
@@ -183,7 +184,7 @@ def run_case(config: dict) -> dict:
             for preset in config["presets"]:
                 plan = memory_plan(preset, device, "fp16")
                 models = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-                set_chunking(models, plan.forward_chunking)
+                configure_models(models, plan.forward_chunking)
                 counter.clear_phases()
                 started = time.monotonic()
                 if uses_cmp:
