@@ -33,12 +33,14 @@ A single run with bad input prints one line ``error: ...`` and exits with status
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--img_path", default=None, help="portrait image (not modified)")
     parser.add_argument("--save_root", default=None, help="output folder (with --jobs: for jobs that set none)")
     parser.add_argument("--jobs", default=None, help="JSON-lines file of runs (replaces --img_path/--audio_path)")
-    parser.add_argument("--max_frame_len", type=int, default=125, help="most output frames, reference included")
+    parser.add_argument("--max_frame_len", type=int, default=None,
+                        help="most output frames, reference included (default: the whole audio or landmark file)")
     parser.add_argument(
         "--landmarks", default=None, help="(N, 68, 2) .npy in pixels of the prepared frame; skips audio->landmarks"
     )
@@ -152,7 +155,7 @@ def split_ckpt_dir(path: str | None) -> tuple[Path | None, Path | None]:
 
 
 def single_job(args: argparse.Namespace) -> Job:
-    """The job of a command line without ``--jobs``; its run name ends with the time, so runs never collide."""
+    """The job of a command line without ``--jobs``, named ``<audio or landmarks stem>_<time>`` (unix seconds)."""
     driver = Path(args.audio_path if args.audio_path is not None else args.landmarks)
     return Job(
         img_path=Path(args.img_path),
@@ -162,6 +165,31 @@ def single_job(args: argparse.Namespace) -> Job:
         name=f"{driver.stem}_{int(time.time())}",
         options={name: getattr(args, name) for name in JOB_OPTIONS},
     )
+
+
+@contextlib.contextmanager
+def reserved_run(job: Job) -> Iterator[Job]:
+    """The job under a name no other run has: its landmark folder is created exclusively, the name getting
+    ``_2``, ``_3``, ... when a run started in the same second has it. If the block fails, the folders created
+    here are removed again when nothing was written into them."""
+    base = job.name
+    for count in itertools.count(1):
+        job.name = base if count == 1 else f"{base}_{count}"
+        created = [folder for folder in (job.landmark_dir, *job.landmark_dir.parents) if not folder.exists()]
+        try:
+            job.landmark_dir.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        if not job.video_path.exists():
+            break
+        job.landmark_dir.rmdir()
+    try:
+        yield job
+    except BaseException:
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where: str) -> Job:
@@ -219,11 +247,14 @@ def load_inputs(job: Job, ckpt_dir: Path | None = None) -> tuple:
     from aniportrait.audio import load_audio
     from aniportrait.face_check import face_landmarks
     from pipeline.keypoint_animator import prepare_portrait
+    from utils.video_io import check_output_folder
     from utils.landmark_conditions import check_landmarks
     from utils.video_io import load_image
 
+    check_output_folder(job.landmark_dir.parent)
+    check_output_folder(job.video_path.parent)
     max_frame_len, steps = job.options["max_frame_len"], job.options["steps"]
-    if max_frame_len < 2:
+    if max_frame_len is not None and max_frame_len < 2:
         raise InputError(f"--max_frame_len must be at least 2 (the reference and one more frame), got {max_frame_len}")
     if steps is not None and steps < 1:
         raise InputError(f"--steps must be positive, got {steps}")
@@ -304,6 +335,12 @@ def run_job(
     if landmarks is None:
         landmarks = animator.landmarks_from_audio(frame, waveform, job.img_path.name, renderer)
         notices += [TINY_LANDMARK_NOTICES[renderer]] if animator.is_tiny else []
+    cap = job.options["max_frame_len"]
+    if cap is not None and len(landmarks) > cap:
+        notices.append(
+            f"max_frame_len={cap} cuts the video to {cap} of {len(landmarks)} frames "
+            f"({(cap - 1) / FPS:.2f} s of {(len(landmarks) - 1) / FPS:.2f} s)"
+        )
     for notice in notices:
         say(notice)
 
@@ -338,7 +375,9 @@ def run_single(args: argparse.Namespace) -> Path:
     job = single_job(args)
     inputs = load_inputs(job, split_ckpt_dir(args.ckpt_dir)[0])  # fail fast, before loading models
     renderers = (args.ldmk_render,) if args.landmarks is None else ()
-    return run_job(build_animator(args, args.device, renderers), job, inputs, args)
+    animator = build_animator(args, args.device, renderers)
+    with reserved_run(job):
+        return run_job(animator, job, inputs, args)
 
 
 def run_jobs(args: argparse.Namespace) -> int:

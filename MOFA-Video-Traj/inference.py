@@ -42,7 +42,7 @@ from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
-from utils.video_io import load_image
+from utils.video_io import check_output_folder, load_image
 
 JOB_OPTIONS = {
     "num_frames": int, "steps": int, "seed": int, "control_scale": float,
@@ -208,12 +208,14 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
         ``(image, tracks, brush_mask)`` for :func:`run_job`.
 
     Raises:
-        InputError: a bad input, frame count or fps, or an existing output without ``overwrite``.
+        InputError: a bad input, frame count or fps, an output folder that cannot be written to, or an existing
+            output without ``overwrite``.
     """
     from pipeline.animator_base import check_num_frames
     from pipeline.trajectory_animator import OutputPaths
     from utils.trajectories import validate_tracks
 
+    check_output_folder(job.output.parent)
     paths = OutputPaths.for_video(job.output)
     existing = paths.existing()
     if existing and not overwrite:

@@ -23,6 +23,7 @@ is refused): it runs on a CPU in seconds and its videos are noise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -63,7 +64,15 @@ from utils.landmark_conditions import (
     landmark_hint_dtype,
 )
 from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
-from utils.video_io import atomic_output, mux_audio, read_video, resize_and_center_crop, save_png, write_video
+from utils.video_io import (
+    atomic_output,
+    check_output_folder,
+    mux_audio,
+    read_video,
+    resize_and_center_crop,
+    save_png,
+    write_video,
+)
 
 FPS = 25
 """Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
@@ -585,14 +594,39 @@ class HybridAnimator(AnimatorBase):
         ``landmark_mask.png``, ``landmarks.npy``, optionally ``comparison.mp4`` (the 7-panel strip), and
         ``settings.json`` last. Every file is written under a temporary name and renamed; all videos are 25 fps.
 
+        ``run_dir`` is checked before anything is written; when a write fails, the files written so far and the
+        folders this call created are removed again.
+
         Raises:
-            InputError: ``run_dir`` already holds a ``settings.json``, or the audio cannot be muxed.
+            InputError: ``run_dir`` already holds a ``settings.json``, cannot be written to (a file on its path,
+                no permission), or the audio cannot be muxed.
         """
         run_dir = Path(run_dir)
         paths = HybridOutputPaths.in_folder(run_dir, comparison, name)
         if paths.settings.exists():
             raise InputError(f"{run_dir} already holds a finished run; choose a new folder")
+        check_output_folder(run_dir)
+        created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+        existing = {path for path in paths.as_dict().values() if Path(path).exists()}
         run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            HybridAnimator._write_run(result, paths, audio_path, extra_settings)
+        except BaseException:
+            for path in paths.as_dict().values():
+                if path not in existing:
+                    Path(path).unlink(missing_ok=True)
+            for folder in created:  # deepest first; only if nothing else was put there
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        return paths
+
+    @staticmethod
+    def _write_run(
+        result: HybridResult, paths: HybridOutputPaths, audio_path: str | Path | None, extra_settings: dict | None
+    ) -> None:
+        """Every file of :meth:`save`, each atomically, ``settings.json`` last."""
+        run_dir = paths.video.parent
         if audio_path is None:
             write_video(paths.video, result.frames, fps=FPS)
         else:
@@ -621,7 +655,6 @@ class HybridAnimator(AnimatorBase):
         settings["outputs"] = paths.as_dict()
         with atomic_output(paths.settings) as temporary:
             temporary.write_text(json.dumps(settings, indent=2) + "\n")
-        return paths
 
 
 def _binary_mask(name: str, mask: np.ndarray | None, height: int, width: int) -> np.ndarray | None:

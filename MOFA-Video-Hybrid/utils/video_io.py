@@ -58,9 +58,48 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     temporary = Path(temporary)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())  # as a plain open() would create it (mkstemp makes 0600)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (e.g. ``0o022``), read without changing it where Linux reports it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Refuses, before any work, a folder that outputs cannot be written to.
+
+    The folder need not exist yet: its nearest existing ancestor must be a folder in which this process can
+    create files (checked by creating and removing a hidden file there).
+
+    Raises:
+        InputError: ``cannot write to <folder>: <ancestor> is a file, not a folder``, or ``cannot write to
+            <folder>: permission denied in <ancestor>`` (any other reason in words, e.g. a read-only file system).
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write to {folder}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+    except OSError as error:
+        raise InputError(f"cannot write to {folder}: {(error.strerror or 'not writable').lower()} in {existing}") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 # ----------------------------------------------------------------------------------------------------------

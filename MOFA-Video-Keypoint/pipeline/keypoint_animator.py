@@ -5,7 +5,7 @@
     animator = KeypointAnimator(ckpt_dir=None, adapter_dir=None, device=None, dtype=None, memory="high", tiny=False)
     frame = animator.prepare_image(image)                          # no-crop portrait rule, never in place
     landmarks = animator.landmarks_from_audio(frame, waveform, renderer="aniportrait")  # (1 + N, 68, 2) pixels
-    result = animator.animate(frame, landmarks, max_frames=125, steps=None, seed=42)
+    result = animator.animate(frame, landmarks, max_frames=None, steps=None, seed=42)
     # result.frames (T, H, W, 3) uint8, result.flow (T-1, 2, H, W), result.pose_images (T, H, W, 3) uint8
 
 Landmarks come from one of two renderers: ``aniportrait`` (MediaPipe face + audio2mesh + audio2pose) or
@@ -258,7 +258,7 @@ class KeypointAnimator(AnimatorBase):
         self,
         frame: Image.Image,
         landmarks: np.ndarray,
-        max_frames: int = 125,
+        max_frames: int | None = None,
         steps: int | None = None,
         seed: int = 42,
         window_size: int = WINDOW_SIZE,
@@ -266,12 +266,12 @@ class KeypointAnimator(AnimatorBase):
         fast: bool = False,
         temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
     ) -> KeypointResult:
-        """Generate ``min(max_frames, len(landmarks))`` frames following the landmarks.
+        """Generate ``min(max_frames, len(landmarks))`` frames following the landmarks (all of them by default).
 
         Args:
             frame: the prepared reference (``prepare_image``); its size is the video's.
             landmarks: ``(N, 68, 2)`` pixels of ``frame``, frame 0 the reference's own landmarks.
-            max_frames: at most this many output frames, the reference included (>= 2).
+            max_frames: at most this many output frames, the reference included (>= 2; None: no limit).
             steps: denoising steps, a positive integer (default 25; 2 in tiny mode).
             seed: seeds the global torch RNG, which draws the noise (as the released demo did).
             window_size: frames per periodic-sampling window (25, the adapter's training length).
@@ -284,7 +284,7 @@ class KeypointAnimator(AnimatorBase):
         Raises:
             InputError: bad landmarks, ``max_frames`` < 2 or ``steps`` not a positive integer.
         """
-        if max_frames < 2:
+        if max_frames is not None and max_frames < 2:
             raise InputError(f"max_frame_len must be at least 2 (the reference and one more frame), got {max_frames}")
         landmarks = check_landmarks(landmarks)[:max_frames]
         steps = self.resolve_steps(steps)

@@ -244,3 +244,17 @@ def test_a_faceless_portrait_is_refused_in_tiny_mode_too(animator, tmp_path):
     video = write_video(tmp_path / "drive.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=25)
     with pytest.raises(InputError, match="^no face detected in image$"):
         animator.landmarks_from_video(frame, video)
+
+
+def test_save_refuses_a_folder_it_cannot_write_and_a_failed_save_leaves_no_folder(animator, frame, tmp_path):
+    landmarks = animator.landmarks_from_audio(frame, _speech(tmp_path / "speech.wav"))[:3]
+    result = animator.animate(frame, landmarks, num_frames=3, seed=1)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    with pytest.raises(InputError, match=f"^cannot write to {notes}/run: {notes} is a file, not a folder$"):
+        animator.save(result, notes / "run")
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnonsense")
+    with pytest.raises(InputError, match="cannot mux"):
+        animator.save(result, tmp_path / "runs" / "one", audio_path=broken)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.wav", "notes.txt", "speech.wav"]

@@ -63,7 +63,9 @@ def _video_info(path: Path) -> tuple[int, float | None]:
 
 def _run(args: list[str], cwd: Path = SUBPROJECT) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHON=sys.executable)
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, preexec_fn=lambda: os.umask(0o022)
+    )
 
 
 def _single(folder: Path, pattern: str) -> Path:
@@ -97,6 +99,8 @@ def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio
     assert frames == expected_frames
     assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS  # 2.5 s padded to the video
     assert abs((frames - 1) / FPS - 2.5) <= 1 / FPS  # frame i >= 1 shows audio frame i - 1
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(written) == 6 and {path.stat().st_mode & 0o777 for path in written} == {0o644}  # umask 022
     assert _video_info(video.with_name(video.stem + "_panels.mp4"))[0] == expected_frames
     settings = json.loads(video.with_suffix(".json").read_text())
     assert settings["frames"] == expected_frames and settings["tiny"] is True
@@ -105,20 +109,20 @@ def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio
     assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
 
 
-def test_long_audio_is_cut_to_max_frame_len_and_the_audio_to_the_video(inputs, tmp_path):
+def test_the_video_covers_the_whole_audio_by_default(inputs, tmp_path):
     result = _run([
-        sys.executable, "inference_opendomain.py", "--tiny", "--steps", "1", "--max_frame_len", "30", "--fast",
-        "--temporal_context", "per_video",
+        "bash", "inference.sh", "--tiny", "--steps", "1", "--fast", "--temporal_context", "per_video",
         "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["long"]), "--save_root", str(tmp_path),
     ])  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "max_frame_len" not in result.stdout  # nothing was cut, so nothing is said
     landmarks = np.load(_single(tmp_path / "aniportrait" / "ldmk" / "portrait", "long_*") / "landmarks.npy")
-    assert landmarks.shape[0] == 1 + math.ceil(FPS * 7.0)  # all landmarks are kept on disk
+    assert landmarks.shape[0] == 1 + math.ceil(FPS * 7.0)  # 176
     video = _single(tmp_path / "aniportrait" / "out_video" / "portrait", "long_*.mp4")
     frames, audio_seconds = _video_info(video)
-    assert frames == min(30, 1 + math.ceil(FPS * 7.0))
+    assert frames == 1 + math.ceil(FPS * 7.0)
     assert json.loads(video.with_suffix(".json").read_text())["temporal_context"] == "per_video"
-    assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS
+    assert audio_seconds is not None and abs(audio_seconds - 7.0) <= 1.5 / FPS
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(inputs, tmp_path):
@@ -204,7 +208,9 @@ def test_sadtalker_renderer_tiny_end_to_end_counts_whole_audio_frames(cli_main, 
     argv = ["--tiny", "--steps", "1", "--ldmk_render", "sadtalker", "--max_frame_len", "13", "--save_root",
             str(tmp_path), "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["odd"])]  # fmt: skip
     assert cli_main(argv) == 0
-    assert "tiny_landmarker" in capsys.readouterr().out  # says where the landmarks came from
+    out = capsys.readouterr().out
+    assert "tiny_landmarker" in out  # says where the landmarks came from
+    assert "max_frame_len=13 cuts the video to 13 of 51 frames (0.48 s of 2.00 s)\n" in out  # and what was cut
     root = tmp_path / "sadtalker"
     landmarks = np.load(_single(root / "ldmk" / "portrait", "odd_*") / "landmarks.npy")
     assert landmarks.shape == (1 + math.floor(FPS * 2.03), 68, 2)  # 51; aniportrait would give 1 + ceil = 52
@@ -253,3 +259,49 @@ def test_a_faceless_image_is_refused_before_any_model_loads(
     assert cli_main(argv) == 2
     assert capsys.readouterr().err == "error: no face detected in landscape.jpg\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["save root is a file", "under a file", "unwritable folder"])
+def test_an_output_location_that_cannot_be_written_is_refused_before_any_model_loads(
+    cli_main, inputs, tmp_path, capsys, monkeypatch, case
+):
+    import pipeline.keypoint_animator as keypoint_animator
+
+    monkeypatch.setattr(keypoint_animator.KeypointAnimator, "__init__", lambda *a, **k: pytest.fail("models loaded"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    if case == "unwritable folder":
+        folder = "/sys" if os.geteuid() == 0 else str(tmp_path / "read-only")  # root may write anywhere else
+        if os.geteuid() != 0:
+            (tmp_path / "read-only").mkdir(mode=0o555)
+        save_root, reason = Path(folder) / "results", f"permission denied in {folder}"
+    else:
+        save_root = notes if case == "save root is a file" else notes / "results"
+        reason = f"{notes} is a file, not a folder"
+    argv = ["--tiny", "--save_root", str(save_root), "--img_path", str(inputs["portrait"]),
+            "--audio_path", str(inputs["short"])]  # fmt: skip
+    assert cli_main(argv) == 2
+    expected = save_root / "aniportrait" / "ldmk" / "portrait"
+    assert capsys.readouterr().err == f"error: cannot write to {expected}: {reason}\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] + (["read-only"] if "read" in reason else [])
+
+
+def test_runs_started_in_the_same_second_get_different_folders_and_a_failed_one_leaves_none(cli_main, tmp_path):
+    from inference_opendomain import Job, reserved_run
+
+    def job() -> Job:
+        options = {"ldmk_render": "aniportrait", "panels": False}
+        return Job(Path("face.png"), Path("hi.wav"), None, tmp_path / "results", "hi_1700000000", options)
+
+    with reserved_run(job()) as first, reserved_run(job()) as second:
+        assert (first.name, second.name) == ("hi_1700000000", "hi_1700000000_2")
+        assert first.landmark_dir.is_dir() and second.landmark_dir.is_dir()
+    with pytest.raises(RuntimeError), reserved_run(job()) as failed:
+        assert failed.name == "hi_1700000000_3"
+        raise RuntimeError("generation failed")
+    assert not failed.landmark_dir.exists() and failed.landmark_dir.parent.is_dir()  # the others' folders stay
+    alone = job()
+    alone.save_root = tmp_path / "fresh"
+    with pytest.raises(RuntimeError), reserved_run(alone):
+        raise RuntimeError("generation failed")
+    assert not alone.save_root.exists()  # every folder it created is gone

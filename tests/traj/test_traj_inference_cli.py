@@ -225,3 +225,33 @@ def test_an_adapter_that_does_not_fit_the_tiny_svd_and_an_ignored_ckpt_dir_are_e
     )
     assert inference.main([*FAST, "--adapter", str(tmp_path / "nothing"), *arguments]) == 2
     assert capsys.readouterr().err.strip() == f"error: --adapter: no adapter (config.json) in {tmp_path / 'nothing'}"
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in: a read-only one, or /sys when running as root."""
+    if os.geteuid() == 0:
+        return "/sys"
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return str(folder)
+
+
+@pytest.mark.parametrize("case", ["under a file", "unwritable folder"])
+def test_an_output_location_that_cannot_be_written_is_refused_before_the_models_load(
+    tmp_path, capsys, monkeypatch, case
+):
+    monkeypatch.setattr(inference, "build_animator", lambda *args: pytest.fail("models loaded"))
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
+    (tmp_path / "notes.txt").write_text("a file")
+    if case == "under a file":
+        output, message = tmp_path / "notes.txt" / "o.mp4", f"{tmp_path / 'notes.txt'} is a file, not a folder"
+    else:
+        folder = _unwritable_folder(tmp_path)
+        output, message = f"{folder}/out/o.mp4", f"permission denied in {folder}"
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(output)]
+    assert inference.main(["--tiny", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot write to {os.path.dirname(output)}: ") and error.count("\n") == 1
+    assert error.rstrip().endswith(message)

@@ -1,5 +1,7 @@
 """Image and video files (utils/video_io.py)."""
 
+import os
+
 import av
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from PIL import Image
 
 from utils.errors import InputError
 from utils.video_io import (
+    check_output_folder,
     load_image,
     mux_audio,
     read_video,
@@ -259,3 +262,23 @@ def test_preprocessing_parameters():
     assert resize_and_center_crop(Image.new("RGB", (640, 480)), short_side=64, multiple=8).size == (80, 64)
     with pytest.raises(InputError, match="cannot be cropped"):
         resize_and_center_crop(Image.new("RGB", (4000, 10)), short_side=4, multiple=64)
+
+
+def test_outputs_are_readable_by_others_under_the_usual_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        video = write_video(tmp_path / "v.mp4", _frames(), fps=25)
+        png = save_png(tmp_path / "p.png", _frames()[0])
+        os.umask(0o077)  # a private umask is kept too
+        private = save_png(tmp_path / "private.png", _frames()[0])
+    finally:
+        os.umask(previous)
+    assert [path.stat().st_mode & 0o777 for path in (video, png, private)] == [0o644, 0o644, 0o600]
+
+
+def test_check_output_folder_names_the_file_in_the_way_and_accepts_new_folders(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file")
+    check_output_folder(tmp_path / "new" / "deeper")  # created later by the writers
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    with pytest.raises(InputError, match=f"^cannot write to {tmp_path}/notes.txt/a: {tmp_path}/notes.txt is a file"):
+        check_output_folder(tmp_path / "notes.txt" / "a")
