@@ -262,10 +262,13 @@ def load_inputs(job: Job, ckpt_dir: Path | None = None) -> tuple:
     waveform = None if job.audio_path is None else load_audio(job.audio_path)
     landmarks = None
     if job.landmarks is not None:
+        if not job.landmarks.is_file():
+            raise InputError(f"landmarks file not found: {job.landmarks}")
         try:
-            landmarks = check_landmarks(np.load(job.landmarks, allow_pickle=False))
-        except (OSError, ValueError) as error:
-            raise InputError(f"cannot read landmarks {job.landmarks}: {error}") from None
+            array = np.load(job.landmarks, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            raise InputError(f"{job.landmarks} is not a landmarks .npy file (a (N, 68, 2) numpy array)") from None
+        landmarks = check_landmarks(array)
     else:
         face_landmarks(prepare_portrait(image), job.img_path.name, ckpt_dir)
     return image, waveform, landmarks

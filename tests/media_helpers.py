@@ -1,5 +1,6 @@
 """Real-looking test media made on the spot: a portrait MediaPipe finds a face in, a faceless picture, speech-like
-audio and driving videos (PyAV), so the command-line and demo tests run on what a user would give them.
+audio (wav; mp3 / m4a made by ffmpeg) and driving videos (PyAV), so the command-line and demo tests run on what a
+user would give them.
 
 The portrait is ``skimage.data.astronaut()`` (a NASA photograph, public domain, shipped by the pinned
 scikit-image), the face the face-geometry tests are checked on.
@@ -7,9 +8,12 @@ scikit-image), the face the face-geometry tests are checked on.
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from pathlib import Path
 
 import av
+import imageio_ffmpeg
 import numpy as np
 import soundfile
 from PIL import Image
@@ -48,22 +52,18 @@ def speechlike(seconds: float, rate: int = 16000) -> np.ndarray:
 
 
 def save_speech(path: Path, seconds: float, rate: int = 16000, channels: int = 1) -> Path:
-    """Write :func:`speechlike` audio to ``path``: wav/flac with soundfile, mp3/m4a (AAC) with PyAV."""
+    """Write :func:`speechlike` audio to ``path``: wav/flac with soundfile; any other suffix (mp3, m4a, ogg) is
+    encoded from that wav by the ffmpeg binary of ``imageio-ffmpeg``, as a user's tools would make it."""
     samples = speechlike(seconds, rate)
+    samples = np.stack([samples] * channels, axis=1) if channels > 1 else samples
     if path.suffix in (".wav", ".flac"):
-        soundfile.write(path, np.stack([samples] * channels, axis=1) if channels > 1 else samples, rate)
+        soundfile.write(path, samples, rate)
         return path
-    codec = {".mp3": "libmp3lame", ".m4a": "aac"}[path.suffix]
-    layout = "stereo" if channels == 2 else "mono"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate, layout=layout)
-        planar = np.ascontiguousarray(np.stack([samples] * channels))
-        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    with tempfile.TemporaryDirectory() as scratch:
+        wav = Path(scratch) / "speech.wav"
+        soundfile.write(wav, samples, rate)
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), str(path)]
+        subprocess.run(command, check=True, capture_output=True)
     return path
 
 

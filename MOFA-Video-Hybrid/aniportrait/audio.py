@@ -23,6 +23,9 @@ def _decode_with_soundfile(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
+    """Decode with PyAV, keeping only the samples the stream's timeline covers: encoder padding before time 0
+    (negative timestamps, as an mp4 edit list marks AAC's priming) and after the stream's duration (the last AAC
+    frame's fill) is dropped, so a wav and its mp3 / m4a give the same length."""
     import av
 
     with av.open(str(path)) as container:
@@ -31,13 +34,24 @@ def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
         stream = container.streams.audio[0]
         rate = stream.rate or stream.codec_context.sample_rate
         resampler = av.AudioResampler(format="fltp", rate=rate)  # planar float, layout kept
-        chunks = []
+        chunks, first_pts = [], None
         for frame in container.decode(stream):
+            first_pts = frame.time if first_pts is None else first_pts
             chunks.extend(resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(frame))
         chunks.extend(resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(None))
+        declared = None if stream.duration is None else float(stream.duration * stream.time_base)
     if not chunks:
         return np.zeros(0, dtype=np.float32), rate
-    return np.concatenate(chunks).astype(np.float32), rate
+    samples = np.concatenate(chunks).astype(np.float32)
+    start = round(-first_pts * rate) if first_pts is not None and first_pts < 0 else 0
+    end = samples.size if declared is None else min(samples.size, start + round(declared * rate))
+    return samples[start:end], rate
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, in words (FFmpeg's description, e.g. ``invalid data``), never an exception class name."""
+    text = getattr(error, "strerror", None) or str(error) or "unknown format"
+    return text.removesuffix(" found when processing input").lower()
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -57,7 +71,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         except InputError:
             raise
         except Exception as error:
-            raise InputError(f"cannot decode audio file {path}: {type(error).__name__}") from error
+            raise InputError(f"{path} is not a readable audio file ({_reason(error)})") from error
     if rate != sample_rate and samples.size:
         samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32)
     if samples.size < MIN_DURATION_SECONDS * sample_rate:

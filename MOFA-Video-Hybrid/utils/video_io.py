@@ -8,6 +8,7 @@ with the ffmpeg binary that ships with ``imageio-ffmpeg`` (no system ffmpeg need
 """
 
 import contextlib
+import logging
 import os
 import subprocess
 import tempfile
@@ -26,6 +27,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import InputError
 
 Frame = np.ndarray | torch.Tensor | Image.Image
+PARTIAL_VIDEO_FRACTION = 0.9
+"""A video that decodes to fewer of the frames its container announces is refused as damaged."""
+BACKGROUND = (255, 255, 255)
+"""What transparent pixels of an input image are composited on."""
+logger = logging.getLogger(__name__)
 
 
 class VideoFrames(NamedTuple):
@@ -195,7 +201,8 @@ def read_video(path: str | os.PathLike) -> VideoFrames:
         ``VideoFrames(frames (T, H, W, 3) uint8 RGB, fps)``.
 
     Raises:
-        InputError: the file is missing, not a video, or has no frames.
+        InputError: the file is missing, not a video, has no frames, or decodes to less than 90 % of the frames
+            its container announces (a damaged or cut file; the message names both counts).
     """
     path = Path(path)
     if not path.is_file():
@@ -206,11 +213,20 @@ def read_video(path: str | os.PathLike) -> VideoFrames:
                 raise InputError(f"{path} has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
+            announced = stream.frames or (
+                round(float(stream.duration * stream.time_base * rate)) if stream.duration and rate else 0
+            )
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     except av.error.FFmpegError as error:
-        raise InputError(f"cannot read video {path}: {error}") from None
+        raise InputError(f"cannot read video {path}: {(error.strerror or str(error)).lower()}") from None
     if not frames:
         raise InputError(f"{path} contains no video frames")
+    if len(frames) < PARTIAL_VIDEO_FRACTION * announced:
+        seconds = f" ({announced / float(rate):.2f} s)" if rate else ""
+        raise InputError(
+            f"{path} is damaged or cut: only {len(frames)} of the {announced} frames{seconds} its container "
+            "announces could be decoded"
+        )
     return VideoFrames(np.stack(frames), float(rate) if rate else 0.0)
 
 
@@ -304,8 +320,11 @@ def save_png(path: str | os.PathLike, image: Frame, overwrite: bool = False) -> 
     return path
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """Opens an image file as RGB, applying its EXIF orientation.
+
+    Transparent pixels (an alpha channel or a transparent palette colour) are composited on ``background``
+    (white), with a one-line notice on the log (stderr), instead of being flattened to their hidden colour.
 
     Raises:
         InputError: the file is missing, not an image, or corrupt (the message names the file, not its folder,
@@ -317,11 +336,18 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
         raise InputError(f"{path.name} is not a readable image (unknown format)") from None
     except (OSError, SyntaxError, ValueError):
         raise InputError(f"{path.name} is not a readable image (truncated or corrupt data)") from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            colour = "white" if background == BACKGROUND else f"RGB {background}"
+            logger.warning("%s has transparent pixels: composited on %s", path.name, colour)
+            return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def resize_and_center_crop(

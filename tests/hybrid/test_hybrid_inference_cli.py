@@ -110,7 +110,7 @@ def _refusals(media, tmp_path) -> dict[str, tuple[list, str]]:
             ["--image", portrait, "--audio", speech, "--landmark_mask", small_mask],
             f"landmark mask {small_mask} is 10x10, the image 240x300: they must match",
         ),
-        "text file as audio": (["--image", portrait, "--audio", notes], "cannot decode audio file"),
+        "text file as audio": (["--image", portrait, "--audio", notes], "notes.txt is not a readable audio file"),
         "unreadable video": (["--image", portrait, "--video", notes], "cannot read video"),
     }
 

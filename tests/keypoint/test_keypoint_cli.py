@@ -157,9 +157,13 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
         "missing image": (["--img_path", str(folder / "none.png"), "--audio_path", short], "image file not found"),
         "silent audio": (["--img_path", portrait, "--audio_path", str(silent)], "is silent"),
         "empty audio": (["--img_path", portrait, "--audio_path", str(empty)], "too short"),
-        "corrupt audio": (["--img_path", portrait, "--audio_path", str(corrupt)], "cannot decode audio file"),
-        "unsupported file": (["--img_path", portrait, "--audio_path", str(notes)], "cannot decode audio file"),
+        "corrupt audio": (["--img_path", portrait, "--audio_path", str(corrupt)], r"corrupt.wav is not a readable audio file \(invalid data\)$"),
+        "unsupported file": (["--img_path", portrait, "--audio_path", str(notes)], "notes.txt is not a readable audio file"),
         "image as audio": (["--img_path", portrait, "--audio_path", portrait], "portrait.png has no audio stream"),
+        "text as landmarks": (
+            ["--img_path", portrait, "--landmarks", str(notes)],
+            r"notes.txt is not a landmarks .npy file \(a \(N, 68, 2\) numpy array\)$",
+        ),
         "bad landmarks": (
             ["--img_path", portrait, "--audio_path", short, "--landmarks", str(bad_landmarks)],
             r"shape \(N, 68, 2\)",
@@ -171,7 +175,7 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
     "case",
     [
         "missing image", "silent audio", "empty audio", "corrupt audio", "unsupported file", "image as audio",
-        "bad landmarks",
+        "text as landmarks", "bad landmarks",
     ],  # fmt: skip
 )
 def test_each_bad_input_is_one_error_line(cli_main, inputs, tmp_path, capsys, case):

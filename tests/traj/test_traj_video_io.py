@@ -282,3 +282,48 @@ def test_check_output_folder_names_the_file_in_the_way_and_accepts_new_folders(t
     assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     with pytest.raises(InputError, match=f"^cannot write to {tmp_path}/notes.txt/a: {tmp_path}/notes.txt is a file"):
         check_output_folder(tmp_path / "notes.txt" / "a")
+
+
+def _encoded(path, num_frames, codec):
+    """``num_frames`` 64x48 frames of a moving gradient, encoded with PyAV (``mpeg4`` = MPEG-4 Part 2, ``h264``)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(num_frames):
+            pixels = np.roll(np.tile(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (48, 1, 3)), index, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(("name", "codec"), [("drive.avi", "mpeg4"), ("drive.mp4", "h264")])
+def test_a_whole_video_reads_every_frame(tmp_path, name, codec):
+    video = read_video(_encoded(tmp_path / name, 121, codec))
+    assert video.frames.shape == (121, 48, 64, 3) and video.fps == 25
+
+
+def test_a_video_that_decodes_only_partly_is_refused_naming_both_counts(tmp_path):
+    whole = _encoded(tmp_path / "whole.avi", 121, "mpeg4").read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole[: len(whole) // 2])  # the header still announces 121 frames (4.84 s)
+    with pytest.raises(InputError, match=r"cut.avi is damaged or cut: only (\d+) of the 121 frames \(4.84 s\)") as error:
+        read_video(cut)
+    assert int(error.value.args[0].split("only ")[1].split()[0]) < 0.9 * 121
+
+
+def test_transparent_pixels_are_composited_on_white_with_a_notice(tmp_path, caplog):
+    pixels = np.zeros((8, 8, 4), np.uint8)
+    pixels[..., 0] = 200
+    pixels[2:6, 2:6, 3] = 255
+    Image.fromarray(pixels).save(tmp_path / "cutout.png")
+    pixels[..., 3] = 255
+    Image.fromarray(pixels).save(tmp_path / "opaque.png")
+    with caplog.at_level("WARNING"):
+        image = load_image(tmp_path / "cutout.png")
+        assert load_image(tmp_path / "opaque.png").getpixel((0, 0)) == (200, 0, 0)  # opaque: nothing to say
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((3, 3)) == (200, 0, 0)
+    assert [record.getMessage() for record in caplog.records] == [
+        "cutout.png has transparent pixels: composited on white"
+    ]
