@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 
@@ -45,7 +46,7 @@ RENDERERS = ("aniportrait", "sadtalker")  # pipeline.hybrid_animator.AUDIO_RENDE
 MASK_MODES = ("auto", "painted", "landmarks", "none")  # utils.face_mask's rules
 JOB_OPTIONS = {
     "renderer": str, "mask_mode": str, "num_frames": int, "steps": int, "seed": int, "trajectory_scale": float,
-    "landmark_scale": float, "fast": bool, "comparison": bool,
+    "landmark_scale": float, "fast": bool, "comparison": bool, "temporal_context": str,
 }  # fmt: skip
 """The options a job may set (null or absent: the command line's), with their JSON types."""
 JOB_PATHS = ("image", "audio", "video", "trajectories", "landmark_mask")
@@ -87,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--landmark_scale", type=float, default=1.0, help="landmark adapter strength")
     parser.add_argument("--fast", action="store_true", help="both adapters at every 4th step, residuals reused")
     parser.add_argument("--comparison", action="store_true", help="also write the 7-panel comparison.mp4")
+    parser.add_argument("--temporal_context", choices=TEMPORAL_CONTEXTS, default=DEFAULT_TEMPORAL_CONTEXT,
+                        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
+                        "(default); per_video = today's diffusers")
     parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
                         help="random tiny models, stand-in landmark motion on the real face (the video is noise)")
     parser.add_argument("--ckpt_dir", default=None, help="checkpoint folder (default $MOFA_CKPT_DIR or ../ckpts)")
@@ -212,7 +216,7 @@ def prepare_job(job: Job, ckpt_dir: str | Path | None) -> dict:
     from utils.video_io import check_output_folder, load_image, read_video, resize_and_center_crop
 
     options = job.options
-    for name, allowed in (("renderer", RENDERERS), ("mask_mode", MASK_MODES)):
+    for name, allowed in (("renderer", RENDERERS), ("mask_mode", MASK_MODES), ("temporal_context", TEMPORAL_CONTEXTS)):
         if options[name] not in allowed:
             raise InputError(f"{name} must be one of {', '.join(allowed)}, got {options[name]!r}")
     if options["num_frames"] is not None and options["num_frames"] < 2:
@@ -248,7 +252,7 @@ def run_job(animator, job: Job, image, tracks, brush, painted, say: Callable[[st
         painted_landmark_mask=None if painted is None else geometry.map_mask(painted),
         mask_mode=options["mask_mode"], num_frames=options["num_frames"], steps=options["steps"],
         seed=options["seed"], trajectory_scale=options["trajectory_scale"],
-        landmark_scale=options["landmark_scale"], fast=options["fast"],
+        landmark_scale=options["landmark_scale"], fast=options["fast"], temporal_context=options["temporal_context"],
     )  # fmt: skip
     input_path = save_png(job.run_dir / "input.png", frame)
     extra = {"input": str(input_path), "driving": str(job.audio or job.video),

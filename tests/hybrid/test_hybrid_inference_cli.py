@@ -83,13 +83,14 @@ def test_audio_driven_run_with_drags_brush_and_painted_mask(cli, media, tmp_path
 
 def test_video_driven_run_follows_every_driving_frame_with_the_landmark_mask(cli, media, tmp_path):
     argv = ["--tiny", "--steps", "1", "--image", media["portrait"], "--video", media["drive"], "--mask_mode",
-            "landmarks", "--fast", "--output_dir", tmp_path / "out"]  # fmt: skip
+            "landmarks", "--fast", "--temporal_context", "per_video", "--output_dir", tmp_path / "out"]  # fmt: skip
     assert cli.main([str(arg) for arg in argv]) == 0
     run = _only_run(tmp_path / "out")
     assert _streams(run / "output.mp4") == (["video"], 1 + 6)  # the reference + one frame per driving frame
     settings = json.loads((run / "settings.json").read_text())
     assert settings["driving_kind"] == "video" and settings["renderer"] == "sadtalker"
     assert settings["landmark_mask_source"] == "landmarks" and settings["fast"] is True and settings["tracks"] == []
+    assert settings["temporal_context"] == "per_video"
     landmarks = np.load(run / "landmarks.npy")
     assert landmarks.shape == (7, 68, 2) and np.ptp(landmarks[:, 30, 0]) > 0  # the face follows the video's pan
 
