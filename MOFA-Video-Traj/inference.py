@@ -51,6 +51,15 @@ JOB_OPTIONS = {
 """The options a job may set (null or absent: the command line's), with their JSON types."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: ...)`` only where it tells something: not for None or False, nor when the help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 @dataclass
 class Job:
     """One run: input paths, output path and the per-run options (``JOB_OPTIONS``)."""
@@ -67,7 +76,7 @@ class Job:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Animate an image along trajectories with MOFA-Video (no UI).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--image", type=Path, help="input image")
     parser.add_argument("--trajectories", type=Path, help="trajectories JSON (schema in the module docstring)")

@@ -116,7 +116,7 @@ def run_batch(
         if not my_jobs:
             return 0
         run_job = start_worker(my_jobs, device or str(state.device))
-        for job in tqdm(my_jobs, desc=f"jobs (process {state.process_index})"):
+        for job in tqdm(my_jobs, desc=f"jobs (process {state.process_index})", disable=None):  # terminals only
             try:
                 run_job(job)
             except InputError as error:

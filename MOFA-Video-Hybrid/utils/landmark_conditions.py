@@ -221,8 +221,10 @@ def landmark_preview_frames(image: np.ndarray, landmarks: np.ndarray) -> np.ndar
 
 
 def draw_landmark_dots(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """A copy of an RGB uint8 frame with each landmark as a filled radius-2 dot of RGB (0, 0, 255)."""
+    """A copy of an RGB uint8 frame with each landmark as a filled dot of RGB (0, 0, 255), sized to the frame:
+    radius ``round(short side / 256)`` (2 at 512 pixels; a single pixel below 128), so the dots never cover the face."""
     frame = np.ascontiguousarray(frame).copy()
+    radius = round(min(frame.shape[:2]) / 256)
     for x, y in points:
-        cv2.circle(frame, (int(x), int(y)), 2, (0, 0, 255), -1)
+        cv2.circle(frame, (int(x), int(y)), radius, (0, 0, 255), -1)
     return frame

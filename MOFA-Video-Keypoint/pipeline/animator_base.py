@@ -193,7 +193,8 @@ class AnimatorBase(ABC):
         self.short_side = self.tiny_short_side if tiny else SHORT_SIDE
         self.default_steps = TINY_STEPS if tiny else DEFAULT_STEPS
         self.size_multiple = self.pipe.controlnet.size_multiple
-        self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
+        # disable=None: tqdm shows the bar only on a terminal (no cursor escapes in logs and pipes)
+        self.pipe.set_progress_bar_config(disable=None if show_progress else True, leave=False)
 
     @abstractmethod
     def _build_tiny_components(self) -> tuple[Any, CMP]:

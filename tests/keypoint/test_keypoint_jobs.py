@@ -79,6 +79,7 @@ def test_jobs_run_with_models_loaded_once_and_a_restart_skips_finished_ones(cli_
     assert errors == [f"error: {quiet_video}: audio file {folder / 'inputs' / 'quiet.wav'} is silent"]
     assert not (results / "aniportrait" / "ldmk" / "face" / "quiet").exists()
     assert captured.out.count("tiny mode: random tiny weights") == 1  # notices once per process, not per job
+    assert "\x1b[" not in captured.err  # not a terminal: no progress bars, no cursor escapes
 
     hello = results / "aniportrait" / "out_video" / "face" / "hello.mp4"
     assert _video_info(hello) == (4, True)

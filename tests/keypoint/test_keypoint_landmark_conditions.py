@@ -124,3 +124,11 @@ def test_preview_and_dots():
     assert (preview[:, :, :120] == 7).all() and tuple(preview[0, 50, 120 + 60]) == (10, 200, 10)
     dotted = draw_landmark_dots(image, landmarks[0])
     assert tuple(dotted[50, 60]) == (0, 0, 255) and (image == 7).all()
+
+
+def test_landmark_dots_are_sized_to_the_frame():
+    points = np.array([[16.0, 16.0], [100.0, 100.0]])
+    small = draw_landmark_dots(np.zeros((32, 32, 3), np.uint8), points[:1])
+    assert (small.any(axis=-1)).sum() == 1  # a single pixel on a tiny frame
+    large = draw_landmark_dots(np.zeros((512, 512, 3), np.uint8), points)
+    assert (large.any(axis=-1)).sum() == 2 * 13  # radius 2 (13 pixels a dot) at 512, as before

@@ -255,3 +255,12 @@ def test_an_output_location_that_cannot_be_written_is_refused_before_the_models_
     error = capsys.readouterr().err
     assert error.startswith(f"error: cannot write to {os.path.dirname(output)}: ") and error.count("\n") == 1
     assert error.rstrip().endswith(message)
+
+
+def test_help_names_each_default_once_and_never_none(capsys):
+    with pytest.raises(SystemExit):
+        inference.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: best available)" in text and "(default: 0.6)" in text
+    assert "today's diffusers (default: original)" not in text  # the help already says which is the default
