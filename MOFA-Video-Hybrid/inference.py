@@ -112,7 +112,8 @@ def new_run_name() -> str:
 
 def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where: str) -> Job:
     """One jobs-file line as a :class:`Job`; ``where`` names the line in errors."""
-    if not isinstance(entry, dict) or "image" not in entry or (entry.get("audio") is None) == (entry.get("video") is None):
+    drivers = 0 if not isinstance(entry, dict) else sum(entry.get(key) is not None for key in ("audio", "video"))
+    if not isinstance(entry, dict) or "image" not in entry or drivers != 1:
         raise InputError(f"{where}: each job needs \"image\" and one of \"audio\" and \"video\"")
     unknown = sorted(set(entry) - {*JOB_PATHS, "name", *JOB_OPTIONS})
     if unknown:
@@ -216,7 +217,8 @@ def prepare_job(job: Job, ckpt_dir: str | Path | None) -> dict:
     from utils.video_io import check_output_folder, load_image, read_video, resize_and_center_crop
 
     options = job.options
-    for name, allowed in (("renderer", RENDERERS), ("mask_mode", MASK_MODES), ("temporal_context", TEMPORAL_CONTEXTS)):
+    choices = {"renderer": RENDERERS, "mask_mode": MASK_MODES, "temporal_context": TEMPORAL_CONTEXTS}
+    for name, allowed in choices.items():
         if options[name] not in allowed:
             raise InputError(f"{name} must be one of {', '.join(allowed)}, got {options[name]!r}")
     if options["num_frames"] is not None and options["num_frames"] < 2:
@@ -252,7 +254,8 @@ def run_job(animator, job: Job, image, tracks, brush, painted, say: Callable[[st
         painted_landmark_mask=None if painted is None else geometry.map_mask(painted),
         mask_mode=options["mask_mode"], num_frames=options["num_frames"], steps=options["steps"],
         seed=options["seed"], trajectory_scale=options["trajectory_scale"],
-        landmark_scale=options["landmark_scale"], fast=options["fast"], temporal_context=options["temporal_context"],
+        landmark_scale=options["landmark_scale"], fast=options["fast"],
+        temporal_context=options["temporal_context"],
     )  # fmt: skip
     input_path = save_png(job.run_dir / "input.png", frame)
     extra = {"input": str(input_path), "driving": str(job.audio or job.video),

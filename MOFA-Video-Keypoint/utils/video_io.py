@@ -103,7 +103,8 @@ def check_output_folder(folder: str | os.PathLike) -> None:
     try:
         handle, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
     except OSError as error:
-        raise InputError(f"cannot write to {folder}: {(error.strerror or 'not writable').lower()} in {existing}") from None
+        reason = (error.strerror or "not writable").lower()
+        raise InputError(f"cannot write to {folder}: {reason} in {existing}") from None
     os.close(handle)
     os.unlink(probe)
 

@@ -10,6 +10,7 @@ import pytest
 import soundfile
 from PIL import Image
 
+from media_helpers import save_portrait
 from ui_helpers import select, served_demo
 from utils.video_io import write_video
 

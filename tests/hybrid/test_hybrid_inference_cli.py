@@ -9,8 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media_helpers import save_faceless, save_portrait, save_speech, save_video, talking_frames
 from PIL import Image
+
+from media_helpers import save_faceless, save_portrait, save_speech, save_video, talking_frames
 
 FPS = 25
 RUN_FILES = [
@@ -74,7 +75,7 @@ def test_audio_driven_run_with_drags_brush_and_painted_mask(cli, media, tmp_path
     assert settings["driving_kind"] == "audio" and settings["renderer"] == "aniportrait"
     assert settings["landmark_mask_source"] == "painted" and settings["motion_brush"] is True
     # 240x300 -> short side 64 (scale 64/240), 64x80, nothing cropped: (40, 250) is (10.67, 66.67) in the frame
-    np.testing.assert_allclose(settings["tracks"], [[[40 * 64 / 240, 250 * 64 / 240], [70 * 64 / 240, 240 * 64 / 240]]])
+    np.testing.assert_allclose(settings["tracks"], np.array([[[40, 250], [70, 240]]]) * 64 / 240)
     mask = np.asarray(Image.open(run / "landmark_mask.png"))
     assert mask.shape == (80, 64) and mask[16:53, 16:48].min() == 255 and mask[:15].max() == 0
     assert Image.open(run / "input.png").size == (64, 80)

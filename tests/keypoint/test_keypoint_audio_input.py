@@ -99,9 +99,8 @@ def test_synthetic_mouth_opens_with_loudness():
 
 
 def test_wav_mp3_and_m4a_of_the_same_speech_give_the_same_frame_count(tmp_path):
-    from media_helpers import save_speech
-
     from aniportrait.audio import frame_count
+    from media_helpers import save_speech
 
     # 118940 samples at 48 kHz end 100 samples before a 25 fps frame boundary; the m4a's last AAC frame is filled
     # up to 119808 samples, past that boundary, so keeping the fill would add a frame

@@ -13,8 +13,9 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from media_helpers import save_faceless, save_portrait
 from PIL import Image
+
+from media_helpers import save_faceless, save_portrait
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Keypoint"
 FPS = 25
@@ -157,8 +158,13 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
         "missing image": (["--img_path", str(folder / "none.png"), "--audio_path", short], "image file not found"),
         "silent audio": (["--img_path", portrait, "--audio_path", str(silent)], "is silent"),
         "empty audio": (["--img_path", portrait, "--audio_path", str(empty)], "too short"),
-        "corrupt audio": (["--img_path", portrait, "--audio_path", str(corrupt)], r"corrupt.wav is not a readable audio file \(invalid data\)$"),
-        "unsupported file": (["--img_path", portrait, "--audio_path", str(notes)], "notes.txt is not a readable audio file"),
+        "corrupt audio": (
+            ["--img_path", portrait, "--audio_path", str(corrupt)],
+            r"corrupt.wav is not a readable audio file \(invalid data\)$",
+        ),
+        "unsupported file": (
+            ["--img_path", portrait, "--audio_path", str(notes)], "notes.txt is not a readable audio file"
+        ),
         "image as audio": (["--img_path", portrait, "--audio_path", portrait], "portrait.png has no audio stream"),
         "text as landmarks": (
             ["--img_path", portrait, "--landmarks", str(notes)],

@@ -7,8 +7,8 @@ import av
 import numpy as np
 import pytest
 import soundfile
+
 from media_helpers import save_portrait
-from PIL import Image
 
 TINY = ["--tiny", "--steps", "1", "--max_frame_len", "4"]
 
