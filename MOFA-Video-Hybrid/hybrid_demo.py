@@ -100,11 +100,12 @@ INSTRUCTIONS = """\
 
 
 def tiny_banner(kind: str, reason: str | None = None) -> str:
-    """The banner shown in tiny mode: outputs are noise, landmarks are synthetic, and how to get the weights."""
+    """The banner shown in tiny mode: outputs are noise, landmarks moved synthetically, and how to get the weights."""
     why = f" ({reason})" if reason else ""
     return (
         f"⚠️ **Tiny mode{why}.** The models are tiny and randomly initialised, so every video is noise, and the "
-        f"landmarks come from a synthetic stand-in ({MODES[kind]['synthetic']}) instead of a face model: this shows "
+        f"landmarks are the portrait's own face (found by MediaPipe) moved by a synthetic stand-in "
+        f"({MODES[kind]['synthetic']}) instead of the landmark models: this shows "
         f"the workflow only. Fetch the real weights with `{fetch_command('hybrid')}`"
         + (f" and `{fetch_command('sadtalker')}`" if kind == "video" else "")
         + " and restart the demo."
