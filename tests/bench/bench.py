@@ -481,7 +481,7 @@ def format_memory_report(results: dict, summary: dict) -> str:
         f"Estimated peak GPU memory (fake tensors, no GPU): {config['size']}x{config['size']}, {config['frames']} "
         "frames, batch 2 (guidance), fp16, one denoising step",
         "",
-        f"{'case':<40}{'preset':<10}{'offload':<12}{'peak GB':>9}  {'peak in':<16}{'weights GB':>11}"
+        f"{'case':<40}{'preset':<10}{'offload':<12}{'peak GB':>9}  {'peak in':<25}{'weights GB':>11}"
         f"{'act GB':>8}{'analytic GB':>13}{'diff':>8}",
     ]
     for label, presets in summary["rows"].items():
