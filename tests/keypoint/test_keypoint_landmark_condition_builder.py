@@ -59,7 +59,7 @@ def test_a_lowered_jaw_gives_its_pose_lines_and_its_flow_at_the_frame0_jaw():
     assert not flow[0, :, :, 150:, :].any()
 
 
-def test_half_hint_dtype_scales_the_landmarks_to_the_grid_in_half_precision():
+def test_quirk_landmark_hints_are_scaled_to_the_grid_in_float16_under_float16_weights():
     frame0, frame1 = np.full((68, 2), 2.0), np.full((68, 2), 2.0)
     frame0[0] = (33.3, 100.0)
     frame1[0] = (34.4, 100.0)

@@ -32,7 +32,7 @@ def test_fifteen_polylines_cover_all_68_points():
     assert set().union(*(set(indices) for indices, _ in FACE_POLYLINES)) == set(range(1, 69))
 
 
-def test_pose_image_draws_the_jaw_in_its_colour_and_no_points():
+def test_quirk_pose_lines_take_the_colour_tuples_as_rgb_and_draw_no_points():
     canvas = draw_pose_image(_jaw_only_face(100.0), 200, 200)
     assert canvas.shape == (200, 200, 3) and canvas.dtype == np.float32
     np.testing.assert_array_equal(canvas[100, 50], [10, 200, 10])
@@ -65,7 +65,7 @@ def test_sparse_flow_writes_displacements_at_frame_0_pixels_on_the_384_grid():
     assert flow[0, 0, :, 200, 200].tolist() == [0.0, 0.0]
 
 
-def test_sparse_flow_clips_points_outside_the_grid():
+def test_quirk_landmark_hint_pixels_are_clipped_to_the_grid():
     first = np.zeros((68, 2))
     first[:] = [-10.0, 900.0]
     flow, mask = sparse_landmark_flow(np.stack([first, first + 2.0]), width=768, height=768)
@@ -94,7 +94,7 @@ class ConstantCMP(nn.Module):
         return self.value.expand(sparse_flow.shape[0], 2, *sparse_flow.shape[-2:]).clone()
 
 
-def test_dense_flow_is_resized_to_the_frame_and_rescaled_per_axis():
+def test_quirk_landmark_cmp_flow_is_upsampled_nearest_and_rescaled_per_axis():
     cmp = ConstantCMP(3.0, 4.0)
     sparse = torch.zeros(1, 5, 2, 384, 384)
     flow = dense_landmark_flow(cmp, torch.rand(3, 192, 768), sparse, sparse, width=768, height=192)

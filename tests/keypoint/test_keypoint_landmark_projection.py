@@ -76,7 +76,7 @@ def test_audio_up_to_five_seconds_is_one_chunk():
     assert pose_chunks(80000, frame_count(80000)) == [PoseChunk(0, 80000, 125)]
 
 
-def test_ordinary_lengths_keep_the_released_chunking():
+def test_quirk_pose_chunks_are_5_seconds_with_the_last_two_merged():
     # 12 s: pieces of 5, 5, 2 s -> [5 s: 125 frames] + [7 s merged: 125 + 300 % 125 = 175 frames]
     assert pose_chunks(192000, 300) == [PoseChunk(0, 80000, 125), PoseChunk(80000, 192000, 175)]
     # 7 s -> one merged chunk of 125 + 50 frames

@@ -76,7 +76,7 @@ def test_pose_images_enter_at_conv_in(controlnet):
     assert not torch.allclose(first.down_block_res_samples[0], other.down_block_res_samples[0])
 
 
-def test_pose_image_embedding_is_added_full_size_after_conv_in_and_halved_after_block_0(controlnet):
+def test_quirk_pose_embedding_is_added_after_conv_in_and_nearest_halved_after_block_0(controlnet):
     inputs = _inputs()
     recorded = {}
     handles = [
@@ -105,7 +105,7 @@ def test_pose_image_embedding_is_added_full_size_after_conv_in_and_halved_after_
 
 
 @torch.no_grad()
-def test_frame_0_keeps_the_unwarped_feature(controlnet):
+def test_quirk_landmark_frame_0_keeps_the_raw_feature_without_matting(controlnet):
     inputs = _inputs()
     features = controlnet.encode_condition(inputs["controlnet_cond"])
     warped, masks = controlnet.warp_condition(features, inputs["controlnet_flow"])
@@ -114,7 +114,7 @@ def test_frame_0_keeps_the_unwarped_feature(controlnet):
         torch.testing.assert_close(level_frames[0], level_feature[0])
 
 
-def test_foreground_matting_blends_warped_and_fill_by_its_mask():
+def test_quirk_matting_blends_the_warped_feature_and_a_fill_by_a_soft_mask():
     torch.manual_seed(0)
     matting = ForegroundMatting(6, block_expansion=4, max_features=16)
     reference, warped = torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8)

@@ -110,7 +110,7 @@ def test_animate_returns_video_flow_pose_images_and_panels(animator):
     "size,expected",
     [((512, 512), (512, 512)), ((1024, 640), (1024, 640)), ((600, 400), (768, 512)), ((500, 700), (512, 704))],
 )
-def test_portrait_rule_keeps_64_aligned_images_and_resizes_others(size, expected):
+def test_quirk_portrait_keeps_64_aligned_sizes_and_scales_others_to_short_side_512(size, expected):
     assert prepare_portrait(Image.new("RGB", size)).size == expected
 
 

@@ -22,7 +22,7 @@ def _image(width=48, height=40, seed=0):
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-def test_default_frame_is_short_side_512_cropped_to_multiples_of_64():
+def test_quirk_frame_is_short_side_512_centre_cropped_to_multiples_of_64():
     geometry = fit_geometry(1920, 1080)  # 16:9 -> 910x512 -> 896x512
     assert (geometry.width, geometry.height) == (896, 512)
     assert geometry.left == 7 and geometry.top == 0

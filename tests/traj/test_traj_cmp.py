@@ -203,7 +203,7 @@ def test_uniform_logits_give_zero_flow():
     torch.testing.assert_close(flow, torch.zeros(2, 2, 4, 4), rtol=0, atol=1e-5)
 
 
-def test_fused_flow_is_bounded_by_the_outermost_centres():
+def test_quirk_cmp_flow_is_bounded_by_the_outermost_bin_centres_49_495():
     logits = torch.full((1, 2 * NBINS, 1, 2), -1e4)
     logits[:, 0, :, 0] = logits[:, NBINS, :, 0] = 1e4  # lowest bin on both axes at pixel 0
     logits[:, NBINS - 1, :, 1] = logits[:, 2 * NBINS - 1, :, 1] = 1e4  # highest bin at pixel 1
@@ -218,7 +218,7 @@ def test_fused_flow_is_bounded_by_the_outermost_centres():
 # --- inference wrapper ----------------------------------------------------------------------------------
 
 
-def test_dense_flow_is_the_network_fused_and_upsampled_with_values_unscaled(tiny_cmp):
+def test_quirk_cmp_input_is_minus1_1_not_imagenet_and_its_flow_upsampled_unscaled(tiny_cmp):
     image, sparse, mask = hint_inputs(batch=2, size=64)
     logits = tiny_cmp(image.expand(2, -1, -1, -1) * 2 - 1, torch.cat([sparse, mask], dim=1))
     assert logits.shape == (2, TINY_CMP_CONFIG["output_dim"], 32, 32)

@@ -46,14 +46,14 @@ def output(controlnet, inputs) -> FlowControlNetOutput:
 # ----------------------------------------------------------------------------------------------- pieces
 
 
-def test_flow_pyramid_is_nearest_downsampling_divided_by_the_stride():
+def test_quirk_flow_pyramid_is_nearest_stride_sampling_divided_by_the_stride():
     flow = torch.randn(2, 3, 2, 64, 64, generator=torch.Generator().manual_seed(0))
     for stride, level in zip((8, 16, 32, 64), flow_pyramid(flow, (8, 16, 32, 64))):
         nearest = F.interpolate(flow.flatten(0, 1), scale_factor=1 / stride, mode="nearest")
         torch.testing.assert_close(level, nearest.view(2, 3, 2, 64 // stride, 64 // stride) / stride, atol=0, rtol=0)
 
 
-def test_warp_features_prepends_the_unwarped_frame_batch_major():
+def test_quirk_frame_0_keeps_the_unwarped_feature_batch_major():
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(2, 5, 4, 6, generator=generator)
     flows = torch.randn(2, 3, 2, 4, 6, generator=generator)
@@ -196,7 +196,7 @@ def public_config(model: FlowControlNet) -> dict:
     return {key: value for key, value in json.loads(model.to_json_string()).items() if not key.startswith("_")}
 
 
-def test_from_unet_copies_the_encoder_but_not_add_embedding(unet):
+def test_quirk_from_unet_copies_the_encoder_but_not_add_embedding(unet):
     controlnet = FlowControlNet.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
     adapter = controlnet.state_dict()
     for name, tensor in unet.state_dict().items():

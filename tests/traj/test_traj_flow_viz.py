@@ -22,7 +22,7 @@ def test_single_frame_layout_is_hwc_uint8():
     np.testing.assert_array_equal(rgb, flow_to_image(_uniform_flow(3.0, -1.0)).permute(1, 2, 0).numpy())
 
 
-def test_per_frame_normalisation_ignores_magnitude_between_frames():
+def test_quirk_flow_colours_are_normalised_per_frame():
     flow = torch.stack([_uniform_flow(1.0, 0.5), _uniform_flow(10.0, 5.0)])
     rgb = flow_to_rgb(flow, per_frame=True)
     assert rgb.shape == (2, 4, 6, 3)
@@ -41,7 +41,7 @@ def test_half_precision_flow_on_any_device_is_accepted():
     assert rgb.dtype == np.uint8 and not (rgb == 255).all()
 
 
-def test_flow_video_starts_with_a_white_frame():
+def test_quirk_flow_video_starts_with_a_white_frame():
     flow = torch.stack([_uniform_flow(1.0, 0.0), _uniform_flow(0.0, 3.0), _uniform_flow(-2.0, 0.0)])
     frames = flow_video_frames(flow)
     assert frames.shape == (4, 4, 6, 3) and frames.dtype == np.uint8

@@ -49,7 +49,7 @@ def test_output_types_pil_and_pt(pipe):
     assert tensor.shape == (1, 3, 3, SIZE, SIZE) and 0 <= tensor.min() and tensor.max() <= 1
 
 
-def test_guidance_batch_holds_zero_embeddings_and_latents_but_the_same_condition_and_flow(pipe, record_calls):
+def test_quirk_unconditional_half_gets_zero_embeddings_and_latents_but_the_same_adapter_inputs(pipe, record_calls):
     with record_calls(pipe.controlnet) as controlnet, record_calls(pipe.unet) as unet:
         _run(pipe, num_inference_steps=1)
     (sample, _timestep), kwargs = controlnet.calls[0]
@@ -71,7 +71,7 @@ def test_guidance_at_most_one_runs_without_the_unconditional_batch(pipe, record_
     assert all(args[0].shape[0] == 1 for args, _ in unet.calls)
 
 
-def test_time_ids_default_to_the_released_values_and_follow_the_arguments(pipe, record_calls):
+def test_quirk_time_ids_default_to_6_128_0_02_and_follow_the_arguments(pipe, record_calls):
     with record_calls(pipe.unet) as unet:
         _run(pipe, num_inference_steps=1)
         _run(pipe, num_inference_steps=1, fps=10, motion_bucket_id=60, noise_aug_strength=0.1)
@@ -80,7 +80,7 @@ def test_time_ids_default_to_the_released_values_and_follow_the_arguments(pipe, 
     assert changed == pytest.approx([9, 60, 0.1])
 
 
-def test_clip_input_is_unnormalised_by_default_and_normalised_on_request(pipe, record_calls):
+def test_quirk_clip_input_is_unnormalised_by_default_and_normalised_on_request(pipe, record_calls):
     with record_calls(pipe.image_encoder) as encoder:
         _run(pipe, num_inference_steps=1)
         _run(pipe, num_inference_steps=1, normalize_clip_input=True)

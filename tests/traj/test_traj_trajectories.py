@@ -50,7 +50,7 @@ def test_resample_two_clicks_is_linear_and_keeps_endpoints():
     np.testing.assert_allclose(points, [[10, 20], [7.5, 17], [5, 14]])
 
 
-def test_resample_passes_through_the_middle_click():
+def test_quirk_tracks_are_pchip_resampled_over_uniform_click_parameter():
     points = resample_track([(0, 0), (10, 4), (12, 30)], 5)
     assert points.shape == (5, 2)
     np.testing.assert_allclose(points[[0, 2, 4]], [[0, 0], [10, 4], [12, 30]], atol=1e-12)
@@ -61,7 +61,7 @@ def test_one_click_track_is_a_static_pin():
     np.testing.assert_array_equal(resample_track([(3, 4)], 4), [[3, 4]] * 4)
 
 
-def test_tracks_to_grid_truncates_scaled_coordinates():
+def test_quirk_track_points_map_to_the_grid_truncated():
     grid = tracks_to_grid([np.array([[511.0, 0.0], [1.0, 255.9]])], width=512, height=256, grid=384)
     np.testing.assert_array_equal(grid[0], [[383, 0], [0, 383]])
 
@@ -69,7 +69,7 @@ def test_tracks_to_grid_truncates_scaled_coordinates():
 # ---------------------------------------------------------------------------------------------- sparse hints
 
 
-def test_sparse_hint_is_truncated_displacement_at_the_start_pixel():
+def test_quirk_hint_is_the_truncated_displacement_at_the_single_start_pixel():
     sparse, mask = sparse_hints([resample_track([(10, 20), (5, 14)], 3)], grid=32)
     assert sparse.shape == mask.shape == (2, 2, 32, 32)
     assert sparse.dtype == torch.float32
@@ -80,7 +80,7 @@ def test_sparse_hint_is_truncated_displacement_at_the_start_pixel():
     assert mask[:, :, 20, 10].eq(1).all() and mask.sum() == 4
 
 
-def test_sparse_hints_of_coincident_starts_add_up():
+def test_quirk_hints_of_coincident_starts_add_up():
     tracks = [resample_track([(4, 4), (6, 4)], 2), resample_track([(4, 4), (4, 9)], 2), resample_track([(1, 2), (0, 0)], 2)]
     sparse, mask = sparse_hints(tracks, grid=16)
     assert sparse[0, :, 4, 4].tolist() == [2.0, 5.0]
@@ -98,7 +98,7 @@ def test_pin_gives_zero_hint_with_mask():
 # ---------------------------------------------------------------------------------------------- brush
 
 
-def test_brush_split_uses_bilinear_grid_and_exact_255():
+def test_quirk_brush_is_resized_bilinearly_and_in_brush_means_exactly_255():
     brush = np.zeros((8, 8), np.uint8)
     brush[0:2, 0:2] = 255  # grid pixel (0, 0) fully inside
     brush[0:2, 2] = 255  # grid pixel (0, 1) half inside -> 127.5 -> not in the brush
@@ -117,7 +117,7 @@ def test_stamp_brush_draws_filled_circle_without_touching_inputs():
     assert new_viz[5, 10].tolist() == [0, 0, 255, 255] and new_viz[15, 25].tolist() == [0, 0, 0, 0]
 
 
-def test_merge_needs_both_in_brush_components_nonzero():
+def test_quirk_brush_merge_needs_both_in_brush_components_nonzero():
     flow_in = torch.tensor([[1.0, 1.0, 0.0], [2.0, 0.0, 0.0]]).view(1, 2, 1, 3)  # pixels: (1,2) (1,0) (0,0)
     flow_out = torch.full((1, 2, 1, 3), 7.0)
     merged = merge_brush_flows(flow_in, flow_out)
@@ -126,7 +126,7 @@ def test_merge_needs_both_in_brush_components_nonzero():
     assert merged[0, :, 0, 2].tolist() == [7.0, 7.0]
 
 
-def test_upsample_flow_is_nearest_and_rescaled_per_axis():
+def test_quirk_cmp_flow_is_upsampled_nearest_and_rescaled_per_axis():
     flow = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2).repeat(1, 2, 1, 1)
     up = upsample_flow(flow, height=4, width=8)
     assert up.shape == (1, 2, 4, 8)
@@ -137,7 +137,7 @@ def test_upsample_flow_is_nearest_and_rescaled_per_axis():
 # ---------------------------------------------------------------------------------------------- full chain
 
 
-def test_trajectories_to_flow_without_brush_calls_cmp_once_with_batched_inputs():
+def test_quirk_cmp_image_is_nearest_resized_to_the_grid_and_all_frames_batched():
     cmp, image = TranslatingCMP(), _image()
     # image 16x8 -> grid 4: (0, 0) -> (0, 0) and (8, 4) -> (2, 2); 3 frames -> grid displacements (1, 1), (2, 2)
     flow, info = trajectories_to_flow(image, [[(0, 0), (8, 4)]], None, num_frames=3, cmp=cmp, grid=4)
