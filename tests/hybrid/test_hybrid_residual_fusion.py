@@ -60,7 +60,7 @@ def test_half_mask_takes_face_on_one_half_and_trajectories_on_the_other_at_every
         assert torch.equal(fused_residual[traj_part], traj_residual[traj_part])
 
 
-def test_mask_is_resized_with_nearest_sampling_of_the_top_left_pixel_of_each_cell():
+def test_quirk_face_mask_is_nearest_resized_taking_the_top_left_pixel_of_each_cell():
     rng = np.random.default_rng(0)
     mask = (rng.random((HEIGHT, WIDTH)) > 0.5).astype(np.uint8) * 255
     for stride in (8, 16, 32, 64):
@@ -68,7 +68,7 @@ def test_mask_is_resized_with_nearest_sampling_of_the_top_left_pixel_of_each_cel
         np.testing.assert_array_equal(resized, mask[::stride, ::stride] / 255.0)
 
 
-def test_soft_mask_blends_linearly():
+def test_quirk_residuals_fuse_as_face_times_mask_plus_trajectory_times_one_minus_mask():
     face = torch.full((2, 1, 4, 4), 10.0)
     traj = torch.full((2, 1, 4, 4), 2.0)
     fused = fuse_residual(face, traj, mask_to_tensor(torch.full((32, 32), 0.25)))

@@ -14,7 +14,7 @@ def test_missing_frames_are_interpolated_linearly_and_held_at_the_ends():
     np.testing.assert_allclose(filled, [[1, 20], [1, 20], [2, 30], [3, 40], [4, 50], [4, 50]])
 
 
-def test_zero_padded_average_is_numpy_convolve_same_with_ones_over_3():
+def test_quirk_video_pose_smoothing_is_zero_padded_convolve_same_with_ones_over_3():
     values = np.random.default_rng(0).standard_normal((9, 6))
     expected = np.stack([np.convolve(values[:, i], np.ones(3) / 3, "same") for i in range(6)], axis=1)
     np.testing.assert_allclose(moving_average(values, "zero_padded"), expected)

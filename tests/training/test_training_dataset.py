@@ -7,6 +7,7 @@ import pytest
 import soundfile
 import torch
 
+from train_utils.arguments import parse_args
 from train_utils.dataset import (
     SkippedVideos,
     UnreadableVideoError,
@@ -60,7 +61,7 @@ def test_csv_without_known_columns_is_an_input_error(tmp_path):
         read_video_csv(csv_path, tmp_path)
 
 
-def test_frame_indices_are_start_plus_stride_times_i_and_need_stride_times_frames():
+def test_quirk_clip_needs_stride_times_frames_one_stride_more_than_it_uses():
     rng = random.Random(0)
     for _ in range(20):
         indices = sample_frame_indices(100, 25, 4, rng)
@@ -97,7 +98,8 @@ def test_clip_start_depends_only_on_seed_epoch_and_index(tmp_path):
     assert len(set(starts.values())) > 1
 
 
-def test_squash_stretches_and_center_crop_keeps_the_aspect_ratio():
+def test_quirk_training_frames_are_squashed_to_the_size_by_default():
+    assert parse_args(1, ["--output_dir", "unused"]).resize_mode == "squash"
     assert resize_geometry((64, 32), 32, 32, "squash").resized_size == (32, 32)
     crop = resize_geometry((64, 32), 32, 32, "center_crop")
     assert (crop.resized_size, crop.left, crop.top) == ((64, 32), 16, 0)

@@ -31,7 +31,7 @@ class ConstantFlow(PairwiseFlowEstimator):
         return flow
 
 
-def test_flow_from_the_fixed_inference_size_is_rescaled_by_w_over_512_and_h_over_384():
+def test_quirk_flow_is_estimated_at_a_fixed_384x512_and_rescaled():
     estimator = ConstantFlow(1.0, 1.0, (384, 512))
     flow = estimator(torch.rand(2, 5, 3, 64, 96))
     assert flow.shape == (2, 4, 2, 64, 96)
@@ -40,7 +40,7 @@ def test_flow_from_the_fixed_inference_size_is_rescaled_by_w_over_512_and_h_over
     assert [call[0] for call in estimator.calls] == [(3, 3, 384, 512), (3, 3, 384, 512), (2, 3, 384, 512)]
 
 
-def test_portrait_clips_are_estimated_transposed_and_the_flow_axes_swapped_back():
+def test_quirk_portrait_clips_are_estimated_transposed():
     flow = ConstantFlow(1.0, 0.0, None)(torch.rand(1, 3, 3, 40, 24))
     assert flow.shape == (1, 2, 2, 40, 24)
     assert torch.allclose(flow[:, :, 0], torch.tensor(0.0)) and torch.allclose(flow[:, :, 1], torch.tensor(1.0))

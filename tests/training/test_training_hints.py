@@ -20,7 +20,7 @@ def moving_rectangle_flow(size=384, rows=(100, 200), cols=(150, 260), motion=(5.
     return flow
 
 
-def test_grid_is_80_px_centred_25_points_at_384_and_16_at_320():
+def test_quirk_hint_grid_is_80_px_centred_25_points_at_384_and_16_at_320():
     assert grid_stride() == 80
     rows, cols = grid_points(384, 384, 80)
     assert sorted(set(rows.tolist())) == [32, 112, 192, 272, 352] == sorted(set(cols.tolist()))
@@ -63,7 +63,7 @@ def test_watershed_points_keep_their_distance_from_two_motion_boundaries():
     assert ((rows > 0) & (rows < 199) & (cols > 0) & (cols < 299)).all()
 
 
-def test_thinning_drops_one_of_each_pair_closer_than_7_px_in_both_axes():
+def test_quirk_hint_thinning_drops_one_of_each_pair_closer_than_7_px_in_both_axes():
     rows, cols = np.array([10, 13, 50, 50]), np.array([10, 12, 50, 57])
     kept_rows, kept_cols = thin_neighbours(rows, cols, 7, np.random.default_rng(0))
     kept = set(zip(kept_rows.tolist(), kept_cols.tolist()))
@@ -71,7 +71,7 @@ def test_thinning_drops_one_of_each_pair_closer_than_7_px_in_both_axes():
     assert len(kept & {(10, 10), (13, 12)}) == 1
 
 
-def test_clip_mask_comes_from_the_last_flow_and_is_shared_by_every_frame():
+def test_quirk_hint_mask_comes_from_the_last_flow_and_is_shared_by_every_frame():
     last = torch.from_numpy(moving_rectangle_flow(size=320)).permute(2, 0, 1)
     flows = torch.stack([last * 0.2, last * 0.6, last])[None]  # [1, 3, 2, 320, 320]
     sparse, mask = sample_clip_hints(flows, np.random.default_rng(3))

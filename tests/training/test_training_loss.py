@@ -62,7 +62,7 @@ def test_loss_averages_per_sample_means_over_the_batch():
     assert denoising_loss(unet_output, noisy, latents, sigmas).item() == pytest.approx(0.5)
 
 
-def test_conditioning_dropout_is_10_10_10_percent_and_same_on_every_process():
+def test_quirk_conditioning_dropout_thresholds_give_10_10_10_percent_on_every_process():
     dropout = ConditioningDropout(0.1)
     drop_embedding, drop_latents = dropout.draw(200_000)
     embedding_only = (drop_embedding & ~drop_latents).float().mean().item()
@@ -85,7 +85,7 @@ def test_conditioning_dropout_state_round_trips():
     assert all(torch.equal(a, b) for a, b in zip(restored.draw(8), expected))
 
 
-def test_added_time_ids_order_released_training_versus_svd():
+def test_quirk_training_time_ids_are_svd_xtend_order_6_0_02_127():
     released = build_added_time_ids(2, "svd_xtend")
     assert released.tolist() == [[6.0, pytest.approx(0.02), 127.0]] * 2
     svd = build_added_time_ids(1, "svd", motion_bucket_id=128)
@@ -100,7 +100,7 @@ def test_conventions_default_to_the_released_training_and_the_fix_flag_switches_
     assert TrainingConventions.from_flags(False, "svd").time_ids_order == "svd"
 
 
-def test_clip_input_is_resized_and_normalised_with_the_processor_statistics():
+def test_quirk_training_clip_input_is_normalised_unlike_inference():
     image = torch.full((2, 3, 40, 60), 0.5)
     pixels = clip_pixel_input(image, 32, [0.4, 0.5, 0.6], [0.1, 0.2, 0.5])
     assert pixels.shape == (2, 3, 32, 32)
@@ -129,7 +129,7 @@ class RecordingVAE(torch.nn.Module):
         return SimpleNamespace(latent_dist=SimpleNamespace(sample=lambda generator=None: mean, mode=lambda: mean))
 
 
-def test_video_latents_are_scaled_and_take_0_1_frames_unless_fixed():
+def test_quirk_training_vae_input_is_0_1_frames_unless_fixed():
     frames = torch.rand(2, 3, 3, 4, 4)
     vae = RecordingVAE()
     latents = encode_video_latents(vae, frames, signed_input=False, chunk_size=4)
@@ -140,7 +140,7 @@ def test_video_latents_are_scaled_and_take_0_1_frames_unless_fixed():
     assert torch.allclose(signed, latents * 2 - 0.5, atol=1e-6)  # (2x-1) pooled, times 0.5
 
 
-def test_released_first_frame_latents_reuse_frame_0_of_the_diffusion_noise():
+def test_quirk_first_frame_latents_reuse_frame_0_of_the_diffusion_noise():
     vae = RecordingVAE()
     latents, noise = torch.randn(1, 3, 4, 2, 2), torch.randn(1, 3, 4, 2, 2)
     first = first_frame_latents(vae, latents, noise, torch.rand(1, 3, 4, 4), TrainingConventions())

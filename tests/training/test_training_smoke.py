@@ -103,7 +103,7 @@ def frame_count_and_size(path):
         return sum(1 for _ in container.decode(stream)), stream.width, stream.height
 
 
-def test_validation_at_step_1_and_every_n_writes_side_by_side_videos(tmp_path, clips):
+def test_quirk_validation_runs_at_step_1_and_every_n_steps(tmp_path, clips):
     run(2, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 100, "--validation_steps", 2)
     videos = sorted(path.relative_to(tmp_path).as_posix() for path in (tmp_path / "validation_images").rglob("*.mp4"))
     assert videos == [

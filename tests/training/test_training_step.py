@@ -50,7 +50,7 @@ def run_step(components, stage, conventions, flow_value=1.0):
     return output, adapter.calls[0], pixel_values
 
 
-def test_released_conventions_feed_a_0_1_image_and_swapped_time_ids(components):
+def test_quirk_training_feeds_the_adapter_a_0_1_first_frame(components):
     output, call, pixel_values = run_step(components, 1, TrainingConventions())
     assert torch.isfinite(output.loss)
     assert torch.equal(call["controlnet_cond"], pixel_values[:, 0])
