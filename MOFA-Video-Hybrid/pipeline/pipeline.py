@@ -361,9 +361,12 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             normalize_clip_input, num_videos_per_prompt, generator, device,
         )  # fmt: skip
         dtype = conditioning["image_embeddings"].dtype
+        flow_device = trajectory_flow.device  # the flows used are returned where they were given
+        trajectory_flow = self.adapter_flow(trajectory_flow, dtype, device)
+        landmark_flow = self.adapter_flow(landmark_flow, dtype, device)
         conditioning.update(
-            trajectory_flow=trajectory_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
-            landmark_flow=landmark_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, 0),
+            trajectory_flow=trajectory_flow.repeat_interleave(num_videos_per_prompt, 0),
+            landmark_flow=landmark_flow.repeat_interleave(num_videos_per_prompt, 0),
             landmark_images=landmark_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
             landmark_mask=mask_to_tensor(landmark_mask, device, dtype),
         )
@@ -403,8 +406,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         frames = self.finish(latents, output_type, decode_chunk_size)
         outputs = (
             frames,
-            trajectory_flow.float().repeat_interleave(num_videos_per_prompt, dim=0),
-            landmark_flow.float().repeat_interleave(num_videos_per_prompt, dim=0),
+            trajectory_flow.to(flow_device).repeat_interleave(num_videos_per_prompt, dim=0),
+            landmark_flow.to(flow_device).repeat_interleave(num_videos_per_prompt, dim=0),
             conditioning["landmark_mask"][0, 0].float().cpu(),
         )
         if not return_dict:

@@ -379,6 +379,14 @@ class FlowControlNetPipeline(DiffusionPipeline):
             doubled[name] = torch.cat([conditioning[name]] * 2)
         return doubled
 
+    @staticmethod
+    def adapter_flow(flow: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The flow as the adapters get it: float32 on ``device``, first rounded to float16 when the models run in
+        float16 (the released pipelines cast the flow to the weights' dtype; splatting then upcasts it)."""
+        if dtype == torch.float16:
+            flow = flow.to(device, torch.float16)
+        return flow.to(device, torch.float32)
+
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
         """``(B, T, 4, h, w)`` latents -> ``(B, 3, T, H, W)`` float32 frames in about [-1, 1]."""
         batch_size, num_frames = latents.shape[:2]
@@ -774,8 +782,8 @@ class FlowControlNetPipeline(DiffusionPipeline):
             image, controlnet_condition, height, width, fps, motion_bucket_id, noise_aug_strength,
             normalize_clip_input, num_videos_per_prompt, generator, device,
         )  # fmt: skip
-        flow = controlnet_flow.to(device, torch.float32).repeat_interleave(num_videos_per_prompt, dim=0)
-        conditioning["controlnet_flow"] = flow
+        flow = self.adapter_flow(controlnet_flow, conditioning["image_embeddings"].dtype, device)
+        conditioning["controlnet_flow"] = flow.repeat_interleave(num_videos_per_prompt, dim=0)
         if max_guidance_scale > 1.0:
             same_in_both_halves = ("added_time_ids", "controlnet_cond", "controlnet_flow")
             conditioning = self.double_for_guidance(conditioning, same_in_both_halves)
@@ -809,7 +817,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
 
         # 4. decode
         frames = self.finish(latents, output_type, decode_chunk_size)
-        flow_used = controlnet_flow.float().repeat_interleave(num_videos_per_prompt, dim=0)
+        flow_used = flow.to(controlnet_flow.device).repeat_interleave(num_videos_per_prompt, dim=0)
         if not return_dict:
             return frames, flow_used
         return FlowControlNetPipelineOutput(frames=frames, controlnet_flow=flow_used)

@@ -247,3 +247,25 @@ def test_quirk_in_brush_flow_is_multiplied_by_brush_over_255():
     flow = dense_flow_on_grid(constant_cmp, torch.rand(3, 4, 4), sparse, sparse, brush_grid)
     expected = torch.tensor([0.0, 2.0, 5.0, 10.0]).expand(2, 2, 4, 4)
     torch.testing.assert_close(flow, expected)
+
+
+def test_quirk_adapter_flow_is_rounded_to_float16_under_float16_weights(pipe, monkeypatch):
+    """The released pipelines cast the flow to the weights' dtype before the adapter (which splats in fp32):
+    30.1234 px becomes 30.125 under fp16; bf16 and fp32 runs keep the fp32 flow."""
+    flow = torch.full((1, 2, 2, SIZE, SIZE), 30.1234)
+    half = pipe.adapter_flow(flow, torch.float16, torch.device("cpu"))
+    assert half.dtype == torch.float32 and torch.all(half == 30.125)
+    for dtype in (torch.bfloat16, torch.float32):
+        assert torch.equal(pipe.adapter_flow(flow, dtype, torch.device("cpu")), flow)
+
+    calls, adapter_flow = [], pipe.adapter_flow
+    monkeypatch.setattr(
+        pipe, "adapter_flow", lambda f, dtype, device: calls.append(dtype) or adapter_flow(f, dtype, device)
+    )
+    seen, prepare = [], pipe.controlnet.prepare_condition
+    monkeypatch.setattr(
+        pipe.controlnet, "prepare_condition", lambda cond, f, *a: seen.append(f) or prepare(cond, f, *a)
+    )
+    pipe(_image(), _flow(3), num_inference_steps=1, output_type="latent", generator=torch.Generator().manual_seed(0))
+    assert calls == [pipe.image_encoder.dtype]
+    torch.testing.assert_close(seen[0], adapter_flow(_flow(3), calls[0], torch.device("cpu")).repeat(2, 1, 1, 1, 1))
