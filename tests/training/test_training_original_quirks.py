@@ -4,10 +4,13 @@ The other ``test_quirk_*`` tests of this suite sit next to the code they check (
 """
 
 import accelerate
+import numpy as np
 import pytest
+import torch
 from accelerate.state import AcceleratorState
 
 from train_utils.arguments import parse_args
+from train_utils.sparse_to_dense import cmp_flow_from_hints
 from train_utils.synthetic import make_synthetic_dataset
 from train_utils.trainer import train
 
@@ -45,3 +48,32 @@ def test_quirk_gradients_are_never_clipped_by_default(tmp_path, monkeypatch):
     AcceleratorState._reset_state(reset_partial_state=True)
     train(parse_args(1, [*argv, "--output_dir", str(tmp_path / "clipped"), "--max_grad_norm", "1.0"]))
     assert clipped == [1.0]
+
+
+def test_quirk_stage2_cmp_runs_on_its_square_grid_with_nearest_resizes_both_ways():
+    """Stage 2 resizes the clip's first frame and flow to CMP's grid with nearest sampling (flow rescaled to grid
+    pixels), samples hints there, and resizes CMP's flow back the same way (16 px clip, 24 px grid here)."""
+    columns_16, columns_24 = torch.arange(16.0), torch.arange(24.0)
+
+    class ColumnCMP:  # dense x flow = the grid column, y flow = -1.5
+        def dense_flow(self, image, sparse, mask):
+            self.seen = (image, sparse, mask)
+            flow = torch.stack([columns_24.expand(24, 24), torch.full((24, 24), -1.5)])
+            return flow.expand(sparse.shape[0], 2, 24, 24).clone()
+
+    first_frame = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    flows = torch.stack([columns_16.expand(16, 16), torch.ones(16, 16)]).expand(1, 2, 2, 16, 16).clone()
+    cmp = ColumnCMP()
+    result = cmp_flow_from_hints(cmp, first_frame, flows, 24, np.random.default_rng(0))
+
+    image, sparse, mask = cmp.seen
+    source = [index * 16 // 24 for index in range(24)]  # nearest: grid pixel i reads clip pixel floor(i * 16 / 24)
+    torch.testing.assert_close(image[0], first_frame[0][:, source][:, :, source])
+    grid_flow_x = torch.tensor(source, dtype=torch.float32).expand(24, 24) * 24 / 16
+    hinted = mask[0, 0] > 0
+    assert hinted.sum() >= 1
+    torch.testing.assert_close(sparse[0, 0][hinted], grid_flow_x[hinted])
+    assert torch.all(sparse[0, 1][hinted] == 1.5)  # 1 px x 24 / 16
+    back = torch.tensor([index * 24 // 16 for index in range(16)], dtype=torch.float32) * 16 / 24
+    torch.testing.assert_close(result.dense[0, :, 0], back.expand(2, 16, 16))
+    assert torch.all(result.dense[:, :, 1] == -1.0)  # -1.5 x 16 / 24

@@ -19,7 +19,7 @@ from utils.scheduling import build_svd_scheduler
 # ---------------------------------------------------------------------------------------------- views
 
 
-def test_views_for_125_frames_match_the_released_schedule():
+def test_quirk_windows_of_25_stride_12_anchored_on_frame_0_with_the_tail_always_appended():
     assert get_views(125) == [
         (1, 25), (13, 37), (25, 49), (37, 61), (49, 73), (61, 85), (73, 97), (85, 109), (97, 121), (101, 125)
     ]  # fmt: skip
@@ -111,7 +111,7 @@ def _denoiser_that_steps_to(calls):
     return denoise
 
 
-def test_periodic_step_averages_views_and_takes_frame_zero_from_the_first_view():
+def test_quirk_periodic_frame_0_is_updated_by_the_first_window_only():
     latents = torch.zeros(1, 5, 2, 3, 3)
     calls = []
     views = get_views(5, window=3, stride=1)
@@ -151,7 +151,7 @@ def test_views_that_miss_a_frame_are_a_programming_error():
 # ---------------------------------------------------------------------------------------------- repeated tail
 
 
-def test_the_repeated_tail_view_is_run_once_and_weighs_twice():
+def test_quirk_repeated_tail_view_is_run_once_and_weighs_twice():
     views = get_views(7, window=3, stride=1)
     assert views == [(1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (5, 7)]
     assert weighted_views(views) == [((1, 3), 1), ((2, 4), 1), ((3, 5), 1), ((4, 6), 1), ((5, 7), 2)]
