@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from media_helpers import portrait_pixels
 from PIL import Image
 
 from pipeline.keypoint_animator import KeypointAnimator, prepare_portrait
@@ -149,7 +150,7 @@ def test_sadtalker_renderer_counts_whole_frames_and_is_loaded_once(animator, mon
         return built[-1]
 
     monkeypatch.setattr(sadtalker_tiny, "tiny_landmarker", counting_tiny_landmarker)
-    frame = Image.fromarray(np.random.default_rng(1).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    frame = animator.prepare_image(Image.fromarray(portrait_pixels()))  # tiny mode starts from the real face
     t = np.arange(int(0.43 * 16000)) / 16000  # 10.75 frames at 25 fps
     waveform = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
     landmarks = animator.landmarks_from_audio(frame, waveform, renderer="sadtalker")
