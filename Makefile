@@ -12,7 +12,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 SUITES ?=
 
-.PHONY: venv test demo demo-tiny fetch check-ckpts fix-copies check-copies bench golden clean-venv
+.PHONY: venv test demo demo-tiny fetch check-ckpts fix-copies check-copies bench golden style clean-venv
 
 venv: $(STAMP)
 
@@ -46,6 +46,11 @@ fix-copies:
 
 check-copies:
 	$(PYTHON) tests/check_copies.py
+
+# ruff (pyproject.toml): formats the tree and applies the safe lint fixes; make test fails on what remains.
+style: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 # Rewrites tests/golden/*.safetensors from diffusers 0.24.0 (installed into a temporary folder; needs PyPI).
 golden: $(STAMP)

@@ -73,7 +73,9 @@ MODES = {
     },
     "video": {
         "title": "MOFA-Video-Hybrid (video-driven)",
-        "summary": "A portrait takes the head motion and expressions of a driving video while your drags move the rest.",
+        "summary": (
+            "A portrait takes the head motion and expressions of a driving video while your drags move the rest."
+        ),
         "upload_label": "Upload Driving Video",
         "file_types": ["video"],
         "renderers": ["sadtalker"],
@@ -156,7 +158,13 @@ class HybridDemoHandlers:
     def drawn(self, session: hybrid_session.Session, mode: str, message: str | None = None) -> tuple:
         """After the drawing changed: (session, drawing view, preview, mask status, status)."""
         preview = self.flow_preview(session)
-        return session, self.view(session, mode), preview, self.mask_status(session, mode), self.status(session, message)
+        return (
+            session,
+            self.view(session, mode),
+            preview,
+            self.mask_status(session, mode),
+            self.status(session, message),
+        )
 
     # ---------------------------------------------------------------------------------------------- uploads
 
@@ -267,7 +275,7 @@ class HybridDemoHandlers:
         fast: bool = False,
         temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the progress tracker here
     ):
         """Generates the video; returns (*results, drawing view, mask status, status)."""
         skips = [gr.skip()] * (len(RESULTS) + 2)

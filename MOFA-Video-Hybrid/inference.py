@@ -77,8 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trajectories", type=Path, help="drags JSON (and motion brush), input-image pixels")
     parser.add_argument("--landmark_mask", type=Path, help="painted landmark mask: image of the input's size")
     parser.add_argument("--mask_mode", choices=MASK_MODES, default="auto", help="which landmark mask is used")
-    parser.add_argument("--renderer", choices=RENDERERS, default="aniportrait",
-                        help="audio -> landmarks (a driving video always uses sadtalker)")
+    parser.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="aniportrait",
+        help="audio -> landmarks (a driving video always uses sadtalker)",
+    )
     parser.add_argument("--jobs", type=Path, help="JSON-lines file of runs (replaces --image/--audio/--video)")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="parent of the run folders")
     parser.add_argument("--num_frames", type=int, default=None, help="frames (default: as long as the driver)")
@@ -88,11 +92,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--landmark_scale", type=float, default=1.0, help="landmark adapter strength")
     parser.add_argument("--fast", action="store_true", help="both adapters at every 4th step, residuals reused")
     parser.add_argument("--comparison", action="store_true", help="also write the 7-panel comparison.mp4")
-    parser.add_argument("--temporal_context", choices=TEMPORAL_CONTEXTS, default=DEFAULT_TEMPORAL_CONTEXT,
-                        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
-                        "(default); per_video = today's diffusers")
-    parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
-                        help="random tiny models, stand-in landmark motion on the real face (the video is noise)")
+    parser.add_argument(
+        "--temporal_context",
+        choices=TEMPORAL_CONTEXTS,
+        default=DEFAULT_TEMPORAL_CONTEXT,
+        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
+        "(default); per_video = today's diffusers",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        default=os.environ.get("MOFA_TINY") == "1",
+        help="random tiny models, stand-in landmark motion on the real face (the video is noise)",
+    )
     parser.add_argument("--ckpt_dir", default=None, help="checkpoint folder (default $MOFA_CKPT_DIR or ../ckpts)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: the best available)")
     parser.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
@@ -114,17 +126,17 @@ def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where
     """One jobs-file line as a :class:`Job`; ``where`` names the line in errors."""
     drivers = 0 if not isinstance(entry, dict) else sum(entry.get(key) is not None for key in ("audio", "video"))
     if not isinstance(entry, dict) or "image" not in entry or drivers != 1:
-        raise InputError(f"{where}: each job needs \"image\" and one of \"audio\" and \"video\"")
+        raise InputError(f'{where}: each job needs "image" and one of "audio" and "video"')
     unknown = sorted(set(entry) - {*JOB_PATHS, "name", *JOB_OPTIONS})
     if unknown:
         raise InputError(f"{where}: unknown keys {unknown}")
     for key in (*JOB_PATHS, "name"):
         if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
-            raise InputError(f"{where}: \"{key}\" must be a non-empty string")
+            raise InputError(f'{where}: "{key}" must be a non-empty string')
     paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}
     name = entry.get("name") or f"{paths['image'].stem}_{(paths['audio'] or paths['video']).stem}"
     if Path(name).name != name:
-        raise InputError(f"{where}: \"name\" must be a folder name without other folders, got {name!r}")
+        raise InputError(f'{where}: "name" must be a folder name without other folders, got {name!r}')
     return Job(**paths, run_dir=args.output_dir / name, options=job_options(entry, JOB_OPTIONS, vars(args), where))
 
 

@@ -113,25 +113,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--img_path", default=None, help="portrait image (not modified)")
     parser.add_argument("--save_root", default=None, help="output folder (with --jobs: for jobs that set none)")
     parser.add_argument("--jobs", default=None, help="JSON-lines file of runs (replaces --img_path/--audio_path)")
-    parser.add_argument("--max_frame_len", type=int, default=None,
-                        help="most output frames, reference included (default: the whole audio or landmark file)")
+    parser.add_argument(
+        "--max_frame_len",
+        type=int,
+        default=None,
+        help="most output frames, reference included (default: the whole audio or landmark file)",
+    )
     parser.add_argument(
         "--landmarks", default=None, help="(N, 68, 2) .npy in pixels of the prepared frame; skips audio->landmarks"
     )
     parser.add_argument("--panels", action="store_true", help="also write the 5-panel comparison video")
-    parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
-                        help="random tiny models and stand-in landmark motion on the real face (no checkpoints; "
-                        "the video is noise)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        default=os.environ.get("MOFA_TINY") == "1",
+        help="random tiny models and stand-in landmark motion on the real face (no checkpoints; the video is noise)",
+    )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, mps, cpu (default: the best available)")
     parser.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     parser.add_argument("--memory", choices=("high", "balanced", "low"), default="high", help="memory preset")
     parser.add_argument("--seed", type=int, default=41, help="seed of the diffusion noise (41, as released)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
-    parser.add_argument("--fast", action="store_true",
-                        help="fast mode: the adapter at every 4th step, its residuals reused in between")
-    parser.add_argument("--temporal_context", choices=TEMPORAL_CONTEXTS, default=DEFAULT_TEMPORAL_CONTEXT,
-                        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
-                        "(default); per_video = today's diffusers")
+    parser.add_argument(
+        "--fast", action="store_true", help="fast mode: the adapter at every 4th step, its residuals reused in between"
+    )
+    parser.add_argument(
+        "--temporal_context",
+        choices=TEMPORAL_CONTEXTS,
+        default=DEFAULT_TEMPORAL_CONTEXT,
+        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
+        "(default); per_video = today's diffusers",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     if args.jobs is not None and any(value is not None for value in (args.img_path, args.audio_path, args.landmarks)):
@@ -195,25 +207,25 @@ def reserved_run(job: Job) -> Iterator[Job]:
 def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where: str) -> Job:
     """One jobs-file line as a :class:`Job`; ``where`` names the line in errors."""
     if not isinstance(entry, dict) or "img_path" not in entry:
-        raise InputError(f"{where}: each job needs \"img_path\" and \"audio_path\" and/or \"landmarks\"")
+        raise InputError(f'{where}: each job needs "img_path" and "audio_path" and/or "landmarks"')
     if entry.get("audio_path") is None and entry.get("landmarks") is None:
-        raise InputError(f"{where}: each job needs \"audio_path\" and/or \"landmarks\"")
+        raise InputError(f'{where}: each job needs "audio_path" and/or "landmarks"')
     unknown = sorted(set(entry) - {*JOB_PATHS, "name", *JOB_OPTIONS})
     if unknown:
         raise InputError(f"{where}: unknown keys {unknown}")
     for key in (*JOB_PATHS, "name"):
         if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
-            raise InputError(f"{where}: \"{key}\" must be a non-empty string")
+            raise InputError(f'{where}: "{key}" must be a non-empty string')
     options = job_options(entry, JOB_OPTIONS, vars(args), where)
     if options["ldmk_render"] not in RENDERERS:
-        raise InputError(f"{where}: \"ldmk_render\" must be one of {', '.join(RENDERERS)}")
+        raise InputError(f'{where}: "ldmk_render" must be one of {", ".join(RENDERERS)}')
     if entry.get("save_root") is None and args.save_root is None:
-        raise InputError(f"{where}: no \"save_root\" (set it in the job or pass --save_root)")
+        raise InputError(f'{where}: no "save_root" (set it in the job or pass --save_root)')
     paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}
     paths["save_root"] = paths["save_root"] or Path(args.save_root)
     name = entry.get("name") or (paths["audio_path"] or paths["landmarks"]).stem
     if Path(name).name != name:
-        raise InputError(f"{where}: \"name\" must be a file name without folders, got {name!r}")
+        raise InputError(f'{where}: "name" must be a file name without folders, got {name!r}')
     return Job(**paths, name=name, options=options)
 
 
@@ -231,7 +243,7 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
         if job.video_path in lines:
             raise InputError(
                 f"{where}: writes {job.video_path} as line {lines[job.video_path]} does; give the jobs different "
-                "\"name\"s"
+                '"name"s'
             )
         lines[job.video_path] = number
         jobs.append(job)
@@ -247,9 +259,8 @@ def load_inputs(job: Job, ckpt_dir: Path | None = None) -> tuple:
     from aniportrait.audio import load_audio
     from aniportrait.face_check import face_landmarks
     from pipeline.keypoint_animator import prepare_portrait
-    from utils.video_io import check_output_folder
     from utils.landmark_conditions import check_landmarks
-    from utils.video_io import load_image
+    from utils.video_io import check_output_folder, load_image
 
     check_output_folder(job.landmark_dir.parent)
     check_output_folder(job.video_path.parent)
@@ -313,9 +324,7 @@ def write_outputs(job: Job, frame, landmarks: np.ndarray, result, overwrite: boo
             mux_audio(silent, job.audio_path, path, overwrite=overwrite, keep_all_frames=True)
 
 
-def run_job(
-    animator, job: Job, inputs: tuple, args: argparse.Namespace, say: Callable[[str], None] = print
-) -> Path:
+def run_job(animator, job: Job, inputs: tuple, args: argparse.Namespace, say: Callable[[str], None] = print) -> Path:
     """Generate one job from its :func:`load_inputs` and write its files (nothing before the video is generated,
     the settings last).
 

@@ -87,24 +87,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--control_scale", type=float, default=0.6, help="adapter strength (1.0 tends to distort)")
     parser.add_argument("--height", type=int, default=None, help="frame height (multiple of 64); with --width")
-    parser.add_argument("--width", type=int, default=None, help="frame width (multiple of 64); default: short side "
-                        "512, cropped to multiples of 64")
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="frame width (multiple of 64); default: short side 512, cropped to multiples of 64",
+    )
     parser.add_argument("--fps", type=float, default=20, help="playback rate of the written videos")
-    parser.add_argument("--fast", action="store_true",
-                        help="fast mode: the adapter at every 4th step, residuals reused in between (~1.1x SVD time)")
-    parser.add_argument("--temporal_context", choices=TEMPORAL_CONTEXTS, default=DEFAULT_TEMPORAL_CONTEXT,
-                        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
-                        "(default); per_video = today's diffusers")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast mode: the adapter at every 4th step, residuals reused in between (~1.1x SVD time)",
+    )
+    parser.add_argument(
+        "--temporal_context",
+        choices=TEMPORAL_CONTEXTS,
+        default=DEFAULT_TEMPORAL_CONTEXT,
+        help="temporal cross-attention context: original = diffusers 0.24, as the released results "
+        "(default); per_video = today's diffusers",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--memory", choices=MEMORY_PRESETS, default="high", help="memory preset (see utils/memory.py)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet and the adapter (GPUs)")
     parser.add_argument("--decode_chunk_size", type=int, default=None, help="frames per VAE decode (default: preset)")
-    parser.add_argument("--tiny", action="store_true", default=os.environ.get("MOFA_TINY") == "1",
-                        help="random tiny models, no weights needed, output is noise (also MOFA_TINY=1)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        default=os.environ.get("MOFA_TINY") == "1",
+        help="random tiny models, no weights needed, output is noise (also MOFA_TINY=1)",
+    )
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="checkpoint folder ($MOFA_CKPT_DIR or ckpts/)")
-    parser.add_argument("--adapter", type=Path, default=None, help="adapter folder instead of <ckpt_dir>/controlnet, "
-                        "e.g. ../Training/runs/x/controlnet; with --tiny it runs on the tiny SVD if it fits")
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        default=None,
+        help="adapter folder instead of <ckpt_dir>/controlnet, "
+        "e.g. ../Training/runs/x/controlnet; with --tiny it runs on the tiny SVD if it fits",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     single = (args.image, args.trajectories, args.output)
@@ -126,13 +146,13 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     for number, entry in read_job_lines(path):
         where = f"{path}, line {number}"
         if not isinstance(entry, dict) or any(key not in entry for key in ("image", "trajectories", "output")):
-            raise InputError(f"{where}: each job needs \"image\", \"trajectories\" and \"output\"")
+            raise InputError(f'{where}: each job needs "image", "trajectories" and "output"')
         unknown = sorted(set(entry) - {"image", "trajectories", "output", *JOB_OPTIONS})
         if unknown:
             raise InputError(f"{where}: unknown keys {unknown}")
         for key in ("image", "trajectories", "output"):
             if not isinstance(entry[key], str) or not entry[key]:
-                raise InputError(f"{where}: \"{key}\" must be a non-empty path string, got {entry[key]!r}")
+                raise InputError(f'{where}: "{key}" must be a non-empty path string, got {entry[key]!r}')
         options = job_options(entry, JOB_OPTIONS, vars(args), where)
         paths = [path.parent / entry[key] for key in ("image", "trajectories", "output")]
         jobs.append(Job(*paths, options))
@@ -171,7 +191,10 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
 
 
 def run_job(
-    animator, job: Job, inputs: tuple[Image.Image, list, np.ndarray | None], overwrite: bool,
+    animator,
+    job: Job,
+    inputs: tuple[Image.Image, list, np.ndarray | None],
+    overwrite: bool,
     decode_chunk_size: int | None,
     temporal_context: str,
 ) -> list[str]:
@@ -235,7 +258,9 @@ def run_jobs(args: argparse.Namespace) -> int:
 
         def run_and_warn(job: Job) -> None:
             inputs = prepare_job(job, args.overwrite)
-            for message in run_job(animator, job, inputs, args.overwrite, args.decode_chunk_size, args.temporal_context):
+            for message in run_job(
+                animator, job, inputs, args.overwrite, args.decode_chunk_size, args.temporal_context
+            ):
                 tqdm.write(f"warning: {job.output}: {message}", file=sys.stderr)
 
         return run_and_warn
@@ -247,8 +272,11 @@ def run_jobs(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.tiny and args.ckpt_dir is not None:
-        print("warning: --tiny uses random tiny models and ignores --ckpt_dir (--adapter <folder> runs a trained "
-              "adapter on them)", file=sys.stderr)
+        print(
+            "warning: --tiny uses random tiny models and ignores --ckpt_dir (--adapter <folder> runs a trained "
+            "adapter on them)",
+            file=sys.stderr,
+        )
     try:
         return run_jobs(args) if args.jobs is not None else run_single(args)
     except InputError as error:

@@ -221,7 +221,7 @@ class DemoHandlers:
         fast: bool = False,
         temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
         request: gr.Request = None,
-        progress: gr.Progress = gr.Progress(),
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the progress tracker here
     ):
         """Animates the image; returns (video, flow video, hint image, status)."""
         unchanged = (gr.skip(), gr.skip(), gr.skip())

@@ -40,7 +40,7 @@ def find_copies(root: Path) -> list[Copy]:
             with path.open(encoding="utf-8", errors="replace") as handle:
                 first = handle.readline()
             if first.startswith(HEADER_PREFIX):
-                source = first[len(HEADER_PREFIX):].strip()
+                source = first[len(HEADER_PREFIX) :].strip()
                 copies.append(Copy(path=path, source=root / source, header=first))
     return copies
 

@@ -1,4 +1,5 @@
-"""Loads the golden fixtures that ``tests/golden/generate_golden.py`` wrote from the reference stack (diffusers 0.24)."""
+"""Loads the golden fixtures that ``tests/golden/generate_golden.py`` wrote from the reference stack
+(diffusers 0.24)."""
 
 from __future__ import annotations
 

@@ -68,12 +68,22 @@ def run_suite(name: str, extra: list[str]) -> SuiteResult:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
         command = [
-            sys.executable, "-m", "pytest", str(suite_dir), "-p", "no:cacheprovider", "--import-mode=importlib",
-            "-q", "-rfE", f"--junitxml={report}", *extra,
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suite_dir),
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            "-q",
+            "-rfE",
+            f"--junitxml={report}",
+            *extra,
         ]
         start = time.monotonic()
-        completed = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, errors="replace")
+        completed = subprocess.run(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
         returncode = completed.returncode
         result.seconds = time.monotonic() - start
         print(f"=== {name}: {' '.join(command[1:])}\n{completed.stdout}", flush=True)
@@ -93,11 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"suites to run (default: all of {', '.join(SUITES)})")
-    parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="suites run side by side (default: 2, or 1 on a one-core machine)")
+    parser.add_argument(
+        "suites", nargs="*", metavar="SUITE", help=f"suites to run (default: all of {', '.join(SUITES)})"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="suites run side by side (default: 2, or 1 on a one-core machine)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.suites) - set(SUITES))
     if unknown:

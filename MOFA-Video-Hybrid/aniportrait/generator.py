@@ -111,9 +111,7 @@ class AniPortraitLandmarkGenerator:
         self.face_model = Path(face_model)
 
     @classmethod
-    def from_checkpoints(
-        cls, ckpt_dir: str | Path, device: torch.device | str = "cpu"
-    ) -> "AniPortraitLandmarkGenerator":
+    def from_checkpoints(cls, ckpt_dir: str | Path, device: torch.device | str = "cpu") -> AniPortraitLandmarkGenerator:
         """Build from `<ckpt_dir>/aniportrait/{audio2mesh.pt, audio2pose.pt, wav2vec2-base-960h/}` (only the
         Wav2Vec2 config and feature-extractor settings are read from that folder: the released heads hold the
         encoder weights) and the FaceLandmarker bundle (:func:`aniportrait.face_mesh.locate_face_model`).

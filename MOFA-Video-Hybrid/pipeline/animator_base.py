@@ -263,5 +263,7 @@ class AnimatorBase(ABC):
             # every hint frame shares the one first frame: encode it once
             return self.cmp.dense_flow(image[:1], sparse, mask, chunk_size=chunk_size)
 
-        flow, info = trajectories_to_flow(pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device)
+        flow, info = trajectories_to_flow(
+            pixels, tracks, brush, num_frames, cmp, grid=self.cmp_grid, device=self.device
+        )
         return flow, list(info.warnings)

@@ -52,14 +52,15 @@ def random_blinks(num_frames: int, rng: random.Random) -> np.ndarray:
         start = frame + rng.choice(gaps)
         if start + len(BLINK_SHAPE) > num_frames - 1:
             break
-        ratio[start:start + len(BLINK_SHAPE)] = BLINK_SHAPE
+        ratio[start : start + len(BLINK_SHAPE)] = BLINK_SHAPE
         frame = start + len(BLINK_SHAPE)
     return ratio
 
 
 @torch.no_grad()
-def predict_expression(net: Audio2ExpNet, mels: torch.Tensor, ref_exp: torch.Tensor,
-                       blink: torch.Tensor) -> torch.Tensor:
+def predict_expression(
+    net: Audio2ExpNet, mels: torch.Tensor, ref_exp: torch.Tensor, blink: torch.Tensor
+) -> torch.Tensor:
     """mels (T, 80, 16), source expression ref_exp (64,), blink (T,) -> expression (T, 64)."""
     count = len(mels)
     return net(mels[:, None], ref_exp[None].expand(count, -1), blink[:, None])

@@ -41,8 +41,9 @@ def euler_to_rotation(angles: torch.Tensor) -> torch.Tensor:
     return rot_z.reshape(shape) @ rot_y.reshape(shape) @ rot_x.reshape(shape)
 
 
-def project_points(points: torch.Tensor, focal: float = FOCAL, center: float = CENTER,
-                   camera_distance: float = CAMERA_DISTANCE) -> torch.Tensor:
+def project_points(
+    points: torch.Tensor, focal: float = FOCAL, center: float = CENTER, camera_distance: float = CAMERA_DISTANCE
+) -> torch.Tensor:
     """Model-space points (B, N, 3), already posed -> (B, N, 2) regressor-input pixels, y up."""
     depth = camera_distance - points[..., 2]
     return points[..., :2] * focal / depth[..., None] + center
@@ -81,8 +82,11 @@ class BFMLandmarks:
 
     def shape(self, id_coeffs: torch.Tensor, exp_coeffs: torch.Tensor) -> torch.Tensor:
         """id (B, 80), exp (B, 64) -> the 68 landmark vertices (B, 68, 3), model space."""
-        return (self.mean_shape + torch.einsum("vck,bk->bvc", self.id_base, id_coeffs)
-                + torch.einsum("vck,bk->bvc", self.exp_base, exp_coeffs))
+        return (
+            self.mean_shape
+            + torch.einsum("vck,bk->bvc", self.id_base, id_coeffs)
+            + torch.einsum("vck,bk->bvc", self.exp_base, exp_coeffs)
+        )
 
     def project(self, coeffs: torch.Tensor) -> torch.Tensor:
         """coeffs (B, 257) -> landmarks (B, 68, 2) on the 224² regressor input, y up."""
@@ -93,8 +97,9 @@ class BFMLandmarks:
         return project_points(posed)
 
 
-def to_image_pixels(landmarks: torch.Tensor | np.ndarray, alignment: Alignment, box: CropBox,
-                    crop_size: int = CROP_SIZE) -> np.ndarray:
+def to_image_pixels(
+    landmarks: torch.Tensor | np.ndarray, alignment: Alignment, box: CropBox, crop_size: int = CROP_SIZE
+) -> np.ndarray:
     """Map (…, 68, 2) regressor-input landmarks (y up) back to pixels of the original image.
 
     Undo, in order: the y flip, the 224² cut and scale (:class:`Alignment`), and the resize of ``box`` to

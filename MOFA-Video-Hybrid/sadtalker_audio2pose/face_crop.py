@@ -119,7 +119,7 @@ def face_box(landmarks: np.ndarray, image_size: tuple[int, int]) -> CropBox:
 
 def crop_face(image: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarray:
     """Cut ``box`` out of ``image`` (H, W, 3) uint8 and resize it (bilinear) to (size, size, 3) uint8."""
-    patch = image[box.top:box.bottom, box.left:box.right]
+    patch = image[box.top : box.bottom, box.left : box.right]
     return cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -207,8 +207,9 @@ def heatmap_peaks(heatmaps: np.ndarray, center: np.ndarray, scale: float) -> np.
     peaks = np.stack([cols, rows], axis=1).astype(np.float64) + 0.5
     for index in np.flatnonzero((cols > 0) & (cols < resolution - 1) & (rows > 0) & (rows < resolution - 1)):
         heatmap, row, col = heatmaps[index], rows[index], cols[index]
-        peaks[index] += 0.25 * np.sign([heatmap[row, col + 1] - heatmap[row, col - 1],
-                                        heatmap[row + 1, col] - heatmap[row - 1, col]])
+        peaks[index] += 0.25 * np.sign(
+            [heatmap[row, col + 1] - heatmap[row, col - 1], heatmap[row + 1, col] - heatmap[row - 1, col]]
+        )
     window = 200.0 * scale
     return (peaks * window / resolution + np.asarray(center) - window / 2).astype(np.float32)
 
@@ -234,7 +235,8 @@ class FacexlibDetector:
         self.threshold = threshold
         self.to_68 = landmark_98_to_68
         self.box_detector = init_detection_model(
-            "retinaface_resnet50", half=False, device=device, model_rootpath=os.fspath(weights_dir))
+            "retinaface_resnet50", half=False, device=device, model_rootpath=os.fspath(weights_dir)
+        )
         self.aligner = init_alignment_model("awing_fan", device=device, model_rootpath=os.fspath(weights_dir))
 
     @torch.no_grad()
@@ -263,5 +265,4 @@ def detect_landmarks(detector: LandmarkDetector, image: np.ndarray) -> np.ndarra
 def warn_if_small(box: CropBox) -> None:
     """Warn when the face crop is upsampled a lot (the fit gets blurry input)."""
     if min(box.width, box.height) < CROP_SIZE // 4:
-        warnings.warn(f"the face is small ({box.width}x{box.height} pixels); landmarks may be inaccurate",
-                      stacklevel=3)
+        warnings.warn(f"the face is small ({box.width}x{box.height} pixels); landmarks may be inaccurate", stacklevel=3)

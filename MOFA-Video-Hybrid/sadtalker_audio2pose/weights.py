@@ -42,14 +42,16 @@ def read_part(path: Path, prefix: str) -> dict[str, torch.Tensor]:
     head = prefix + "."
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {key[len(head):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(head)}
+            return {key[len(head) :]: handle.get_tensor(key) for key in handle.keys() if key.startswith(head)}
     except (OSError, SafetensorError) as error:
-        raise CheckpointError(f"cannot read {path} as safetensors ({error}); fetch it again with "
-                              f"`make fetch MODE={CHECKPOINT_MODE}`") from error
+        raise CheckpointError(
+            f"cannot read {path} as safetensors ({error}); fetch it again with `make fetch MODE={CHECKPOINT_MODE}`"
+        ) from error
 
 
-def check_part(module: nn.Module, state: dict[str, torch.Tensor], source: str,
-               training_only: tuple[str, ...] = ()) -> None:
+def check_part(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str, training_only: tuple[str, ...] = ()
+) -> None:
     """Raise :class:`CheckpointError` unless ``state`` holds exactly what ``module`` needs.
 
     Keys starting with one of ``training_only`` may be present and are ignored; absent BatchNorm

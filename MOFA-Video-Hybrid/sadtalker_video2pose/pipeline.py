@@ -34,8 +34,11 @@ def _describe(indices: np.ndarray, limit: int = 8) -> str:
     return shown + (", …" if len(indices) > limit else "")
 
 
-def video_coefficients(landmarker: FaceCoefficientLandmarker, frames: Sequence[np.ndarray] | np.ndarray,
-                       pose_smoothing: PoseSmoothing = "zero_padded") -> np.ndarray:
+def video_coefficients(
+    landmarker: FaceCoefficientLandmarker,
+    frames: Sequence[np.ndarray] | np.ndarray,
+    pose_smoothing: PoseSmoothing = "zero_padded",
+) -> np.ndarray:
     """Per-frame driving coefficients (N, 70) exp | angle | trans of N (H, W, 3) uint8 RGB frames.
 
     Every frame is cut with the crop box of the first frame that shows a face, then fitted on its own.
@@ -45,15 +48,16 @@ def video_coefficients(landmarker: FaceCoefficientLandmarker, frames: Sequence[n
         InputError: no frame shows a face.
     """
     box, first = None, 0
-    for first, frame in enumerate(frames):
+    for first, frame in enumerate(frames):  # noqa: B007 - ``first`` is read after the loop
         box = landmarker.find_face_box(frame)
         if box is not None:
             break
     if box is None:
         raise InputError("no face found in any frame of the driving video")
     if first > 0:
-        warnings.warn(f"no face in driving frames 0–{first - 1}; cropping every frame around frame {first}'s face",
-                      stacklevel=2)
+        warnings.warn(
+            f"no face in driving frames 0–{first - 1}; cropping every frame around frame {first}'s face", stacklevel=2
+        )
     coeffs = np.zeros((len(frames), MOTION_COLUMNS.size), dtype=np.float32)
     valid = np.zeros(len(frames), dtype=bool)
     for index, frame in enumerate(frames):
@@ -64,17 +68,25 @@ def video_coefficients(landmarker: FaceCoefficientLandmarker, frames: Sequence[n
         raise InputError("no face found in any frame of the driving video")
     if not valid.all():
         missing = np.flatnonzero(~valid)
-        warnings.warn(f"no face in {len(missing)} of {len(frames)} driving frames ({_describe(missing)}); "
-                      "their expression and pose are interpolated from neighbouring frames", stacklevel=2)
+        warnings.warn(
+            f"no face in {len(missing)} of {len(frames)} driving frames ({_describe(missing)}); "
+            "their expression and pose are interpolated from neighbouring frames",
+            stacklevel=2,
+        )
         coeffs = interpolate_missing(coeffs, valid)
     coeffs[:, POSE_COLUMNS] = moving_average(coeffs[:, POSE_COLUMNS], pose_smoothing)
     return coeffs
 
 
-def video_to_landmarks(image: np.ndarray, video_path: str | Path, ckpt_dir: str | Path | None = None,
-                       device: str | torch.device = "cpu", pose_smoothing: PoseSmoothing = "zero_padded",
-                       detector: LandmarkDetector | None = None,
-                       landmarker: FaceCoefficientLandmarker | None = None) -> np.ndarray:
+def video_to_landmarks(
+    image: np.ndarray,
+    video_path: str | Path,
+    ckpt_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    pose_smoothing: PoseSmoothing = "zero_padded",
+    detector: LandmarkDetector | None = None,
+    landmarker: FaceCoefficientLandmarker | None = None,
+) -> np.ndarray:
     """68-point landmarks of a portrait that follows a driving video's expression and head pose.
 
     Args:
@@ -94,8 +106,9 @@ def video_to_landmarks(image: np.ndarray, video_path: str | Path, ckpt_dir: str 
         or an unreadable video.
     """
     if landmarker is None:
-        landmarker = FaceCoefficientLandmarker.from_checkpoints(ckpt_dir, device=device, detector=detector,
-                                                                with_audio=False)
+        landmarker = FaceCoefficientLandmarker.from_checkpoints(
+            ckpt_dir, device=device, detector=detector, with_audio=False
+        )
     source = landmarker.fit_image(image)
     frames = read_video(video_path).frames
     return landmarker.landmarks(source, video_coefficients(landmarker, frames, pose_smoothing))

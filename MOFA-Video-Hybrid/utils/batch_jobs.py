@@ -71,7 +71,7 @@ def job_options(
             continue
         allowed = (int, float) if kind is float else (kind,)
         if not isinstance(value, allowed) or (kind is not bool and isinstance(value, bool)):
-            raise InputError(f"{where}: \"{name}\" must be {TYPE_NAMES[kind]}, got {value!r}")
+            raise InputError(f'{where}: "{name}" must be {TYPE_NAMES[kind]}, got {value!r}')
         options[name] = value
     return options
 

@@ -39,7 +39,9 @@ class ClipInfo:
         return self.frames / self.fps
 
     def describe(self) -> str:
-        return f"{self.seconds:.2f} s, {self.fps:g} fps, {self.frames} frames, {self.width}x{self.height} ({self.codec})"
+        return (
+            f"{self.seconds:.2f} s, {self.fps:g} fps, {self.frames} frames, {self.width}x{self.height} ({self.codec})"
+        )
 
 
 def unreadable_video(path: str | Path, error: Exception | None = None) -> InputError:

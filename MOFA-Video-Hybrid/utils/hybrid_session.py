@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import cv2
+import numpy as np
 
 from . import ui_state
 from .face_mask import resolve_landmark_mask

@@ -81,7 +81,9 @@ def tiny_unet(seed: int = 0, layout: str = "small") -> UNetSpatioTemporalConditi
         ).eval()
 
 
-def tiny_flow_controlnet(seed: int = 0, unet: UNetSpatioTemporalConditionControlNetModel | None = None) -> FlowControlNet:
+def tiny_flow_controlnet(
+    seed: int = 0, unet: UNetSpatioTemporalConditionControlNetModel | None = None
+) -> FlowControlNet:
     """Adapter initialised from ``unet`` (default: ``tiny_unet(seed)``) with a 2-level first-frame embedding.
 
     The layers a fresh adapter zero-initialises get small random weights instead, so its residuals (and the

@@ -266,7 +266,9 @@ def drawing_view(session: Session, scale: int = 1, opacity: float = 0.5) -> np.n
     before an upload."""
     if session["image"] is None:
         return None
-    return np.asarray(draw_tracks(magnify(brush_view(session, opacity), scale), session["tracks"], scale, TRACK_PALETTE))
+    return np.asarray(
+        draw_tracks(magnify(brush_view(session, opacity), scale), session["tracks"], scale, TRACK_PALETTE)
+    )
 
 
 def describe(session: Session) -> str:

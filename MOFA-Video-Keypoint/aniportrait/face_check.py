@@ -63,7 +63,9 @@ def tiny_frame(image: Image.Image, short_side: int, multiple: int) -> tuple[Imag
     of ``multiple``.
     """
     factor = DETECTION_SHORT_SIDE // short_side
-    detail = resize_and_center_crop(image.convert("RGB"), short_side * factor, multiple * factor, Image.Resampling.LANCZOS)
+    detail = resize_and_center_crop(
+        image.convert("RGB"), short_side * factor, multiple * factor, Image.Resampling.LANCZOS
+    )
     frame = detail.resize((detail.width // factor, detail.height // factor), Image.Resampling.LANCZOS)
     return frame, detail
 

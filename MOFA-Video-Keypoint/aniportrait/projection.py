@@ -70,9 +70,7 @@ def moving_average(sequence: np.ndarray, window: int = 7) -> np.ndarray:
     """Centred moving average along axis 0, the window truncated at both ends. (T, D) -> (T, D)."""
     half = window // 2
     length = sequence.shape[0]
-    return np.stack(
-        [sequence[max(0, i - half) : min(length, i + half + 1)].mean(axis=0) for i in range(length)]
-    )
+    return np.stack([sequence[max(0, i - half) : min(length, i + half + 1)].mean(axis=0) for i in range(length)])
 
 
 def to_68_points(mesh_points: np.ndarray) -> np.ndarray:

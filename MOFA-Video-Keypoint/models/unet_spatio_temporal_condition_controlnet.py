@@ -21,7 +21,7 @@ half is a copy of this UNet's.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from diffusers.models.unets.unet_spatio_temporal_condition import (
@@ -166,9 +166,7 @@ class UNetSpatioTemporalConditionControlNetModel(TemporalContextMixin, UNetSpati
 
         # 1. time: (B·T, C_emb); conditioning repeated per frame
         batch_size, num_frames = sample.shape[:2]
-        emb = time_embedding(
-            self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device
-        )
+        emb = time_embedding(self, timestep, added_time_ids, batch_size, num_frames, sample.dtype, sample.device)
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(
             num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
         )

@@ -28,8 +28,12 @@ class ResidualConv(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int | tuple[int, int]):
         super().__init__()
         self.conv_block = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 3, stride, 1),
-            nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1),
+            nn.BatchNorm2d(cin),
+            nn.ReLU(),
+            nn.Conv2d(cin, cout, 3, stride, 1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
         )
         self.conv_skip = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout))
 
@@ -55,7 +59,8 @@ class MotionUNet(nn.Module):
         super().__init__()
         w0, w1, w2, w3 = widths
         self.input_layer = nn.Sequential(
-            nn.Conv2d(1, w0, 3, padding=1), nn.BatchNorm2d(w0), nn.ReLU(), nn.Conv2d(w0, w0, 3, padding=1))
+            nn.Conv2d(1, w0, 3, padding=1), nn.BatchNorm2d(w0), nn.ReLU(), nn.Conv2d(w0, w0, 3, padding=1)
+        )
         self.input_skip = nn.Sequential(nn.Conv2d(1, w0, 3, padding=1))
         self.residual_conv_1 = ResidualConv(w0, w1, (2, 1))
         self.residual_conv_2 = ResidualConv(w1, w2, (2, 1))
@@ -69,10 +74,10 @@ class MotionUNet(nn.Module):
         self.output_layer = nn.Sequential(nn.Conv2d(w0, 1, 1, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.input_layer(x) + self.input_skip(x)     # (B, 32, T, 6)
-        x2 = self.residual_conv_1(x1)                      # (B, 64, T/2, 6)
-        x3 = self.residual_conv_2(x2)                      # (B, 128, T/4, 6)
-        x4 = self.bridge(x3)                               # (B, 256, T/8, 6)
+        x1 = self.input_layer(x) + self.input_skip(x)  # (B, 32, T, 6)
+        x2 = self.residual_conv_1(x1)  # (B, 64, T/2, 6)
+        x3 = self.residual_conv_2(x2)  # (B, 128, T/4, 6)
+        x4 = self.bridge(x3)  # (B, 256, T/8, 6)
         x6 = self.up_residual_conv1(torch.cat([self.upsample_1(x4), x3], dim=1))
         x8 = self.up_residual_conv2(torch.cat([self.upsample_2(x6), x2], dim=1))
         x10 = self.up_residual_conv3(torch.cat([self.upsample_3(x8), x1], dim=1))
@@ -82,8 +87,9 @@ class MotionUNet(nn.Module):
 class PoseDecoder(nn.Module):
     """(reference pose, latent + style bias, 32 mel embeddings) -> 32 frames of pose motion."""
 
-    def __init__(self, seq_len: int, latent_dim: int, num_styles: int, audio_proj_dim: int,
-                 hidden_sizes: tuple[int, ...]):
+    def __init__(
+        self, seq_len: int, latent_dim: int, num_styles: int, audio_proj_dim: int, hidden_sizes: tuple[int, ...]
+    ):
         super().__init__()
         self.seq_len = seq_len
         self.MLP = nn.Sequential()
@@ -97,11 +103,12 @@ class PoseDecoder(nn.Module):
         self.linear_audio = nn.Linear(EMBED_DIM, audio_proj_dim)
         self.classbias = nn.Parameter(torch.zeros(num_styles, latent_dim))
 
-    def forward(self, ref_pose: torch.Tensor, latent: torch.Tensor, style: torch.Tensor,
-                audio: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ref_pose: torch.Tensor, latent: torch.Tensor, style: torch.Tensor, audio: torch.Tensor
+    ) -> torch.Tensor:
         """ref_pose (B, 6), latent (B, 64), style (B,) long, audio (B, 32, 512) -> motion (B, 32, 6)."""
         batch = latent.shape[0]
-        audio = self.linear_audio(audio).reshape(batch, -1)             # (B, 32·6)
+        audio = self.linear_audio(audio).reshape(batch, -1)  # (B, 32·6)
         hidden = self.MLP(torch.cat([ref_pose, latent + self.classbias[style], audio], dim=-1))
         motion = self.resunet(hidden.reshape(batch, 1, self.seq_len, -1))  # (B, 1, 32, 6)
         return self.pose_linear(motion.squeeze(1))
@@ -131,25 +138,38 @@ class Audio2PoseNet(ModelMixin, ConfigMixin):
     """Audio-driven head-pose generator (inference half of the released CVAE)."""
 
     @register_to_config
-    def __init__(self, seq_len: int = 32, latent_dim: int = 64, num_styles: int = 46, audio_proj_dim: int = 6,
-                 hidden_sizes: tuple[int, ...] = (128, 192)):
+    def __init__(
+        self,
+        seq_len: int = 32,
+        latent_dim: int = 64,
+        num_styles: int = 46,
+        audio_proj_dim: int = 6,
+        hidden_sizes: tuple[int, ...] = (128, 192),
+    ):
         super().__init__()
         if hidden_sizes[-1] != seq_len * POSE_DIM:
             raise ValueError(f"the last hidden size must be seq_len * {POSE_DIM}")
         self.audio_encoder = MelSequenceEncoder()
-        self.netG = PoseCVAE(seq_len=seq_len, latent_dim=latent_dim, num_styles=num_styles,
-                             audio_proj_dim=audio_proj_dim, hidden_sizes=tuple(hidden_sizes))
+        self.netG = PoseCVAE(
+            seq_len=seq_len,
+            latent_dim=latent_dim,
+            num_styles=num_styles,
+            audio_proj_dim=audio_proj_dim,
+            hidden_sizes=tuple(hidden_sizes),
+        )
 
-    def forward(self, ref_pose: torch.Tensor, mels: torch.Tensor, latent: torch.Tensor,
-                style: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ref_pose: torch.Tensor, mels: torch.Tensor, latent: torch.Tensor, style: torch.Tensor
+    ) -> torch.Tensor:
         """One chunk: ref_pose (B, 6), mels (B, seq_len, 1, 80, 16), latent (B, 64), style (B,) long
         -> motion (B, seq_len, 6) relative to ref_pose."""
         return self.netG.decoder(ref_pose, latent, style, self.audio_encoder(mels))
 
 
 @torch.no_grad()
-def predict_pose(net: Audio2PoseNet, mels: torch.Tensor, ref_pose: torch.Tensor, style: int,
-                 generator: torch.Generator) -> torch.Tensor:
+def predict_pose(
+    net: Audio2PoseNet, mels: torch.Tensor, ref_pose: torch.Tensor, style: int, generator: torch.Generator
+) -> torch.Tensor:
     """Absolute head pose per frame.
 
     Frame 0 is the reference pose itself; frames 1..T−1 are decoded in chunks of ``seq_len`` from
@@ -168,7 +188,7 @@ def predict_pose(net: Audio2PoseNet, mels: torch.Tensor, ref_pose: torch.Tensor,
     if not 0 <= style < net.config.num_styles:
         raise ValueError(f"pose style must be in [0, {net.config.num_styles})")
     device = ref_pose.device
-    driven = mels[1:, None]                                       # (T-1, 1, 80, 16)
+    driven = mels[1:, None]  # (T-1, 1, 80, 16)
     if 0 < len(driven) < seq_len:
         driven = torch.cat([driven[:1].expand(seq_len - len(driven), -1, -1, -1), driven])
     ref = ref_pose[None].float()
@@ -178,7 +198,7 @@ def predict_pose(net: Audio2PoseNet, mels: torch.Tensor, ref_pose: torch.Tensor,
     for start in range(0, wanted, seq_len):
         count = min(seq_len, wanted - start)
         end = len(driven) if count < seq_len else start + seq_len
-        chunk = driven[end - seq_len:end][None]                       # (1, seq_len, 1, 80, 16)
+        chunk = driven[end - seq_len : end][None]  # (1, seq_len, 1, 80, 16)
         latent = torch.randn(1, latent_dim, generator=generator).to(device)
-        motions.append(net(ref, chunk, latent, style_index)[0, seq_len - count:])
+        motions.append(net(ref, chunk, latent, style_index)[0, seq_len - count :])
     return ref_pose[None] + torch.cat(motions)

@@ -86,8 +86,13 @@ class Alignment:
     up: int
 
 
-def align_face(crop: np.ndarray, landmarks: np.ndarray, template: np.ndarray,
-               size: int = RECON_SIZE, rescale_factor: float = RESCALE_FACTOR) -> tuple[np.ndarray, Alignment]:
+def align_face(
+    crop: np.ndarray,
+    landmarks: np.ndarray,
+    template: np.ndarray,
+    size: int = RECON_SIZE,
+    rescale_factor: float = RESCALE_FACTOR,
+) -> tuple[np.ndarray, Alignment]:
     """Scale and cut a face crop so its 5 points match the template.
 
     Args:

@@ -56,8 +56,9 @@ def count_frames(num_samples: int) -> int:
 def melspectrogram(wav: np.ndarray) -> np.ndarray:
     """wav (L,) float at 16 kHz -> normalised log-mel (1 + L // 200, 80) in [−4, 4], time first."""
     emphasised = lfilter([1.0, -PREEMPHASIS], [1.0], wav)
-    spectrum = np.abs(librosa.stft(y=emphasised, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
-                                   pad_mode="constant"))
+    spectrum = np.abs(
+        librosa.stft(y=emphasised, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, pad_mode="constant")
+    )
     basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
     min_level = np.exp(MIN_LEVEL_DB / 20 * np.log(10))
     decibels = 20 * np.log10(np.maximum(min_level, basis @ spectrum)) - REF_LEVEL_DB

@@ -32,8 +32,9 @@ _BLOCKS = (
 class ConvBlock(nn.Module):
     """Conv2d + BatchNorm (+ input, when ``residual``) + ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel_size: int, stride: int | tuple[int, int], padding: int,
-                 residual: bool = False):
+    def __init__(
+        self, cin: int, cout: int, kernel_size: int, stride: int | tuple[int, int], padding: int, residual: bool = False
+    ):
         super().__init__()
         self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel_size, stride, padding), nn.BatchNorm2d(cout))
         self.residual = residual

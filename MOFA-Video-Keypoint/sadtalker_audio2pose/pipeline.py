@@ -106,9 +106,16 @@ class FaceCoefficientLandmarker:
         device: where the networks run.
     """
 
-    def __init__(self, recon: FaceReconNet, bfm: BFMLandmarks, template: np.ndarray, detector: LandmarkDetector,
-                 audio2exp: Audio2ExpNet | None = None, audio2pose: Audio2PoseNet | None = None,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        recon: FaceReconNet,
+        bfm: BFMLandmarks,
+        template: np.ndarray,
+        detector: LandmarkDetector,
+        audio2exp: Audio2ExpNet | None = None,
+        audio2pose: Audio2PoseNet | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.device = torch.device(device)
         self.recon = recon.to(self.device).eval()
         self.bfm = bfm.to(self.device)
@@ -118,9 +125,13 @@ class FaceCoefficientLandmarker:
         self.audio2pose = audio2pose.to(self.device).eval() if audio2pose is not None else None
 
     @classmethod
-    def from_checkpoints(cls, ckpt_dir: Path | None = None, device: str | torch.device = "cpu",
-                         detector: LandmarkDetector | None = None,
-                         with_audio: bool = True) -> FaceCoefficientLandmarker:
+    def from_checkpoints(
+        cls,
+        ckpt_dir: Path | None = None,
+        device: str | torch.device = "cpu",
+        detector: LandmarkDetector | None = None,
+        with_audio: bool = True,
+    ) -> FaceCoefficientLandmarker:
         """Load everything from ``ckpt_dir`` (default ``ckpts/``); raises CheckpointError naming a missing file.
 
         ``detector`` defaults to :class:`FaceAlignmentDetector` with weights under ``<ckpt_dir>/face_alignment/``.
@@ -188,8 +199,9 @@ class FaceCoefficientLandmarker:
             projected = self.bfm.project(coeffs)
         return to_image_pixels(projected, source.alignment, source.box)
 
-    def audio_coefficients(self, source: FaceFit, audio: str | Path | np.ndarray, seed: int = 42,
-                           pose_style: int = 0) -> np.ndarray:
+    def audio_coefficients(
+        self, source: FaceFit, audio: str | Path | np.ndarray, seed: int = 42, pose_style: int = 0
+    ) -> np.ndarray:
         """Per-frame (T, 70) exp | angle | trans driven by audio (T = whole 25 fps frames of audio).
 
         ``audio`` is a file path or an (L,) float waveform already at 16 kHz mono. Expression starts from the
@@ -211,17 +223,24 @@ class FaceCoefficientLandmarker:
         pose = smooth_pose(pose.cpu().numpy().astype(np.float64))
         return np.concatenate([expression.cpu().numpy(), pose], axis=1).astype(np.float32)
 
-    def __call__(self, image: np.ndarray, audio: str | Path | np.ndarray, seed: int = 42,
-                 pose_style: int = 0) -> np.ndarray:
+    def __call__(
+        self, image: np.ndarray, audio: str | Path | np.ndarray, seed: int = 42, pose_style: int = 0
+    ) -> np.ndarray:
         """Audio-driven landmarks of ``image``: (1 + T, 68, 2) float64 pixels (see :func:`audio_to_landmarks`)."""
         source = self.fit_image(image)
         return self.landmarks(source, self.audio_coefficients(source, audio, seed, pose_style))
 
 
-def audio_to_landmarks(image: np.ndarray, audio: str | Path | np.ndarray, ckpt_dir: str | Path | None = None,
-                       device: str | torch.device = "cpu", seed: int = 42, pose_style: int = 0,
-                       detector: LandmarkDetector | None = None,
-                       landmarker: FaceCoefficientLandmarker | None = None) -> np.ndarray:
+def audio_to_landmarks(
+    image: np.ndarray,
+    audio: str | Path | np.ndarray,
+    ckpt_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 42,
+    pose_style: int = 0,
+    detector: LandmarkDetector | None = None,
+    landmarker: FaceCoefficientLandmarker | None = None,
+) -> np.ndarray:
     """68-point landmarks of a portrait talking along with an audio file.
 
     Args:

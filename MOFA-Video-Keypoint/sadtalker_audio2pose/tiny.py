@@ -22,8 +22,9 @@ from .pipeline import FaceCoefficientLandmarker
 
 def _arc(center: tuple[float, float], radii: tuple[float, float], degrees: np.ndarray, z: float) -> np.ndarray:
     angles = np.deg2rad(degrees)
-    return np.stack([center[0] + radii[0] * np.cos(angles), center[1] + radii[1] * np.sin(angles),
-                     np.full(len(angles), z)], axis=1)
+    return np.stack(
+        [center[0] + radii[0] * np.cos(angles), center[1] + radii[1] * np.sin(angles), np.full(len(angles), z)], axis=1
+    )
 
 
 def _line(start: tuple[float, float, float], end: tuple[float, float, float], count: int) -> np.ndarray:
@@ -33,15 +34,15 @@ def _line(start: tuple[float, float, float], end: tuple[float, float, float], co
 def mean_face() -> np.ndarray:
     """(68, 3) iBUG-68 face in decimetres (y up, +z towards the camera), centred on its centroid."""
     parts = [
-        _arc((0.0, 0.1), (0.75, 0.95), np.linspace(180, 360, 17), 0.0),                 # jaw, image left to right
-        _line((-0.6, 0.45, 0.15), (-0.15, 0.5, 0.2), 5),                                # brow (image left)
-        _line((0.15, 0.5, 0.2), (0.6, 0.45, 0.15), 5),                                  # brow (image right)
-        _line((0.0, 0.3, 0.2), (0.0, -0.1, 0.35), 4),                                   # nose bridge
-        _line((-0.15, -0.2, 0.22), (0.15, -0.2, 0.22), 5),                              # nostrils
+        _arc((0.0, 0.1), (0.75, 0.95), np.linspace(180, 360, 17), 0.0),  # jaw, image left to right
+        _line((-0.6, 0.45, 0.15), (-0.15, 0.5, 0.2), 5),  # brow (image left)
+        _line((0.15, 0.5, 0.2), (0.6, 0.45, 0.15), 5),  # brow (image right)
+        _line((0.0, 0.3, 0.2), (0.0, -0.1, 0.35), 4),  # nose bridge
+        _line((-0.15, -0.2, 0.22), (0.15, -0.2, 0.22), 5),  # nostrils
         _arc((-0.35, 0.25), (0.12, 0.05), np.array([180, 120, 60, 0, -60, -120]), 0.15),  # eye (image left)
-        _arc((0.35, 0.25), (0.12, 0.05), np.array([180, 120, 60, 0, -60, -120]), 0.15),   # eye (image right)
-        _arc((0.0, -0.45), (0.25, 0.1), 180 - np.arange(12) * 30.0, 0.2),                # outer lips
-        _arc((0.0, -0.45), (0.15, 0.04), 180 - np.arange(8) * 45.0, 0.2),                # inner lips
+        _arc((0.35, 0.25), (0.12, 0.05), np.array([180, 120, 60, 0, -60, -120]), 0.15),  # eye (image right)
+        _arc((0.0, -0.45), (0.25, 0.1), 180 - np.arange(12) * 30.0, 0.2),  # outer lips
+        _arc((0.0, -0.45), (0.15, 0.04), 180 - np.arange(8) * 45.0, 0.2),  # inner lips
     ]
     face = np.concatenate(parts)
     return face - face.mean(axis=0, keepdims=True)
@@ -88,11 +89,18 @@ def tiny_networks(seed: int = 0) -> tuple[FaceReconNet, Audio2ExpNet, Audio2Pose
     return recon, audio2exp, audio2pose
 
 
-def tiny_landmarker(device: str | torch.device = "cpu", seed: int = 0,
-                    detector: LandmarkDetector | None = None) -> FaceCoefficientLandmarker:
+def tiny_landmarker(
+    device: str | torch.device = "cpu", seed: int = 0, detector: LandmarkDetector | None = None
+) -> FaceCoefficientLandmarker:
     """A :class:`FaceCoefficientLandmarker` on :func:`tiny_networks`, :func:`synthetic_bfm` and, by default,
     :class:`CenteredFaceDetector`: runs everywhere without weight files."""
     recon, audio2exp, audio2pose = tiny_networks(seed)
-    return FaceCoefficientLandmarker(recon, synthetic_bfm(seed=seed), synthetic_template(),
-                                     detector if detector is not None else CenteredFaceDetector(),
-                                     audio2exp, audio2pose, device)
+    return FaceCoefficientLandmarker(
+        recon,
+        synthetic_bfm(seed=seed),
+        synthetic_template(),
+        detector if detector is not None else CenteredFaceDetector(),
+        audio2exp,
+        audio2pose,
+        device,
+    )

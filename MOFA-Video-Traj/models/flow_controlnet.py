@@ -22,8 +22,9 @@ residual. Dense flow is computed outside the model (CMP) and passed in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -300,7 +301,7 @@ class FlowControlNet(TemporalContextMixin, ModelMixin, AttentionMixin, ConfigMix
         num_attention_heads: int | tuple[int, ...] | None = None,
         load_weights_from_unet: bool = True,
         **adapter_config: Any,
-    ) -> "FlowControlNet":
+    ) -> FlowControlNet:
         """Build an adapter matching ``unet`` and initialise it from it, as adapter training starts.
 
         ``conv_in``, ``time_embedding``, ``down_blocks`` and ``mid_block`` are copied; ``add_embedding`` and

@@ -247,9 +247,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------- encoding
 
-    def encode_image(
-        self, pixels: torch.Tensor, device: torch.device, normalize: bool = False
-    ) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, device: torch.device, normalize: bool = False) -> torch.Tensor:
         """CLIP image embedding.
 
         Args:
@@ -747,7 +745,8 @@ class FlowControlNetPipeline(DiffusionPipeline):
                 longer videos use overlapping frame-0-anchored windows averaged after every step.
             window_stride: shift between windows (default ``window_size // 2``).
             adapter_schedule: at which steps the adapter runs (:mod:`utils.adapter_schedule`); default every
-                step. ``utils.adapter_schedule.FAST`` runs it every 4th step and reuses its residuals in between (fast mode).
+                step. ``utils.adapter_schedule.FAST`` runs it every 4th step and reuses its residuals in between
+                (fast mode).
             temporal_context: the image embedding each temporal cross-attention sees
                 (:mod:`models.temporal_context`): ``"original"`` as diffusers 0.24 computed it for the released
                 results, or ``"per_video"`` as today's diffusers does; they differ only with guidance or B > 1.

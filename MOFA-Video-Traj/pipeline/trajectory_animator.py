@@ -468,8 +468,10 @@ class TrajectoryAnimator(AnimatorBase):
             "tracks_in_frame": [[[float(value) for value in point] for point in track] for track in frame_tracks],
             "brush": brush is not None,
             "geometry": {
-                "scale_x": geometry.scale_x, "scale_y": geometry.scale_y,
-                "left": geometry.left, "top": geometry.top,
+                "scale_x": geometry.scale_x,
+                "scale_y": geometry.scale_y,
+                "left": geometry.left,
+                "top": geometry.top,
             },  # fmt: skip
             "cmp_grid": self.cmp_grid,
             "fast": fast,

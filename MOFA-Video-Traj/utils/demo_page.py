@@ -15,7 +15,6 @@ import gradio as gr
 
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 
-
 DISPLAY_LONG_SIDE = 512
 """The drawing panel shows the image magnified to at least this many pixels on its long side."""
 RESULT_VIDEO_CLASS = "result-video"

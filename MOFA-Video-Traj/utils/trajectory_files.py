@@ -1,9 +1,9 @@
 """Trajectories files of the headless CLIs: drags (and an optional motion brush) in pixels of the input image.
 
-    [[[x0, y0], [x1, y1], ...], ...]                            a list of tracks
-    {"tracks": [...], "brush": "mask.png"}                      plus a motion brush: a mask image of the input's
-                                                                size (white = brush), relative to the JSON file
-    {"tracks": [...], "brush": [{"x": 120, "y": 80, "r": 30}]}  or brush circles (centre and radius in pixels)
+[[[x0, y0], [x1, y1], ...], ...]                            a list of tracks
+{"tracks": [...], "brush": "mask.png"}                      plus a motion brush: a mask image of the input's
+                                                            size (white = brush), relative to the JSON file
+{"tracks": [...], "brush": [{"x": 120, "y": 80, "r": 30}]}  or brush circles (centre and radius in pixels)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _brush_from_circles(circles: object, width: int, height: int, path: Path) ->
     import cv2
 
     if not isinstance(circles, list) or not circles:
-        raise InputError(f"{path}: \"brush\" must be a mask image path or a non-empty list of {{x, y, r}} circles")
+        raise InputError(f'{path}: "brush" must be a mask image path or a non-empty list of {{x, y, r}} circles')
     mask = np.zeros((height, width), np.uint8)
     for index, circle in enumerate(circles):
         try:
@@ -69,9 +69,9 @@ def load_trajectories(path: Path, width: int, height: int) -> tuple[list, np.nda
     if isinstance(data, dict):
         unknown = sorted(set(data) - {"tracks", "brush"})
         if unknown:
-            raise InputError(f"{path}: unknown keys {unknown}; expected \"tracks\" and optionally \"brush\"")
+            raise InputError(f'{path}: unknown keys {unknown}; expected "tracks" and optionally "brush"')
         if "tracks" not in data:
-            raise InputError(f"{path}: missing \"tracks\"")
+            raise InputError(f'{path}: missing "tracks"')
         if data.get("brush") is not None:
             source = data["brush"]
             brush = (
@@ -81,5 +81,5 @@ def load_trajectories(path: Path, width: int, height: int) -> tuple[list, np.nda
             )
         data = data["tracks"]
     if not isinstance(data, list):
-        raise InputError(f"{path}: expected a list of tracks or an object with \"tracks\", got {type(data).__name__}")
+        raise InputError(f'{path}: expected a list of tracks or an object with "tracks", got {type(data).__name__}')
     return data, brush

@@ -104,27 +104,39 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     models = parser.add_argument_group("models")
     models.add_argument("--tiny", action="store_true", help="tiny random models, synthetic clips, CPU-sized settings")
     models.add_argument("--ckpt_dir", default=None, help="checkpoint folder (default: $MOFA_CKPT_DIR or <repo>/ckpts)")
-    models.add_argument("--pretrained_model_name_or_path", default=None, help=f"SVD-xt 1.1 folder (default: <ckpt_dir>/{SVD_FOLDER})")
+    models.add_argument(
+        "--pretrained_model_name_or_path", default=None, help=f"SVD-xt 1.1 folder (default: <ckpt_dir>/{SVD_FOLDER})"
+    )
     models.add_argument(
         "--controlnet_model_name_or_path",
         default=None,
         help="adapter to start from (stage 1 default: initialised from the UNet; stage 2 default: "
         "logs/train_stage1/controlnet)",
     )
-    models.add_argument("--cmp_checkpoint", default=None, help=f"stage 2: CMP weights (default: <ckpt_dir>/{CMP_CHECKPOINT})")
-    models.add_argument("--s2d_size", type=int, default=384, help="stage 2: square grid CMP runs on (384 for the released CMP)")
+    models.add_argument(
+        "--cmp_checkpoint", default=None, help=f"stage 2: CMP weights (default: <ckpt_dir>/{CMP_CHECKPOINT})"
+    )
+    models.add_argument(
+        "--s2d_size", type=int, default=384, help="stage 2: square grid CMP runs on (384 for the released CMP)"
+    )
 
     data = parser.add_argument_group("data")
-    data.add_argument("--train_csv", default=None, help="CSV of training videos (WebVid videoid,page_dir or a path column)")
+    data.add_argument(
+        "--train_csv", default=None, help="CSV of training videos (WebVid videoid,page_dir or a path column)"
+    )
     data.add_argument("--val_csv", default=None, help="CSV of validation videos (default: the training CSV)")
-    data.add_argument("--data_root", default=None, help="folder the CSV paths are relative to (--tiny: <output_dir>/synthetic_data)")
+    data.add_argument(
+        "--data_root", default=None, help="folder the CSV paths are relative to (--tiny: <output_dir>/synthetic_data)"
+    )
     data.add_argument("--num_frames", type=int, default=25)
     data.add_argument("--sample_stride", type=int, default=4)
     data.add_argument("--height", type=int, help="validation height (and training height unless --train_height)")
     data.add_argument("--width", type=int, help="validation width (and training width unless --train_width)")
     data.add_argument("--train_height", type=int)
     data.add_argument("--train_width", type=int)
-    data.add_argument("--resize_mode", choices=("squash", "center_crop"), default="squash", help="squash = the released training")
+    data.add_argument(
+        "--resize_mode", choices=("squash", "center_crop"), default="squash", help="squash = the released training"
+    )
     data.add_argument("--num_workers", type=int, default=8)
     data.add_argument(
         "--flow_estimator",
@@ -132,7 +144,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         help="raft (torchvision RAFT-large), farneback (classical, no weights), precomputed (<video>.flow.npz), "
         "or module:callable returning your own estimator (e.g. UniMatch)",
     )
-    data.add_argument("--raft_weights", default=None, help="local RAFT-large weights (else torchvision's cache/download)")
+    data.add_argument(
+        "--raft_weights", default=None, help="local RAFT-large weights (else torchvision's cache/download)"
+    )
     data.add_argument("--raft_pairs_per_call", type=int, default=8, help="frame pairs per RAFT call (memory)")
 
     optim = parser.add_argument_group("optimisation")
@@ -149,7 +163,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     optim.add_argument("--adam_weight_decay", type=float, default=1e-2)
     optim.add_argument("--adam_epsilon", type=float, default=1e-8)
     optim.add_argument("--use_8bit_adam", action=argparse.BooleanOptionalAction, help="bitsandbytes AdamW8bit (CUDA)")
-    optim.add_argument("--max_grad_norm", type=float, default=0.0, help="clip gradients to this norm; 0 = off (as released)")
+    optim.add_argument(
+        "--max_grad_norm", type=float, default=0.0, help="clip gradients to this norm; 0 = off (as released)"
+    )
     optim.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="fp16")
     optim.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=True, help="adapter")
     optim.add_argument(
@@ -168,7 +184,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         help="train with the inference conventions: [-1,1] VAE and adapter inputs, pixel-noised first-frame "
         "latents, SVD time-id order",
     )
-    objective.add_argument("--time_ids_order", choices=("svd_xtend", "svd"), default=None, help="override the time-id order alone")
+    objective.add_argument(
+        "--time_ids_order", choices=("svd_xtend", "svd"), default=None, help="override the time-id order alone"
+    )
     objective.add_argument(
         "--temporal_context",
         choices=TEMPORAL_CONTEXTS,
@@ -183,7 +201,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     run = parser.add_argument_group("checkpoints, validation, logging")
     run.add_argument("--output_dir")
     run.add_argument("--logging_dir", default="logs", help="TensorBoard folder, relative to --output_dir")
-    run.add_argument("--report_to", choices=REPORT_TO, default="tensorboard", help="wandb and all need `pip install wandb`")
+    run.add_argument(
+        "--report_to", choices=REPORT_TO, default="tensorboard", help="wandb and all need `pip install wandb`"
+    )
     run.add_argument("--checkpointing_steps", type=int, default=2500)
     run.add_argument("--checkpoints_total_limit", type=int, default=100, help="keep the last N checkpoints")
     run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-N folder or 'latest'")
@@ -214,11 +234,15 @@ def parse_args(stage: int, argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-POSITIVE = ("learning_rate", "per_gpu_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps",
-            "num_inference_steps", "decode_chunk_size", "vae_encode_chunk_size", "raft_pairs_per_call", "s2d_size",
-            "adam_epsilon")  # fmt: skip
-NON_NEGATIVE = ("num_workers", "lr_warmup_steps", "checkpoints_total_limit", "validation_steps", "num_validation_images",
-                "max_grad_norm", "adam_weight_decay", "noise_aug_strength")  # fmt: skip
+POSITIVE = (
+    "learning_rate", "per_gpu_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps",
+    "num_inference_steps", "decode_chunk_size", "vae_encode_chunk_size", "raft_pairs_per_call", "s2d_size",
+    "adam_epsilon",
+)  # fmt: skip
+NON_NEGATIVE = (
+    "num_workers", "lr_warmup_steps", "checkpoints_total_limit", "validation_steps", "num_validation_images",
+    "max_grad_norm", "adam_weight_decay", "noise_aug_strength",
+)  # fmt: skip
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -252,7 +276,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         if value <= 0 or value % multiple:
             raise InputError(f"--{name} must be a positive multiple of {multiple}, got {value}")
     if args.report_to in ("wandb", "all") and importlib.util.find_spec("wandb") is None:
-        raise InputError(f"--report_to {args.report_to} needs wandb: pip install wandb (or use --report_to tensorboard)")
+        raise InputError(
+            f"--report_to {args.report_to} needs wandb: pip install wandb (or use --report_to tensorboard)"
+        )
     if args.mixed_precision == "fp16" and (args.tiny or not torch.cuda.is_available()):  # --tiny runs on the CPU
         raise InputError("--mixed_precision fp16 needs a GPU (running on cpu); use bf16 or no")
     check_output_dir(Path(args.output_dir))

@@ -135,7 +135,9 @@ def register_adapter_hooks(accelerator: Accelerator, process_state: dict[str, St
         for model in models:
             state_dict = accelerator.get_state_dict(model)
             if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(Path(output_dir) / ADAPTER_FOLDER, state_dict=state_dict)
+                accelerator.unwrap_model(model).save_pretrained(
+                    Path(output_dir) / ADAPTER_FOLDER, state_dict=state_dict
+                )
         del weights[:]
         torch.save({name: obj.state_dict() for name, obj in process_state.items()}, state_file(output_dir))
 

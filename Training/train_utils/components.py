@@ -55,7 +55,9 @@ def load_components(args: argparse.Namespace, weight_dtype: torch.dtype = torch.
         vae, image_encoder, feature_extractor, unet, scheduler = _tiny_svd(args.seed)
         cmp = build_tiny_cmp(args.seed) if args.stage == 2 else None
     else:
-        vae, image_encoder, feature_extractor, unet, scheduler = _pretrained_svd(Path(args.pretrained_model_name_or_path), weight_dtype)
+        vae, image_encoder, feature_extractor, unet, scheduler = _pretrained_svd(
+            Path(args.pretrained_model_name_or_path), weight_dtype
+        )
         cmp = CMP.from_checkpoint(Path(args.cmp_checkpoint), fetch_mode="training") if args.stage == 2 else None
     controlnet = _adapter(args, unet, adapter_path)
     for model in (unet, controlnet):
@@ -102,7 +104,9 @@ def _adapter(
         from utils.tiny import tiny_flow_controlnet
 
         if args.stage == 2:
-            logger.warning("stage 2 --tiny without --controlnet_model_name_or_path: starting from a random tiny adapter")
+            logger.warning(
+                "stage 2 --tiny without --controlnet_model_name_or_path: starting from a random tiny adapter"
+            )
         return tiny_flow_controlnet(args.seed, unet)
     logger.info("initialising the adapter from the UNet (add_embedding and the reference encoder start fresh)")
     return FlowControlNet.from_unet(unet, num_attention_heads=RELEASED_ADAPTER_HEADS)

@@ -48,7 +48,9 @@ class TrainingConventions:
     time_ids_order: TimeIdsOrder = "svd_xtend"
 
     @classmethod
-    def from_flags(cls, fix_train_inference_mismatch: bool, time_ids_order: TimeIdsOrder | None = None) -> "TrainingConventions":
+    def from_flags(
+        cls, fix_train_inference_mismatch: bool, time_ids_order: TimeIdsOrder | None = None
+    ) -> TrainingConventions:
         """Released conventions, or the inference ones when ``fix_train_inference_mismatch``;
         ``time_ids_order`` (when given) overrides the order alone."""
         fixed = fix_train_inference_mismatch
@@ -136,7 +138,10 @@ def encode_video_latents(
     if signed_input:
         frames = frames * 2 - 1
     latents = torch.cat(
-        [vae.encode(frames[start : start + chunk_size]).latent_dist.sample(generator) for start in range(0, frames.shape[0], chunk_size)]
+        [
+            vae.encode(frames[start : start + chunk_size]).latent_dist.sample(generator)
+            for start in range(0, frames.shape[0], chunk_size)
+        ]
     )
     latents = latents * vae.config.scaling_factor
     return latents.unflatten(0, (batch, num_frames))

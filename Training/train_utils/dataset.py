@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import av
 import numpy as np
@@ -207,7 +208,9 @@ def resize_geometry(source_size: tuple[int, int], height: int, width: int, mode:
 def frames_to_tensor(frames: Sequence[Image.Image], geometry: ResizeGeometry) -> torch.Tensor:
     """Resize (bicubic) and crop PIL frames into a float tensor ``[T, 3, H, W]`` in [0, 1]."""
     box = (geometry.left, geometry.top, geometry.left + geometry.width, geometry.top + geometry.height)
-    arrays = [np.asarray(frame.convert("RGB").resize(geometry.resized_size, Image.BICUBIC).crop(box)) for frame in frames]
+    arrays = [
+        np.asarray(frame.convert("RGB").resize(geometry.resized_size, Image.BICUBIC).crop(box)) for frame in frames
+    ]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255.0)
 
 
@@ -416,5 +419,7 @@ class SkippedVideos:
         if not self.reasons:
             return "no video was skipped"
         names = sorted(self.reasons)
-        listed = ", ".join(names[:SUMMARY_NAMES]) + (f" and {len(names) - SUMMARY_NAMES} more" if len(names) > SUMMARY_NAMES else "")
+        listed = ", ".join(names[:SUMMARY_NAMES]) + (
+            f" and {len(names) - SUMMARY_NAMES} more" if len(names) > SUMMARY_NAMES else ""
+        )
         return f"skipped {len(names)} unreadable or too-short videos ({self.hits} times in all): {listed}"

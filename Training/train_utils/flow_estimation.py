@@ -40,7 +40,8 @@ class FlowEstimator(Protocol):
 
 
 def first_frame_pairs(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``[B, T, 3, H, W]`` into sources (frame 0, repeated) and targets (frames 1..T-1), ``[B*(T-1), 3, H, W]``."""
+    """Split ``[B, T, 3, H, W]`` into sources (frame 0, repeated) and targets (frames 1..T-1), each
+    ``[B*(T-1), 3, H, W]``."""
     batch, num_frames = frames.shape[:2]
     sources = frames[:, :1].expand(-1, num_frames - 1, -1, -1, -1)
     targets = frames[:, 1:]
@@ -68,7 +69,9 @@ class PairwiseFlowEstimator(nn.Module):
         pairs_per_call: largest number of pairs per model call (bounds memory).
     """
 
-    def __init__(self, inference_size: tuple[int, int] | None = DEFAULT_INFERENCE_SIZE, pairs_per_call: int = 8) -> None:
+    def __init__(
+        self, inference_size: tuple[int, int] | None = DEFAULT_INFERENCE_SIZE, pairs_per_call: int = 8
+    ) -> None:
         super().__init__()
         self.inference_size = inference_size
         self.pairs_per_call = pairs_per_call
@@ -98,7 +101,9 @@ class PairwiseFlowEstimator(nn.Module):
             targets = F.interpolate(targets, size=self.inference_size, mode="bilinear", align_corners=True)
         flows = torch.cat(
             [
-                self.estimate_pairs(sources[start : start + self.pairs_per_call], targets[start : start + self.pairs_per_call])
+                self.estimate_pairs(
+                    sources[start : start + self.pairs_per_call], targets[start : start + self.pairs_per_call]
+                )
                 for start in range(0, sources.shape[0], self.pairs_per_call)
             ]
         ).float()

@@ -83,7 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         if stop.signal_number:
             return 128 + stop.signal_number
         script = TRAINING_FOLDER / f"train_stage{stage}.py"
-        command = [sys.executable, "-P", "-m", "accelerate.commands.launch", "--quiet", "--config_file", config, str(script)]
+        command = [
+            sys.executable,
+            "-P",
+            "-m",
+            "accelerate.commands.launch",
+            "--quiet",
+            "--config_file",
+            config,
+            str(script),
+        ]
         environment = {**os.environ, SUPERVISED_ENV: "1"}
         launcher = subprocess.Popen([*command, *training_argv], start_new_session=True, env=environment)
         return supervise(launcher, script, stop)

@@ -40,7 +40,14 @@ logger = logging.getLogger(__name__)
 
 
 def precompute_video_flow(
-    entry: VideoEntry, estimator: FlowEstimator, num_frames: int, stride: int, height: int, width: int, seed: int, device: torch.device
+    entry: VideoEntry,
+    estimator: FlowEstimator,
+    num_frames: int,
+    stride: int,
+    height: int,
+    width: int,
+    seed: int,
+    device: torch.device,
 ) -> None:
     """Write ``entry``'s flow file (see the module docstring)."""
     rng = random.Random(f"{seed}-{entry.name}")

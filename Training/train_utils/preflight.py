@@ -49,7 +49,9 @@ def prepare_tiny_data(args: argparse.Namespace, accelerator: Accelerator | None 
     csv_path = Path(args.data_root) / "train.csv"
     if (accelerator is None or accelerator.is_main_process) and not csv_path.is_file():
         frames_needed = args.num_frames * args.sample_stride + 8
-        make_synthetic_dataset(args.data_root, num_videos=2, num_frames=frames_needed, height=64, width=64, seed=args.seed)
+        make_synthetic_dataset(
+            args.data_root, num_videos=2, num_frames=frames_needed, height=64, width=64, seed=args.seed
+        )
     if accelerator is not None:
         accelerator.wait_for_everyone()
     args.train_csv = str(csv_path)
@@ -77,7 +79,12 @@ def check_data(args: argparse.Namespace) -> RunData:
             f"(first: {name}: {reason})"
         )
     if absent:
-        logger.warning("left out %d of %d training videos (missing or empty files), e.g. %s", len(absent), len(entries), absent[0][0])
+        logger.warning(
+            "left out %d of %d training videos (missing or empty files), e.g. %s",
+            len(absent),
+            len(entries),
+            absent[0][0],
+        )
     validation, label = validation_dataset(args, train_entries)
     count = args.num_validation_images if args.validation_steps > 0 else 0
     return RunData(train_entries, absent, validation, select_validation_clips(validation, count, label))
@@ -91,8 +98,14 @@ def validation_dataset(args: argparse.Namespace, train_entries: list[VideoEntry]
     else:
         entries, label = train_entries, f"validation set (the training videos of {args.train_csv})"
     dataset = VideoClipDataset(
-        entries, args.num_frames, args.sample_stride, args.height, args.width, args.resize_mode,
-        seed=args.seed, use_precomputed_flow=args.flow_estimator == "precomputed",
+        entries,
+        args.num_frames,
+        args.sample_stride,
+        args.height,
+        args.width,
+        args.resize_mode,
+        seed=args.seed,
+        use_precomputed_flow=args.flow_estimator == "precomputed",
     )
     return dataset, label
 
@@ -105,10 +118,16 @@ def check_model_files(args: argparse.Namespace) -> Path | None:
     """
     adapter = adapter_path(args)
     if not args.tiny:
-        require_files(Path(args.pretrained_model_name_or_path), [name for name in SVD_FILES if name != "model_index.json"], "training")
+        require_files(
+            Path(args.pretrained_model_name_or_path),
+            [name for name in SVD_FILES if name != "model_index.json"],
+            "training",
+        )
         cmp_path = Path(args.cmp_checkpoint)
         if args.stage == 2 and not cmp_path.is_file():
-            raise CheckpointError(f"missing checkpoint {cmp_path}; run `make fetch MODE=training` (or pass --cmp_checkpoint)")
+            raise CheckpointError(
+                f"missing checkpoint {cmp_path}; run `make fetch MODE=training` (or pass --cmp_checkpoint)"
+            )
     return adapter
 
 

@@ -22,9 +22,7 @@ def moving_square_frames(
     """
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:height, 0:width]
-    background = np.stack(
-        [cols / max(width - 1, 1), rows / max(height - 1, 1), np.full((height, width), 0.5)], axis=-1
-    )
+    background = np.stack([cols / max(width - 1, 1), rows / max(height - 1, 1), np.full((height, width), 0.5)], axis=-1)
     side = max(4, min(height, width) // 4)
     colour_a, colour_b = rng.uniform(0.0, 1.0, size=(2, 3))
     start_x, start_y = rng.uniform(0, width - side), rng.uniform(0, height - side)

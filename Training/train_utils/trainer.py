@@ -79,20 +79,26 @@ def build_accelerator(args: argparse.Namespace) -> Accelerator:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         cpu=args.tiny,
     )
 
 
-def build_optimizer(args: argparse.Namespace, parameters: list[torch.nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    args: argparse.Namespace, parameters: list[torch.nn.Parameter], device: torch.device
+) -> torch.optim.Optimizer:
     """AdamW, or bitsandbytes AdamW8bit with ``--use_8bit_adam`` when it is installed and on CUDA."""
     optimizer_class = torch.optim.AdamW
     if args.use_8bit_adam:
         try:
             import bitsandbytes
         except ImportError:
-            logger.warning("--use_8bit_adam: bitsandbytes is not installed (pip install bitsandbytes); using torch AdamW")
+            logger.warning(
+                "--use_8bit_adam: bitsandbytes is not installed (pip install bitsandbytes); using torch AdamW"
+            )
         else:
             if device.type == "cuda":
                 optimizer_class = bitsandbytes.optim.AdamW8bit
@@ -183,11 +189,17 @@ def _train(args: argparse.Namespace, stop: StopRequest) -> TrainingResult:
     # data
     dataset = training_dataset(args, run_data)
     loader = DataLoader(
-        dataset, batch_size=args.per_gpu_batch_size, shuffle=True, num_workers=args.num_workers, collate_fn=collate_clips
+        dataset,
+        batch_size=args.per_gpu_batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
+        collate_fn=collate_clips,
     )
     # each process sees 1/num_processes of the batches
     shard_batches = math.ceil(len(loader) / accelerator.num_processes)
-    max_train_steps = args.max_train_steps or args.num_train_epochs * math.ceil(shard_batches / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * math.ceil(
+        shard_batches / args.gradient_accumulation_steps
+    )
     lr_scheduler = get_scheduler(
         args.lr_scheduler,
         optimizer=optimizer,
@@ -218,9 +230,15 @@ def _train(args: argparse.Namespace, stop: StopRequest) -> TrainingResult:
     skipped.reasons.update(run_data.absent)  # left out before training: named in the summary too
     logger.info(
         "%d clips, %d steps per epoch, training to step %d (%d epochs), %d process(es)",
-        len(dataset), steps_per_epoch, max_train_steps, num_epochs, accelerator.num_processes,
+        len(dataset),
+        steps_per_epoch,
+        max_train_steps,
+        num_epochs,
+        accelerator.num_processes,
     )
-    progress = tqdm(range(max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        range(max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
 
     result.stopped_by = stop.agreed(accelerator)  # a signal while the models loaded
     for epoch in range(first_epoch, num_epochs):
@@ -228,7 +246,11 @@ def _train(args: argparse.Namespace, stop: StopRequest) -> TrainingResult:
             break
         dataset.set_epoch(epoch)
         loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch and resume_batches else loader
+        batches = (
+            accelerator.skip_first_batches(loader, resume_batches)
+            if epoch == first_epoch and resume_batches
+            else loader
+        )
         for batch in batches:
             for name, reason in skipped.add(batch["skipped"]):
                 logger.warning("skipping video %s: %s", name, reason)
@@ -312,7 +334,9 @@ def resume(accelerator: Accelerator, output_dir: Path, resume_from: str | None) 
         logger.warning(
             "%s was written by %d process(es) and is resumed by %d: the adapter, optimizer and step continue exactly, "
             "but the clip order and random draws from here on differ from an uninterrupted run",
-            resume_path.name, written_by, accelerator.num_processes,
+            resume_path.name,
+            written_by,
+            accelerator.num_processes,
         )
     accelerator.load_state(str(resume_path))
     return checkpoint_step(resume_path)
@@ -390,8 +414,14 @@ class Validator:
         adapter.eval()
         validation_adapter = adapter if adapter.dtype == weight_dtype else inference_copy(adapter, weight_dtype)
         written = run_validation(
-            self.components, validation_adapter, validation_clips(self.dataset, self.indices), self.flow_estimator,
-            self.settings, global_step, Path(self.args.output_dir), self.accelerator.device,
+            self.components,
+            validation_adapter,
+            validation_clips(self.dataset, self.indices),
+            self.flow_estimator,
+            self.settings,
+            global_step,
+            Path(self.args.output_dir),
+            self.accelerator.device,
         )
         del validation_adapter
         adapter.train()

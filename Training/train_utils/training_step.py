@@ -117,10 +117,18 @@ class AdapterTrainingStep:
         """CLIP image embedding ``[B, 1, D]`` and first-frame latents ``[B, C, h, w]``, after dropout."""
         components, conventions = self.components, self.config.conventions
         first_frame = pixel_values[:, 0]
-        clip_input = clip_pixel_input(first_frame.float(), components.clip_size, components.image_mean, components.image_std)
+        clip_input = clip_pixel_input(
+            first_frame.float(), components.clip_size, components.image_mean, components.image_std
+        )
         image_embeds = components.image_encoder(clip_input.to(self.weight_dtype)).image_embeds.unsqueeze(1)
         cond_latents = first_frame_latents(
-            components.vae, latents, noise, first_frame, conventions, self.config.noise_aug_strength, self.randomness.torch
+            components.vae,
+            latents,
+            noise,
+            first_frame,
+            conventions,
+            self.config.noise_aug_strength,
+            self.randomness.torch,
         )
         drop_embedding, drop_latents = self.dropout.draw(pixel_values.shape[0])
         image_embeds = image_embeds * (~drop_embedding).to(self.device, image_embeds.dtype).view(-1, 1, 1)
@@ -136,7 +144,11 @@ class AdapterTrainingStep:
 
         with torch.no_grad():
             latents = encode_video_latents(
-                components.vae, pixel_values, config.conventions.signed_vae_input, generator, config.vae_encode_chunk_size
+                components.vae,
+                pixel_values,
+                config.conventions.signed_vae_input,
+                generator,
+                config.vae_encode_chunk_size,
             )
         sigmas = sample_sigmas(batch_size, generator).to(self.device)
         noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(self.device, latents.dtype)
@@ -149,19 +161,32 @@ class AdapterTrainingStep:
         cond_frames = cond_latents.unsqueeze(1).expand(-1, num_frames, -1, -1, -1)
         unet_input = torch.cat([scaled_noisy.to(self.weight_dtype), cond_frames.to(self.weight_dtype)], dim=2)
         added_time_ids = build_added_time_ids(
-            batch_size, config.conventions.time_ids_order, config.fps, config.motion_bucket_id,
-            config.noise_aug_strength, self.weight_dtype, self.device,
+            batch_size,
+            config.conventions.time_ids_order,
+            config.fps,
+            config.motion_bucket_id,
+            config.noise_aug_strength,
+            self.weight_dtype,
+            self.device,
         )
         first_frame = pixel_values[:, 0]
         controlnet_cond = first_frame * 2 - 1 if config.conventions.signed_controlnet_cond else first_frame
 
         # a tuple, not the output dataclass: accelerate's mixed-precision wrapper rebuilds tuples only
         down_residuals, mid_residual, _ = controlnet(
-            unet_input, scalings.c_noise, image_embeds, added_time_ids,
-            controlnet_cond=controlnet_cond, controlnet_flow=controlnet_flow, return_dict=False,
+            unet_input,
+            scalings.c_noise,
+            image_embeds,
+            added_time_ids,
+            controlnet_cond=controlnet_cond,
+            controlnet_flow=controlnet_flow,
+            return_dict=False,
         )
         unet_output = components.unet(
-            unet_input, scalings.c_noise, image_embeds, added_time_ids,
+            unet_input,
+            scalings.c_noise,
+            image_embeds,
+            added_time_ids,
             down_block_additional_residuals=[residual.to(self.weight_dtype) for residual in down_residuals],
             mid_block_additional_residual=mid_residual.to(self.weight_dtype),
             return_dict=False,

@@ -8,9 +8,9 @@ Each video is ``[first frame | flow | generated | ground truth]`` (stage 1) or
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,9 @@ def hint_frames(flows: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) 
     return flow_video_frames(F.interpolate(flows * dots, size=size, mode="nearest"))
 
 
-def generated_frames(pipeline: nn.Module, first_frame: torch.Tensor, flow: torch.Tensor, settings: ValidationSettings) -> np.ndarray:
+def generated_frames(
+    pipeline: nn.Module, first_frame: torch.Tensor, flow: torch.Tensor, settings: ValidationSettings
+) -> np.ndarray:
     """Run the pipeline on one clip: ``first_frame`` ``[3, H, W]`` in [0, 1], ``flow`` ``[1, T-1, 2, H, W]``.
 
     Returns:
@@ -144,9 +146,14 @@ def run_validation(
                 adapter_flow = hinted.dense
                 grid_flows = resize_flows(flows[:1], (settings.s2d_size, settings.s2d_size))[0]
                 columns += [hint_frames(grid_flows, hinted.mask[0], size), flow_video_frames(adapter_flow[0])]
-            columns += [generated_frames(pipeline, pixel_values[0, 0], adapter_flow, settings), to_uint8(pixel_values[0])]
+            columns += [
+                generated_frames(pipeline, pixel_values[0, 0], adapter_flow, settings),
+                to_uint8(pixel_values[0]),
+            ]
             name = str(Path(clip["video_name"][0]).with_suffix("")).replace("/", "_")
             grid = np.concatenate(columns, axis=2)
-            written.append((write_video(folder / f"{index:03d}-{name}.mp4", grid, VALIDATION_FPS, overwrite=True), grid))
+            written.append(
+                (write_video(folder / f"{index:03d}-{name}.mp4", grid, VALIDATION_FPS, overwrite=True), grid)
+            )
     logger.info("validation at step %d: wrote %d videos to %s", step, len(written), folder)
     return written

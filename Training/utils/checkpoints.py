@@ -77,8 +77,12 @@ SOURCES: dict[str, Source] = {
             HYBRID_REPO,
             "ckpts/aniportrait",
             "aniportrait",
-            ("audio2mesh.pt", "audio2pose.pt", "wav2vec2-base-960h/config.json",
-             "wav2vec2-base-960h/preprocessor_config.json"),
+            (
+                "audio2mesh.pt",
+                "audio2pose.pt",
+                "wav2vec2-base-960h/config.json",
+                "wav2vec2-base-960h/preprocessor_config.json",
+            ),
             extra_patterns=("wav2vec2-base-960h/*",),
         ),
         Source(
@@ -236,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=("check", "fetch"))
     parser.add_argument("--mode", choices=MODES, help="mode whose files to check or fetch (default: all for check)")
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="checkpoint folder (default: <repo>/ckpts)")
-    parser.add_argument("--svd_source", choices=("svd", "svd-stabilityai"), default="svd",
-                        help="where SVD-xt 1.1 comes from: the ungated copy next to the adapters, or stabilityai (gated)")
+    parser.add_argument(
+        "--svd_source",
+        choices=("svd", "svd-stabilityai"),
+        default="svd",
+        help="where SVD-xt 1.1 comes from: the ungated copy next to the adapters, or stabilityai (gated)",
+    )
     args = parser.parse_args(argv)
     ckpt_dir = args.ckpt_dir or default_ckpt_dir()
     try:

@@ -210,7 +210,9 @@ def resize_brush_to_grid(brush_mask: np.ndarray, grid: int = CMP_GRID) -> np.nda
     return cv2.resize(np.asarray(brush_mask, dtype=np.float64), (grid, grid), interpolation=cv2.INTER_LINEAR)
 
 
-def split_tracks_by_brush(grid_tracks: Sequence[np.ndarray], brush_grid: np.ndarray | None) -> tuple[list[int], list[int]]:
+def split_tracks_by_brush(
+    grid_tracks: Sequence[np.ndarray], brush_grid: np.ndarray | None
+) -> tuple[list[int], list[int]]:
     """Splits tracks by whether their start pixel lies in the brush (``brush_grid[y, x] == 255``).
 
     Args:

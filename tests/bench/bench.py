@@ -83,8 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true", help="released checkpoints on a CUDA GPU (512x512, 25x25)")
     mode.add_argument("--smoke", action="store_true", help="tiny and minimal: checks that the benchmark runs")
-    mode.add_argument("--memory-estimate", action="store_true",
-                      help="full-size peak GPU memory per preset from fake tensors, on the CPU (no GPU needed)")  # fmt: skip
+    mode.add_argument(
+        "--memory-estimate",
+        action="store_true",
+        help="full-size peak GPU memory per preset from fake tensors, on the CPU (no GPU needed)",
+    )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda for --full, else cpu)")
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="checkpoint folder for --full (default ckpts/)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default .bench/bench-<mode>-<time>.json)")

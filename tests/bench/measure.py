@@ -91,7 +91,7 @@ class MemoryProbe:
         self.device = device
         self.result: PeakMemory | None = None
 
-    def __enter__(self) -> "MemoryProbe":
+    def __enter__(self) -> MemoryProbe:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -201,7 +201,9 @@ def run_case(config: dict) -> dict:
                     "geometry": geometry(pipe, size, frames),
                     "seconds": time.monotonic() - started,
                 }
-                print(f"[memory] {config['case']} {label} {preset}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+                print(
+                    f"[memory] {config['case']} {label} {preset}: {time.monotonic() - started:.0f} s", file=sys.stderr
+                )
     return results
 
 
@@ -214,7 +216,9 @@ def geometry(pipe, size: int, frames: int) -> dict:
         "latent_size": size // pipe.vae_scale_factor,
         "size": size,
         "block_out_channels": list(config.block_out_channels),
-        "layers_per_block": config.layers_per_block if isinstance(config.layers_per_block, int) else config.layers_per_block[0],
+        "layers_per_block": config.layers_per_block
+        if isinstance(config.layers_per_block, int)
+        else config.layers_per_block[0],
         "bytes_per_element": 2,
     }
 
@@ -239,7 +243,6 @@ def build_pipelines(case: str, parts: dict, device: str, dtype: torch.dtype) -> 
         return {"a": (plain, svd_module, call_plain_svd), "b": (ours, traj_module, call_traj)}, cmp
     if case == "keypoint":
         import pipeline.flow_controlnet_pipeline as base_module
-
         from models.ldmk_controlnet import LandmarkFlowControlNet
         from pipeline.pipeline import LandmarkFlowControlNetPipeline
 
@@ -247,7 +250,6 @@ def build_pipelines(case: str, parts: dict, device: str, dtype: torch.dtype) -> 
         pipe = LandmarkFlowControlNetPipeline(controlnet=adapter, scheduler=None, **parts)
         return {"c": (pipe, base_module, call_keypoint)}, cmp
     import pipeline.flow_controlnet_pipeline as base_module
-
     from models.flow_controlnet import FlowControlNet
     from models.ldmk_controlnet import LandmarkFlowControlNet
     from pipeline.pipeline import HybridFlowControlNetPipeline

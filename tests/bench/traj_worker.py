@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,7 +154,7 @@ def flop_floors(runner: Runner, steps: int) -> dict:
         ("plain_svd", lambda n: runner.run_plain("flops", num_inference_steps=n)),
         ("faithful", lambda n: runner.run_ours(FAITHFUL, "flops", num_inference_steps=n)),
     ):
-        one, two = count_flops(lambda: run(1), device), count_flops(lambda: run(2), device)
+        one, two = count_flops(partial(run, 1), device), count_flops(partial(run, 2), device)
         counts[name] = {"fixed": 2 * one - two, "per_step": two - one}
     plain, ours = counts["plain_svd"], counts["faithful"]
     adapter_per_step = ours["per_step"] - plain["per_step"]
@@ -244,7 +245,8 @@ def task_main(config: dict) -> dict:
                 runner.outputs[label] = runner.outputs["fast"]
                 timing = timed["fast"].as_dict()
             else:
-                timing = time_cases({label: lambda: runner.run_ours(schedule, label)}, device, 1, 0)[label].as_dict()
+                run = partial(runner.run_ours, schedule, label)
+                timing = time_cases({label: run}, device, 1, 0)[label].as_dict()
             frames = runner.outputs[label]
             candidates.append({
                 "schedule": label,

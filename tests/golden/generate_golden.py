@@ -117,17 +117,24 @@ def main_in_reference_stack() -> None:  # noqa: C901 - one linear script
             hidden, block_skips = run_block(block, hidden, emb, context, indicator)
             skips += block_skips
             skips = tuple(skip + residual for skip, residual in zip(skips, down_residuals))
-        hidden = model.mid_block(hidden_states=hidden, temb=emb, encoder_hidden_states=context,
-                                 image_only_indicator=indicator)
+        hidden = model.mid_block(
+            hidden_states=hidden, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator
+        )
         hidden = hidden + mid_residual
         for block in model.up_blocks:
             block_skips, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
             if getattr(block, "has_cross_attention", False):
-                hidden = block(hidden_states=hidden, temb=emb, res_hidden_states_tuple=block_skips,
-                               encoder_hidden_states=context, image_only_indicator=indicator)
+                hidden = block(
+                    hidden_states=hidden,
+                    temb=emb,
+                    res_hidden_states_tuple=block_skips,
+                    encoder_hidden_states=context,
+                    image_only_indicator=indicator,
+                )
             else:
-                hidden = block(hidden_states=hidden, temb=emb, res_hidden_states_tuple=block_skips,
-                               image_only_indicator=indicator)
+                hidden = block(
+                    hidden_states=hidden, temb=emb, res_hidden_states_tuple=block_skips, image_only_indicator=indicator
+                )
         hidden = model.conv_out(model.conv_act(model.conv_norm_out(hidden)))
         return hidden.reshape(batch, num_frames, *hidden.shape[1:])
 
@@ -145,8 +152,9 @@ def main_in_reference_stack() -> None:  # noqa: C901 - one linear script
             skips += block_skips
             hidden = hidden + warped[min(index + 1, len(warped) - 1)]
         hidden = hidden + warped[-1]
-        mid = encoder.mid_block(hidden_states=hidden, temb=emb, encoder_hidden_states=context,
-                                image_only_indicator=indicator)
+        mid = encoder.mid_block(
+            hidden_states=hidden, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator
+        )
         down = [conv(skip) * scale for conv, skip in zip(zero_convs, skips)]
         return down, mid_zero_conv(mid) * scale
 
@@ -174,12 +182,19 @@ def main_in_reference_stack() -> None:  # noqa: C901 - one linear script
             skip_shapes += [skip.shape for skip in block_skips]
         down_residuals = [fp16_exact(0.1 * torch.randn(shape)) for shape in skip_shapes]
         mid_residual = fp16_exact(0.1 * torch.randn(hidden.shape))
-        with_residuals = unet_with_residuals(unet, sample, timestep, context, added_time_ids, down_residuals,
-                                             mid_residual)
+        with_residuals = unet_with_residuals(
+            unet, sample, timestep, context, added_time_ids, down_residuals, mid_residual
+        )
         tensors = {f"unet.{name}": value.half() for name, value in unet.state_dict().items()}
-        tensors |= {"sample": sample, "timestep": timestep, "encoder_hidden_states": context,
-                    "added_time_ids": added_time_ids, "mid_residual": mid_residual,
-                    "output_without_residuals": plain, "output_with_residuals": with_residuals}
+        tensors |= {
+            "sample": sample,
+            "timestep": timestep,
+            "encoder_hidden_states": context,
+            "added_time_ids": added_time_ids,
+            "mid_residual": mid_residual,
+            "output_without_residuals": plain,
+            "output_with_residuals": with_residuals,
+        }
         tensors |= {f"down_residual.{index}": residual for index, residual in enumerate(down_residuals)}
         save_file({k: v.contiguous() for k, v in tensors.items()}, OUT_DIR / "unet.safetensors", metadata)
 
@@ -193,8 +208,9 @@ def main_in_reference_stack() -> None:  # noqa: C901 - one linear script
             conv.bias.copy_(fp16_exact(conv.bias))
         level_shapes = [skip_shapes[0], skip_shapes[-1]]  # level 0 at the latent grid, level 1 one down
         warped = [fp16_exact(0.5 * torch.randn(shape)) for shape in level_shapes]
-        down, mid = adapter_forward(encoder, zero_convs, mid_zero_conv, sample, timestep, context, added_time_ids,
-                                    warped, CONDITIONING_SCALE)
+        down, mid = adapter_forward(
+            encoder, zero_convs, mid_zero_conv, sample, timestep, context, added_time_ids, warped, CONDITIONING_SCALE
+        )
         tensors = {
             f"adapter.{name}": value.half()
             for name, value in encoder.state_dict().items()
@@ -220,15 +236,29 @@ def main_in_reference_stack() -> None:  # noqa: C901 - one linear script
         for step_timestep in scheduler.timesteps:
             model_input = scheduler.scale_model_input(torch.cat([latents] * 2), step_timestep)
             model_input = torch.cat([model_input, both_image_latents], dim=2)
-            down, mid = adapter_forward(encoder, zero_convs, mid_zero_conv, model_input, step_timestep, context,
-                                        added_time_ids, warped, CONDITIONING_SCALE)
+            down, mid = adapter_forward(
+                encoder,
+                zero_convs,
+                mid_zero_conv,
+                model_input,
+                step_timestep,
+                context,
+                added_time_ids,
+                warped,
+                CONDITIONING_SCALE,
+            )
             prediction = unet_with_residuals(unet, model_input, step_timestep, context, added_time_ids, down, mid)
             uncond, cond = prediction.chunk(2)
             prediction = uncond + guidance * (cond - uncond)
             latents = scheduler.step(prediction, step_timestep, latents).prev_sample
-        tensors = {"noise": noise, "image_latents": image_latents, "timesteps": scheduler.timesteps.float(),
-                   "sigmas": scheduler.sigmas.float(), "latents": latents,
-                   "guidance": torch.tensor([MIN_GUIDANCE, MAX_GUIDANCE])}
+        tensors = {
+            "noise": noise,
+            "image_latents": image_latents,
+            "timesteps": scheduler.timesteps.float(),
+            "sigmas": scheduler.sigmas.float(),
+            "latents": latents,
+            "guidance": torch.tensor([MIN_GUIDANCE, MAX_GUIDANCE]),
+        }
         save_file({k: v.contiguous() for k, v in tensors.items()}, OUT_DIR / "guided_loop.safetensors", metadata)
     for name in ("unet", "adapter", "guided_loop"):
         print(f"wrote {OUT_DIR / name}.safetensors ({(OUT_DIR / f'{name}.safetensors').stat().st_size} bytes)")

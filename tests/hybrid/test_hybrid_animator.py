@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from media_helpers import portrait_pixels
 from PIL import Image
 
-from media_helpers import portrait_pixels
 from pipeline.hybrid_animator import FPS, HybridAnimator, fit_landmarks_length
 from utils.adapter_schedule import FAST
 from utils.errors import InputError

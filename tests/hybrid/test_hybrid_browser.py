@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from ui_helpers import (
     chromium_page,
     click_pixel,
@@ -85,9 +84,16 @@ def test_upload_shows_the_face_and_mask_at_512_px_maps_corner_clicks_and_refuses
     landscape[..., 2] = np.linspace(80, 255, 300, dtype=np.uint8)[:, None]
     landscape[200:] = (60, 150, 60)
     Image.fromarray(landscape).save(tmp_path / "landscape.png")
-    _upload(page, "Upload Image", tmp_path / "landscape.png", "Cannot use this portrait: no face detected in landscape.png")
+    _upload(
+        page, "Upload Image", tmp_path / "landscape.png", "Cannot use this portrait: no face detected in landscape.png"
+    )
 
-    _upload(page, "Upload Image", EXAMPLES / "portrait.png", f"Image 64x64: 0 trajectories (0 clicks), face found; driving {kind}")
+    _upload(
+        page,
+        "Upload Image",
+        EXAMPLES / "portrait.png",
+        f"Image 64x64: 0 trajectories (0 clicks), face found; driving {kind}",
+    )
     wait_for_text(page, "#mask-status", "Landmark mask: automatic")
     wait_for_image_width(page, "#drawing-image", 512)  # the 64x64 frame magnified 8 times
     box = page.locator("#drawing-image img").bounding_box()
@@ -103,7 +109,9 @@ def test_upload_shows_the_face_and_mask_at_512_px_maps_corner_clicks_and_refuses
         x_image, y_image = x // 8, y // 8
         click_pixel(page, "#drawing-image", x, y, "#status", f"1 trajectories ({clicks} clicks)")
         wait_for_text(page, "#status", f"Last click at ({x_image}, {y_image}).")
-    assert "This drag reaches 63 px from its start; the adapter follows about 8 px" in page.locator("#status").inner_text()
+    assert (
+        "This drag reaches 63 px from its start; the adapter follows about 8 px" in page.locator("#status").inner_text()
+    )
     page.get_by_role("radio", name="Landmark mask").check()
     click_pixel(page, "#drawing-image", 256, 100, "#status", "1 landmark-mask stamps")
     wait_for_text(page, "#mask-status", "Landmark mask: painted")

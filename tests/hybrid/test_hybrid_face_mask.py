@@ -101,5 +101,9 @@ def test_choice_descriptions_before_a_run_match_the_rule():
 def test_the_announced_mask_is_the_one_a_run_uses(mode, has_paint):
     chosen = resolve_landmark_mask(mode, _painted() if has_paint else None, SQUARE, 64, 64)
     announced = describe_mask_choice(mode, has_paint)
-    expected = {"painted": "Landmark mask: painted", "landmarks": "Landmark mask: automatic", "none": "Landmark mask: none"}
+    expected = {
+        "painted": "Landmark mask: painted",
+        "landmarks": "Landmark mask: automatic",
+        "none": "Landmark mask: none",
+    }
     assert announced.startswith(expected[chosen.source])

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
-
-from media_helpers import save_portrait
 from ui_helpers import select, served_demo
+
 from utils.video_io import write_video
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Hybrid"

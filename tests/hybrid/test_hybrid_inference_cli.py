@@ -9,9 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
-
 from media_helpers import save_faceless, save_portrait, save_speech, save_video, talking_frames
+from PIL import Image
 
 FPS = 25
 RUN_FILES = [

@@ -31,8 +31,10 @@ class BrightFaceDetector:
             return None
         if image.shape[:2] == (HEIGHT, WIDTH):
             return self.landmarks
-        return (self.landmarks - [self.box.left, self.box.top]) * [CROP_SIZE / self.box.width,
-                                                                    CROP_SIZE / self.box.height]
+        return (self.landmarks - [self.box.left, self.box.top]) * [
+            CROP_SIZE / self.box.width,
+            CROP_SIZE / self.box.height,
+        ]
 
 
 def write_video(path, levels):

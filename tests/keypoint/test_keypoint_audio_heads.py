@@ -109,7 +109,10 @@ def test_diagonal_memory_mask_lets_each_step_see_its_own_audio_frame():
 
 
 def test_released_key_names_load_strictly(tmp_path):
-    for head, key_map, name in [(_tiny_mesh_head(), MESH_KEY_MAP, "a2m.pt"), (_tiny_pose_head(), POSE_KEY_MAP, "a2p.pt")]:
+    for head, key_map, name in [
+        (_tiny_mesh_head(), MESH_KEY_MAP, "a2m.pt"),
+        (_tiny_pose_head(), POSE_KEY_MAP, "a2p.pt"),
+    ]:
         released = _released_names(head.state_dict(), key_map)
         assert any(key.endswith("pos_conv_embed.conv.weight_g") for key in released)
         if isinstance(head, Audio2PoseModel):
@@ -128,8 +131,10 @@ def test_missing_or_unexpected_keys_raise_checkpoint_error(tmp_path):
     del released["out_fn.bias"]
     released["extra.weight"] = torch.zeros(1)
     torch.save(released, tmp_path / "a2m.pt")
-    expected = (r"a2m\.pt does not match Audio2MeshModel: missing keys \(1\): latent_to_offsets\.bias; "
-                r"unexpected keys \(1\): extra\.weight$")
+    expected = (
+        r"a2m\.pt does not match Audio2MeshModel: missing keys \(1\): latent_to_offsets\.bias; "
+        r"unexpected keys \(1\): extra\.weight$"
+    )
     with pytest.raises(CheckpointError, match=expected):
         load_head_checkpoint(_tiny_mesh_head(), tmp_path / "a2m.pt", MESH_KEY_MAP)
 

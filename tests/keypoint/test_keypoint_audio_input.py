@@ -31,11 +31,23 @@ def test_wav_is_resampled_to_16k_and_mixed_to_mono(stereo_wav):
     assert np.abs(samples).max() == pytest.approx(0.225, abs=0.01)  # mean of 0.3 and 0.15
 
 
-@pytest.mark.parametrize("suffix,codec", [("mp3", "libmp3lame"), ("m4a", "aac"), ("ogg", "libvorbis"), ("flac", "flac")])
+@pytest.mark.parametrize(
+    "suffix,codec", [("mp3", "libmp3lame"), ("m4a", "aac"), ("ogg", "libvorbis"), ("flac", "flac")]
+)
 def test_compressed_formats_decode(stereo_wav, tmp_path, suffix, codec):
     target = tmp_path / f"tone.{suffix}"
     subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(stereo_wav), "-c:a", codec, str(target)],
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(stereo_wav),
+            "-c:a",
+            codec,
+            str(target),
+        ],
         check=True,
     )
     samples = load_audio(target)
@@ -99,8 +111,9 @@ def test_synthetic_mouth_opens_with_loudness():
 
 
 def test_wav_mp3_and_m4a_of_the_same_speech_give_the_same_frame_count(tmp_path):
-    from aniportrait.audio import frame_count
     from media_helpers import save_speech
+
+    from aniportrait.audio import frame_count
 
     # 118940 samples at 48 kHz end 100 samples before a 25 fps frame boundary; the m4a's last AAC frame is filled
     # up to 119808 samples, past that boundary, so keeping the fill would add a frame

@@ -13,9 +13,8 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from PIL import Image
-
 from media_helpers import save_faceless, save_portrait
+from PIL import Image
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Keypoint"
 FPS = 25
@@ -129,10 +128,13 @@ def test_the_video_covers_the_whole_audio_by_default(inputs, tmp_path):
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(inputs, tmp_path):
     result = _run([
         sys.executable, "inference_opendomain.py", "--tiny", "--max_frame_len", "0",
-        "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"]), "--save_root", str(tmp_path / "out"),
+        "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["short"]),
+        "--save_root", str(tmp_path / "out"),
     ])  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --max_frame_len must be at least 2 (the reference and one more frame), got 0"
+    assert (
+        result.stderr.strip() == "error: --max_frame_len must be at least 2 (the reference and one more frame), got 0"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -163,7 +165,8 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
             r"corrupt.wav is not a readable audio file \(invalid data\)$",
         ),
         "unsupported file": (
-            ["--img_path", portrait, "--audio_path", str(notes)], "notes.txt is not a readable audio file"
+            ["--img_path", portrait, "--audio_path", str(notes)],
+            "notes.txt is not a readable audio file",
         ),
         "image as audio": (["--img_path", portrait, "--audio_path", portrait], "portrait.png has no audio stream"),
         "text as landmarks": (
@@ -180,8 +183,14 @@ def _bad_inputs(inputs, folder: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize(
     "case",
     [
-        "missing image", "silent audio", "empty audio", "corrupt audio", "unsupported file", "image as audio",
-        "text as landmarks", "bad landmarks",
+        "missing image",
+        "silent audio",
+        "empty audio",
+        "corrupt audio",
+        "unsupported file",
+        "image as audio",
+        "text as landmarks",
+        "bad landmarks",
     ],  # fmt: skip
 )
 def test_each_bad_input_is_one_error_line(cli_main, inputs, tmp_path, capsys, case):
@@ -293,7 +302,9 @@ def test_an_output_location_that_cannot_be_written_is_refused_before_any_model_l
     assert cli_main(argv) == 2
     expected = save_root / "aniportrait" / "ldmk" / "portrait"
     assert capsys.readouterr().err == f"error: cannot write to {expected}: {reason}\n"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] + (["read-only"] if "read" in reason else [])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] + (
+        ["read-only"] if "read" in reason else []
+    )
 
 
 def test_runs_started_in_the_same_second_get_different_folders_and_a_failed_one_leaves_none(cli_main, tmp_path):

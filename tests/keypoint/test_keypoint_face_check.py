@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_helpers import portrait_pixels
 from PIL import Image
 
 from aniportrait.face_check import anchor_on_face, face_landmarks, tiny_frame
 from aniportrait.projection import MEDIAPIPE_TO_68
-from media_helpers import portrait_pixels
 from utils.errors import InputError
 
 DATA = Path(__file__).parent / "data"

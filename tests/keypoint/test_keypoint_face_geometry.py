@@ -41,7 +41,9 @@ def _field(number: int, wire_type: int, payload: bytes) -> bytes:
 def test_metadata_reader_decodes_packed_vertices_and_weighted_basis():
     vertices = np.arange(MESH_VERTEX_COUNT * 5, dtype=np.float32)
     mesh = _field(1, 0, _varint(0)) + _field(3, 2, struct.pack(f"<{vertices.size}f", *vertices))
-    basis = [_field(2, 2, _field(1, 0, _varint(i)) + _field(2, 5, struct.pack("<f", w))) for i, w in [(4, 0.5), (300, 2.0)]]
+    basis = [
+        _field(2, 2, _field(1, 0, _varint(i)) + _field(2, 5, struct.pack("<f", w))) for i, w in [(4, 0.5), (300, 2.0)]
+    ]
     metadata = parse_geometry_metadata(_field(1, 2, mesh) + b"".join(basis))
     assert metadata.canonical_vertices.shape == (468, 3)
     np.testing.assert_array_equal(metadata.canonical_vertices[1], [5, 6, 7])
@@ -82,7 +84,13 @@ def test_procrustes_ignores_points_with_zero_weight():
 def stored_face():
     metadata = parse_geometry_metadata((DATA / "geometry_pipeline_metadata_landmarks.binarypb").read_bytes())
     stored = np.load(DATA / "astronaut_face.npz")
-    return metadata, stored["landmarks"], stored["pose_matrix"].astype(np.float64), int(stored["width"]), int(stored["height"])
+    return (
+        metadata,
+        stored["landmarks"],
+        stored["pose_matrix"].astype(np.float64),
+        int(stored["width"]),
+        int(stored["height"]),
+    )
 
 
 def test_metric_port_reproduces_mediapipes_pose_matrix_on_stored_landmarks(stored_face):
@@ -120,8 +128,12 @@ def test_real_photo_gives_a_face_whose_port_matches_mediapipe():
     face = detect_reference_face(skimage_data.astronaut(), _face_model_or_skip(), "astronaut.png")
     assert isinstance(face, ReferenceFace)
     assert face.landmarks.shape == (478, 3) and face.mesh.shape == (468, 3)
-    metadata_pose = screen_to_metric(face.landmarks, 512, 512, parse_geometry_metadata(
-        (DATA / "geometry_pipeline_metadata_landmarks.binarypb").read_bytes()))[1]
+    metadata_pose = screen_to_metric(
+        face.landmarks,
+        512,
+        512,
+        parse_geometry_metadata((DATA / "geometry_pipeline_metadata_landmarks.binarypb").read_bytes()),
+    )[1]
     np.testing.assert_allclose(metadata_pose[:3, :3], face.pose_matrix[:3, :3], atol=2e-4)
 
 

@@ -7,7 +7,6 @@ import av
 import numpy as np
 import pytest
 import soundfile
-
 from media_helpers import save_portrait
 
 TINY = ["--tiny", "--steps", "1", "--max_frame_len", "4"]
@@ -107,9 +106,9 @@ def test_jobs_run_with_models_loaded_once_and_a_restart_skips_finished_ones(cli_
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([{"img_path": "a.png"}], "line 1: each job needs \"audio_path\" and/or \"landmarks\""),
+        ([{"img_path": "a.png"}], 'line 1: each job needs "audio_path" and/or "landmarks"'),
         ([{"img_path": "a.png", "audio_path": "a.wav", "steps": "two"}], "\"steps\" must be an integer, got 'two'"),
-        ([{"img_path": "a.png", "audio_path": "a.wav", "ldmk_render": "x"}], "\"ldmk_render\" must be one of"),
+        ([{"img_path": "a.png", "audio_path": "a.wav", "ldmk_render": "x"}], '"ldmk_render" must be one of'),
         ([{"img_path": "a.png", "audio_path": "a.wav", "colour": 1}], "unknown keys ['colour']"),
         (
             [{"img_path": "a.png", "audio_path": "a.wav"}, {"img_path": "a.png", "audio_path": "b/a.wav"}],
@@ -128,4 +127,4 @@ def test_a_bad_jobs_file_is_refused_before_any_model_loads(cli_main, tmp_path, c
 def test_jobs_need_a_save_root_from_the_job_or_the_command_line(cli_main, tmp_path, capsys):
     jobs = _write_jobs(tmp_path / "jobs.jsonl", [{"img_path": "a.png", "audio_path": "a.wav"}])
     assert cli_main(["--jobs", str(jobs), "--tiny"]) == 2
-    assert "no \"save_root\"" in capsys.readouterr().err
+    assert 'no "save_root"' in capsys.readouterr().err

@@ -7,9 +7,9 @@ other ``test_quirk_*`` tests of this suite sit next to the code they check (``py
 import cv2
 import numpy as np
 import torch
+from inference_opendomain import parse_args
 
 from aniportrait.generator import predict_head_poses
-from inference_opendomain import parse_args
 from models.softsplat import softsplat
 from utils.landmark_conditions import draw_pose_image, render_pose_images
 from utils.tiny_keypoint import tiny_ldmk_controlnet

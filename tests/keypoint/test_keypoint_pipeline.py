@@ -88,7 +88,9 @@ def test_pose_images_change_the_video(animator):
 def test_pose_images_must_cover_every_frame(animator):
     with pytest.raises(InputError, match="one pose image per frame"):
         animator.pipe(
-            torch.rand(3, SIZE, SIZE), torch.zeros(1, FRAMES - 1, 2, SIZE, SIZE), torch.zeros(1, FRAMES - 1, 3, SIZE, SIZE)
+            torch.rand(3, SIZE, SIZE),
+            torch.zeros(1, FRAMES - 1, 2, SIZE, SIZE),
+            torch.zeros(1, FRAMES - 1, 3, SIZE, SIZE),
         )
 
 

@@ -87,13 +87,13 @@ def test_pose_style_must_be_one_of_the_trained_styles(pose_net):
 
 def test_blinks_are_seeded_shaped_and_absent_from_short_clips():
     assert not random_blinks(20, random.Random(0)).any()
-    assert not random_blinks(21, random.Random(0)).any()   # no room to draw a gap: no blink, no error
+    assert not random_blinks(21, random.Random(0)).any()  # no room to draw a gap: no blink, no error
     ratio = random_blinks(200, random.Random(42))
     np.testing.assert_array_equal(ratio, random_blinks(200, random.Random(42)))
     starts = np.flatnonzero((ratio > 0) & (np.r_[0.0, ratio[:-1]] == 0))
     assert len(starts) >= 2 and starts[0] >= 10
     for start in starts:
-        assert ratio[start:start + 5].tolist() == pytest.approx(BLINK_SHAPE)
+        assert ratio[start : start + 5].tolist() == pytest.approx(BLINK_SHAPE)
 
 
 def test_pose_smoothing_is_savitzky_golay_with_window_13_or_the_largest_odd_length():

@@ -34,8 +34,9 @@ def test_pinhole_projection_by_hand():
     # depth = 10 - z; u = 1015 x / depth + 112
     points = torch.tensor([[[0.2, 0.1, 0.0], [-0.5, 0.3, 0.5]]])
     projected = project_points(points)
-    expected = torch.tensor([[[1015 * 0.2 / 10 + 112, 1015 * 0.1 / 10 + 112],
-                              [1015 * -0.5 / 9.5 + 112, 1015 * 0.3 / 9.5 + 112]]])
+    expected = torch.tensor(
+        [[[1015 * 0.2 / 10 + 112, 1015 * 0.1 / 10 + 112], [1015 * -0.5 / 9.5 + 112, 1015 * 0.3 / 9.5 + 112]]]
+    )
     torch.testing.assert_close(projected, expected)
     assert projected[0, 0].tolist() == pytest.approx([132.3, 122.15])
 
@@ -45,12 +46,21 @@ def small_bfm_file(tmp_path):
     """A 5-vertex model: vertex v at (v, 2v, 0) (centroid (2, 4, 0)); keypoints (1-based) pick vertices 4 and 2."""
     vertices = np.array([[v, 2.0 * v, 0.0] for v in range(5)])
     id_base = np.zeros((15, 80))
-    id_base[3 * 3 + 0, 0] = 1.0            # identity 0 moves vertex 3 along x
+    id_base[3 * 3 + 0, 0] = 1.0  # identity 0 moves vertex 3 along x
     exp_base = np.zeros((15, 64))
-    exp_base[1 * 3 + 2, 5] = 1.0           # expression 5 moves vertex 1 along z
+    exp_base[1 * 3 + 2, 5] = 1.0  # expression 5 moves vertex 1 along z
     path = tmp_path / "BFM_model_front.mat"
-    savemat(path, {"meanshape": vertices.reshape(1, -1), "idBase": id_base, "exBase": exp_base,
-                   "keypoints": np.array([[4, 2]]), "meantex": np.zeros((1, 15)), "tri": np.ones((1, 3))})
+    savemat(
+        path,
+        {
+            "meanshape": vertices.reshape(1, -1),
+            "idBase": id_base,
+            "exBase": exp_base,
+            "keypoints": np.array([[4, 2]]),
+            "meantex": np.zeros((1, 15)),
+            "tri": np.ones((1, 3)),
+        },
+    )
     return path
 
 
@@ -64,14 +74,15 @@ def test_from_mat_reads_one_based_keypoints_and_centres_on_all_vertices(small_bf
 def test_projection_of_known_coefficients_by_hand(small_bfm_file):
     bfm = BFMLandmarks.from_mat(small_bfm_file)
     coeffs = torch.zeros(1, 257)
-    coeffs[0, 0] = 0.5            # id 0: keypoint 0 (vertex 3) x += 0.5 -> (1.5, 2, 0)
-    coeffs[0, 80 + 5] = 1.0       # exp 5: keypoint 1 (vertex 1) z += 1 -> (-1, -2, 1)
+    coeffs[0, 0] = 0.5  # id 0: keypoint 0 (vertex 3) x += 0.5 -> (1.5, 2, 0)
+    coeffs[0, 80 + 5] = 1.0  # exp 5: keypoint 1 (vertex 1) z += 1 -> (-1, -2, 1)
     coeffs[0, 226] = math.pi / 2  # rotate about z: (x, y, z) -> (-y, x, z)
     coeffs[0, 254:] = torch.tensor([0.1, -0.2, 0.5])
     landmarks = bfm.project(coeffs)[0]
     # keypoint 0: (-2, 1.5, 0) + t = (-1.9, 1.3, 0.5); keypoint 1: (2, -1, 1) + t = (2.1, -1.2, 1.5)
-    expected = torch.tensor([[1015 * -1.9 / 9.5 + 112, 1015 * 1.3 / 9.5 + 112],
-                             [1015 * 2.1 / 8.5 + 112, 1015 * -1.2 / 8.5 + 112]])
+    expected = torch.tensor(
+        [[1015 * -1.9 / 9.5 + 112, 1015 * 1.3 / 9.5 + 112], [1015 * 2.1 / 8.5 + 112, 1015 * -1.2 / 8.5 + 112]]
+    )
     torch.testing.assert_close(landmarks, expected, rtol=1e-5, atol=1e-3)
 
 
@@ -84,9 +95,10 @@ def test_unreadable_face_model_is_a_checkpoint_error(tmp_path):
 
 def test_to_image_pixels_undoes_flip_cut_scale_and_crop_resize():
     alignment = Alignment(scale=2.0, left=10, up=20)
-    box = CropBox(left=100, top=50, right=612, bottom=306)   # 512 x 256 box, resized to 256²
+    box = CropBox(left=100, top=50, right=612, bottom=306)  # 512 x 256 box, resized to 256²
     points = np.array([[[112.0, 112.0], [0.0, 224.0]]])
     # y' = 224 - y; p = (p + (10, 20)) / 2; p * (512/256, 256/256) + (100, 50)
-    expected = np.array([[[(112 + 10) / 2 * 2 + 100, (112 + 20) / 2 + 50],
-                          [(0 + 10) / 2 * 2 + 100, (0 + 20) / 2 + 50]]])
+    expected = np.array(
+        [[[(112 + 10) / 2 * 2 + 100, (112 + 20) / 2 + 50], [(0 + 10) / 2 * 2 + 100, (0 + 20) / 2 + 50]]]
+    )
     np.testing.assert_allclose(to_image_pixels(points, alignment, box), expected)

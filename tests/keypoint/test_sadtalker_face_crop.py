@@ -21,8 +21,9 @@ from sadtalker_audio2pose.face_crop import (
 from utils.errors import CheckpointError
 
 
-def upright_face(eye_left=(90.0, 100.0), eye_right=(110.0, 100.0), mouth_left=(92.0, 130.0),
-                 mouth_right=(108.0, 130.0)) -> np.ndarray:
+def upright_face(
+    eye_left=(90.0, 100.0), eye_right=(110.0, 100.0), mouth_left=(92.0, 130.0), mouth_right=(108.0, 130.0)
+) -> np.ndarray:
     """68 points whose eye centres and mouth corners are the given ones (the rest do not affect the crop)."""
     landmarks = np.zeros((68, 2))
     landmarks[36:42] = eye_left
@@ -43,7 +44,7 @@ def test_box_of_an_upright_face_is_the_quad_rounded():
 
 
 def test_box_is_clipped_at_the_image_border_and_the_crop_is_still_square():
-    landmarks = upright_face() - [80.0, 0.0]               # quad now spans x in [-34, 74]
+    landmarks = upright_face() - [80.0, 0.0]  # quad now spans x in [-34, 74]
     box = face_box(landmarks, (300, 300))
     assert box.left == 0 and box.right == 74 and (box.top, box.bottom) == (49, 157)
     image = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)

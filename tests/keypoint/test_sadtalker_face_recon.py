@@ -61,12 +61,24 @@ def test_regressor_maps_a_224_image_to_257_coefficients():
 def test_regressor_heads_fill_id_exp_tex_angle_gamma_trans_in_order():
     net = FaceReconNet().eval()
     with torch.no_grad():
-        for index, layer in enumerate(net.final_layers):   # heads: id, exp, tex, angle, gamma, (tx, ty), tz
+        for index, layer in enumerate(net.final_layers):  # heads: id, exp, tex, angle, gamma, (tx, ty), tz
             layer.weight.zero_()
             layer.bias.fill_(float(index))
         parts = split_coefficients(net(torch.rand(1, 3, 224, 224)))
     assert {name: part.shape[1] for name, part in parts.items()} == {
-        "id": 80, "exp": 64, "tex": 80, "angle": 3, "gamma": 27, "trans": 3}
+        "id": 80,
+        "exp": 64,
+        "tex": 80,
+        "angle": 3,
+        "gamma": 27,
+        "trans": 3,
+    }
     assert {name: sorted(set(part[0].tolist())) for name, part in parts.items()} == {
-        "id": [0.0], "exp": [1.0], "tex": [2.0], "angle": [3.0], "gamma": [4.0], "trans": [5.0, 6.0]}
+        "id": [0.0],
+        "exp": [1.0],
+        "tex": [2.0],
+        "angle": [3.0],
+        "gamma": [4.0],
+        "trans": [5.0, 6.0],
+    }
     assert parts["trans"][0].tolist() == [5.0, 5.0, 6.0]

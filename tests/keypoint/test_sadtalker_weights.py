@@ -15,8 +15,11 @@ from sadtalker_audio2pose.weights import load_part
 from utils.errors import CheckpointError
 
 KEY_LIST = Path(__file__).parent / "data" / "sadtalker_256_keys.tsv"
-PARTS = {"face_3drecon": (FaceReconNet, ()), "audio2exp": (Audio2ExpNet, ()),
-         "audio2pose": (Audio2PoseNet, TRAINING_ONLY_PREFIXES)}
+PARTS = {
+    "face_3drecon": (FaceReconNet, ()),
+    "audio2exp": (Audio2ExpNet, ()),
+    "audio2pose": (Audio2PoseNet, TRAINING_ONLY_PREFIXES),
+}
 
 
 def released_entries() -> dict[str, tuple[list[int], str]]:
@@ -34,8 +37,9 @@ def test_module_keys_and_shapes_match_the_released_list(prefix):
     with torch.device("meta"):
         module = module_class()
     have = {key: list(value.shape) for key, value in module.state_dict().items()}
-    want = {key[len(prefix) + 1:]: shape for key, (shape, _) in released_entries().items()
-            if key.startswith(prefix + ".")}
+    want = {
+        key[len(prefix) + 1 :]: shape for key, (shape, _) in released_entries().items() if key.startswith(prefix + ".")
+    }
     assert have == {key: shape for key, shape in want.items() if not key.startswith(training_only)}
 
 
@@ -85,8 +89,9 @@ def test_a_missing_parameter_is_a_checkpoint_error(released_file, tmp_path):
 
 def test_an_unknown_key_is_a_checkpoint_error_but_training_only_keys_are_not(released_file, tmp_path):
     _, tensors = released_file
-    path = _rewritten(tmp_path, tensors, "audio2pose",
-                      lambda part: part.update({"audio2pose.netG.extra": torch.zeros(1)}))
+    path = _rewritten(
+        tmp_path, tensors, "audio2pose", lambda part: part.update({"audio2pose.netG.extra": torch.zeros(1)})
+    )
     with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): netG.extra$"):
         load_part(Audio2PoseNet(), path, "audio2pose", TRAINING_ONLY_PREFIXES)
     assert any(key.startswith("audio2pose.netD_motion.") for key in tensors)
@@ -94,8 +99,12 @@ def test_an_unknown_key_is_a_checkpoint_error_but_training_only_keys_are_not(rel
 
 def test_a_wrong_shape_is_a_checkpoint_error(released_file, tmp_path):
     _, tensors = released_file
-    path = _rewritten(tmp_path, tensors, "face_3drecon",
-                      lambda part: part.update({"face_3drecon.final_layers.0.bias": torch.zeros(81)}))
+    path = _rewritten(
+        tmp_path,
+        tensors,
+        "face_3drecon",
+        lambda part: part.update({"face_3drecon.final_layers.0.bias": torch.zeros(81)}),
+    )
     expected = r"wrongly shaped keys \(1\): final_layers.0.bias \[81\] \(model \[80\]\)$"
     with pytest.raises(CheckpointError, match=expected):
         load_part(FaceReconNet(), path, "face_3drecon")

@@ -1,7 +1,6 @@
 """The copy rule: copies equal their canonical files, and the checker catches and repairs drift."""
 
 import importlib.util
-import shutil
 import subprocess
 import sys
 from pathlib import Path

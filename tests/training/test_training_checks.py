@@ -17,7 +17,19 @@ from train_utils.checkpointing import finish_checkpoint, list_checkpoints, prune
 from train_utils.synthetic import make_synthetic_dataset
 from utils.errors import InputError
 
-TINY_CLIP_ARGS = ["--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--sample_stride", "2", "--report_to", "none"]
+TINY_CLIP_ARGS = [
+    "--tiny",
+    "--height",
+    "16",
+    "--width",
+    "16",
+    "--num_frames",
+    "3",
+    "--sample_stride",
+    "2",
+    "--report_to",
+    "none",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -81,8 +93,10 @@ def bad_cases(root, csv_path):
         ([*train, "--learning_rate=-1e-4"], "--learning_rate must be positive, got -0.0001"),
         ([*train, "--learning_rate", "-1e-4"], "--learning_rate must be positive, got -0.0001"),
         ([*train, "--learning_rate"], "argument --learning_rate: expected one argument (see --help)"),
-        ([*train[:4], "--output_dir", str(root / "a_file/run")],
-         f"--output_dir {root}/a_file/run: {root}/a_file is a file, not a folder"),
+        (
+            [*train[:4], "--output_dir", str(root / "a_file/run")],
+            f"--output_dir {root}/a_file/run: {root}/a_file is a file, not a folder",
+        ),
         ([*train, "--max_train_steps", "0"], "--max_train_steps must be positive, got 0"),
         ([*train, "--max_train_steps", "-2"], "--max_train_steps must be positive, got -2"),
         ([*train, "--checkpointing_steps", "0"], "--checkpointing_steps must be positive, got 0"),
@@ -93,11 +107,20 @@ def bad_cases(root, csv_path):
         ([*train, "--lr_scheduler", "sometimes"], "argument --lr_scheduler: invalid choice: 'sometimes'"),
         ([*train[:2], "--data_root", str(root / "nowhere"), *train[4:]], f"--data_root: no such folder {root}/nowhere"),
         (["--train_csv", str(root / "nothing.csv"), *train[2:]], f"--train_csv: no such file {root}/nothing.csv"),
-        (["--train_csv", str(write_csv(root / "gone.csv", ["missing.mp4", "empty.mp4"])), *train[2:]],
-         f"--train_csv {root}/gone.csv: none of its 2 videos is under --data_root {root} (first: missing.mp4: no such file)"),
-        ([*train, "--val_csv", str(write_csv(root / "val.csv", ["corrupt.mp4", "missing.mp4"]))],
-         f"validation set (--val_csv {root}/val.csv): none of its 2 videos could be read (first: corrupt.mp4: cannot be decoded"),
-        ([*train, "--resume_from_checkpoint", str(root)], f"--resume_from_checkpoint: {root} is not a checkpoint-<step> folder"),
+        (
+            ["--train_csv", str(write_csv(root / "gone.csv", ["missing.mp4", "empty.mp4"])), *train[2:]],
+            f"--train_csv {root}/gone.csv: none of its 2 videos is under --data_root {root} "
+            "(first: missing.mp4: no such file)",
+        ),
+        (
+            [*train, "--val_csv", str(write_csv(root / "val.csv", ["corrupt.mp4", "missing.mp4"]))],
+            f"validation set (--val_csv {root}/val.csv): none of its 2 videos could be read "
+            "(first: corrupt.mp4: cannot be decoded",
+        ),
+        (
+            [*train, "--resume_from_checkpoint", str(root)],
+            f"--resume_from_checkpoint: {root} is not a checkpoint-<step> folder",
+        ),
     ]
 
 
@@ -116,7 +139,10 @@ def test_bad_arguments_and_data_are_one_line_before_any_network_is_built(clips, 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("wandb") is not None, reason="wandb is installed")
 def test_report_to_wandb_without_wandb_is_an_error(tmp_path, capsys):
     assert trainer.main(1, ["--tiny", "--output_dir", str(tmp_path), "--report_to", "wandb"]) == 2
-    assert capsys.readouterr().err == "error: --report_to wandb needs wandb: pip install wandb (or use --report_to tensorboard)\n"
+    assert (
+        capsys.readouterr().err
+        == "error: --report_to wandb needs wandb: pip install wandb (or use --report_to tensorboard)\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -145,16 +171,29 @@ def test_latest_is_the_newest_complete_checkpoint_and_pruning_spares_incomplete_
 
 def ground_truth_column(path, size=16):
     with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24")[:, -size:] for frame in container.decode(video=0)]).astype(float)
+        return np.stack([frame.to_ndarray(format="rgb24")[:, -size:] for frame in container.decode(video=0)]).astype(
+            float
+        )
 
 
 def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resume(tmp_path, clips, caplog):
     root, _ = clips
-    val_csv = write_csv(root / "val_mixed.csv", ["corrupt.mp4", "videos/synthetic/clip001.mp4", "missing.mp4",
-                                                 "videos/synthetic/clip001.mp4", "videos/synthetic/clip000.mp4"])
-    argv = [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(root), "--train_csv", str(root / "train.csv"),
-            "--val_csv", str(val_csv), "--num_validation_images", "2", "--validation_steps", "1", "--checkpointing_steps", "2",
-            "--report_to", "tensorboard"]  # fmt: skip
+    val_csv = write_csv(
+        root / "val_mixed.csv",
+        [
+            "corrupt.mp4",
+            "videos/synthetic/clip001.mp4",
+            "missing.mp4",
+            "videos/synthetic/clip001.mp4",
+            "videos/synthetic/clip000.mp4",
+        ],
+    )
+    argv = [
+        *TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(root),
+        "--train_csv", str(root / "train.csv"), "--val_csv", str(val_csv),
+        "--num_validation_images", "2", "--validation_steps", "1", "--checkpointing_steps", "2",
+        "--report_to", "tensorboard",
+    ]  # fmt: skip
     trainer.train(parse_args(1, [*argv, "--max_train_steps", "2"]))
     AcceleratorState._reset_state(reset_partial_state=True)
     with caplog.at_level(logging.INFO):
@@ -165,7 +204,9 @@ def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resum
     assert [folder.name for folder in folders] == ["step_1_val_img", "step_2_val_img", "step_3_val_img"]
     for folder in folders:
         assert sorted(path.name for path in folder.iterdir()) == expected
-    first, resumed = (ground_truth_column(tmp_path / f"validation_images/step_{step}_val_img/{expected[0]}") for step in (1, 3))
+    first, resumed = (
+        ground_truth_column(tmp_path / f"validation_images/step_{step}_val_img/{expected[0]}") for step in (1, 3)
+    )
     other = ground_truth_column(tmp_path / "validation_images/step_1_val_img" / expected[1])
     assert np.abs(first - resumed).mean() < 2 < np.abs(first - other).mean()
     images = {}
@@ -178,8 +219,10 @@ def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resum
 
 def test_the_summary_names_the_skipped_files_and_epochs_count_readable_clips(tmp_path, clips, caplog):
     root, _ = clips
-    train_csv = write_csv(root / "train_mixed.csv", ["videos/synthetic/clip000.mp4", "missing.mp4", "corrupt.mp4",
-                                                     "empty.mp4", "videos/synthetic/clip001.mp4"])
+    train_csv = write_csv(
+        root / "train_mixed.csv",
+        ["videos/synthetic/clip000.mp4", "missing.mp4", "corrupt.mp4", "empty.mp4", "videos/synthetic/clip001.mp4"],
+    )
     argv = [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(root), "--train_csv", str(train_csv),
             "--validation_steps", "0", "--max_train_steps", "6", "--checkpointing_steps", "100"]  # fmt: skip
     with caplog.at_level(logging.INFO):

@@ -144,7 +144,8 @@ def test_missing_corrupt_and_short_videos_are_replaced_by_random_rows_and_report
 
     skipped = SkippedVideos()
     assert skipped.add([("a.mp4", "no such file"), ("b.mp4", "empty file"), ("a.mp4", "no such file")]) == [
-        ("a.mp4", "no such file"), ("b.mp4", "empty file")
+        ("a.mp4", "no such file"),
+        ("b.mp4", "empty file"),
     ]
     assert skipped.add([("a.mp4", "no such file")]) == []
     assert skipped.summary() == "skipped 2 unreadable or too-short videos (4 times in all): a.mp4, b.mp4"
@@ -180,7 +181,8 @@ def test_make_csv_lists_every_readable_video_under_a_folder(tmp_path, capsys):
     (tmp_path / "data/zero.mov").write_bytes(b"")
     assert make_csv_main([str(tmp_path / "data"), "--output", str(tmp_path / "list.csv")]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"wrote 2 videos to {tmp_path / 'list.csv'}", "left out 2 empty or unreadable files: notes.mp4, zero.mov"
+        f"wrote 2 videos to {tmp_path / 'list.csv'}",
+        "left out 2 empty or unreadable files: notes.mp4, zero.mov",
     ]
     entries = read_video_csv(tmp_path / "list.csv", tmp_path / "data")
     assert [entry.name for entry in entries] == ["videos/synthetic/clip000.mp4", "videos/synthetic/clip001.mp4"]
@@ -194,8 +196,24 @@ def test_precompute_flow_writes_files_the_dataset_reads_back(tmp_path, capsys):
     audio_only = tmp_path / "videos/synthetic/sound.mp4"  # a file without a video stream
     soundfile.write(audio_only, np.zeros(800, np.float32), 8000, format="WAV")
     (tmp_path / "list.csv").write_text(csv_path.read_text() + "missing,synthetic,gone\nsound,synthetic,audio only\n")
-    argv = ["--train_csv", str(tmp_path / "list.csv"), "--data_root", str(tmp_path), "--num_frames", "3",
-            "--sample_stride", "2", "--height", "32", "--width", "32", "--flow_estimator", "farneback", "--device", "cpu"]
+    argv = [
+        "--train_csv",
+        str(tmp_path / "list.csv"),
+        "--data_root",
+        str(tmp_path),
+        "--num_frames",
+        "3",
+        "--sample_stride",
+        "2",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--flow_estimator",
+        "farneback",
+        "--device",
+        "cpu",
+    ]
     assert precompute_main(argv) == 0
     assert "wrote 2 flow files, skipped 2" in capsys.readouterr().out
     entries = read_video_csv(csv_path, tmp_path)

@@ -79,7 +79,9 @@ def test_farneback_recovers_a_known_translation():
 def test_estimator_selection_and_errors(tmp_path):
     assert build_flow_estimator("precomputed") is None
     assert isinstance(build_flow_estimator("farneback"), FarnebackFlowEstimator)
-    assert isinstance(build_flow_estimator("train_utils.flow_estimation:FarnebackFlowEstimator"), FarnebackFlowEstimator)
+    assert isinstance(
+        build_flow_estimator("train_utils.flow_estimation:FarnebackFlowEstimator"), FarnebackFlowEstimator
+    )
     with pytest.raises(InputError, match="--flow_estimator must be"):
         build_flow_estimator("unimatch")
     with pytest.raises(InputError, match="cannot import"):

@@ -23,7 +23,12 @@ STOP_LINE = "stopped at step {}; resume with --resume_from_checkpoint latest"
 
 
 def environment(**extra: str) -> dict:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **extra}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
 
 
 def two_process_config(folder: Path) -> Path:
@@ -39,8 +44,12 @@ def two_process_config(folder: Path) -> Path:
 
 def run_script(script: Path, args: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(script), *[str(arg) for arg in args]], cwd=cwd, capture_output=True, text=True,
-        env=env or environment(), timeout=STARTUP_TIMEOUT,
+        ["bash", str(script), *[str(arg) for arg in args]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env or environment(),
+        timeout=STARTUP_TIMEOUT,
     )
 
 
@@ -59,12 +68,26 @@ def complete_checkpoints(output_dir: Path) -> list[str]:
 def test_sigterm_to_the_script_stops_both_processes_at_a_checkpoint_and_latest_resumes(tmp_path, subproject_dir):
     config = two_process_config(tmp_path)
     log = tmp_path / "run.log"
-    args = [*TINY, "--output_dir", "run", "--max_train_steps", 500, "--checkpointing_steps", 500, "--validation_steps", 500,
-            "--num_workers", 1]  # the loader workers are not signalled: they serve the last step
+    args = [
+        *TINY,
+        "--output_dir",
+        "run",
+        "--max_train_steps",
+        500,
+        "--checkpointing_steps",
+        500,
+        "--validation_steps",
+        500,
+        "--num_workers",
+        1,
+    ]  # the loader workers are not signalled: they serve the last step
     with log.open("w") as output:  # relative --output_dir: relative to the caller's folder
         process = subprocess.Popen(
-            ["bash", str(subproject_dir / "train_stage1.sh"), *map(str, args)], cwd=tmp_path, stdout=output,
-            stderr=subprocess.STDOUT, env=environment(ACCELERATE_CONFIG=str(config)),
+            ["bash", str(subproject_dir / "train_stage1.sh"), *map(str, args)],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment(ACCELERATE_CONFIG=str(config)),
         )
         wait_for(log, "validation at step 1:", process)  # step 1 is done on every process
         process.send_signal(signal.SIGTERM)
@@ -83,7 +106,17 @@ def test_sigterm_to_the_script_stops_both_processes_at_a_checkpoint_and_latest_r
 
     resumed = run_script(
         subproject_dir / "train_stage1.sh",
-        [*TINY, "--output_dir", "run", "--max_train_steps", step + 1, "--validation_steps", 0, "--resume_from_checkpoint", "latest"],
+        [
+            *TINY,
+            "--output_dir",
+            "run",
+            "--max_train_steps",
+            step + 1,
+            "--validation_steps",
+            0,
+            "--resume_from_checkpoint",
+            "latest",
+        ],
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -94,7 +127,7 @@ def test_sigterm_to_the_script_stops_both_processes_at_a_checkpoint_and_latest_r
     assert (output_dir / "controlnet/config.json").is_file()
 
 
-KILL_WHILE_SAVING = '''
+KILL_WHILE_SAVING = """
 import os, signal
 if os.environ.get("KILL_WHILE_SAVING"):
     import torch
@@ -106,15 +139,27 @@ if os.environ.get("KILL_WHILE_SAVING"):
         return _save(obj, f, *args, **kwargs)
 
     torch.save = save
-'''
+"""
 
 
 def test_a_kill_while_saving_leaves_no_checkpoint_and_latest_resumes_from_the_previous_one(tmp_path, subproject_dir):
     (tmp_path / "hooks").mkdir()
     (tmp_path / "hooks/sitecustomize.py").write_text(KILL_WHILE_SAVING)
-    args = [*TINY, "--output_dir", tmp_path / "run", "--max_train_steps", 4, "--checkpointing_steps", 2, "--validation_steps", 0]
+    args = [
+        *TINY,
+        "--output_dir",
+        tmp_path / "run",
+        "--max_train_steps",
+        4,
+        "--checkpointing_steps",
+        2,
+        "--validation_steps",
+        0,
+    ]
     killed = run_script(
-        subproject_dir / "train_stage1.sh", args, tmp_path,
+        subproject_dir / "train_stage1.sh",
+        args,
+        tmp_path,
         environment(PYTHONPATH=str(tmp_path / "hooks"), KILL_WHILE_SAVING="checkpoint-4.partial/optimizer.bin"),
     )
     assert killed.returncode != 0
@@ -157,14 +202,23 @@ def bad_arguments(data: Path) -> list[tuple[list, str]]:
     return [
         ([*train, "--learning_rate=-1e-4"], "error: --learning_rate must be positive, got -0.0001"),
         ([*train, "--learning_rate", "-1e-4"], "error: --learning_rate must be positive, got -0.0001"),
-        ([*train[:4], "--output_dir", data / "a_file"], f"error: --output_dir {data}/a_file: {data}/a_file is a file, not a folder"),
+        (
+            [*train[:4], "--output_dir", data / "a_file"],
+            f"error: --output_dir {data}/a_file: {data}/a_file is a file, not a folder",
+        ),
         ([*train, "--max_train_steps", "0"], "error: --max_train_steps must be positive, got 0"),
         ([*train, "--max_train_steps", "-5"], "error: --max_train_steps must be positive, got -5"),
         ([*train, "--checkpointing_steps", "0"], "error: --checkpointing_steps must be positive, got 0"),
         ([*train, "--per_gpu_batch_size", "0"], "error: --per_gpu_batch_size must be positive, got 0"),
-        ([*train[:2], "--data_root", data / "nowhere", *train[4:]], f"error: --data_root: no such folder {data}/nowhere"),
-        ([*train, "--val_csv", data / "val.csv"],
-         f"error: validation set (--val_csv {data}/val.csv): none of its 2 videos could be read (first: broken.mp4: "),
+        (
+            [*train[:2], "--data_root", data / "nowhere", *train[4:]],
+            f"error: --data_root: no such folder {data}/nowhere",
+        ),
+        (
+            [*train, "--val_csv", data / "val.csv"],
+            f"error: validation set (--val_csv {data}/val.csv): none of its 2 videos could be read "
+            "(first: broken.mp4: ",
+        ),
     ]
 
 
@@ -181,8 +235,11 @@ def test_every_bad_argument_is_one_error_line_and_exit_2_before_anything_is_buil
 def test_without_accelerate_the_script_says_how_to_get_it(tmp_path, subproject_dir):
     shutil.copy(subproject_dir / "train_stage1.sh", tmp_path)  # no ../.venv next to this copy
     completed = subprocess.run(
-        ["bash", str(tmp_path / "train_stage1.sh"), "--tiny"], capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")}, timeout=60,
+        ["bash", str(tmp_path / "train_stage1.sh"), "--tiny"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")},
+        timeout=60,
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == (

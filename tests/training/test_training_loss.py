@@ -49,7 +49,9 @@ def test_loss_is_the_v_prediction_mse_hand_computed_at_sigma_one():
     sigmas = torch.ones(1)
     # sigma = 1: c_out = -1/sqrt2, c_skip = 1/2, w = 2  =>  loss = mean((F - n/sqrt2)^2)
     expected = ((unet_output - noise / 2**0.5) ** 2).mean()
-    assert denoising_loss(unet_output, latents + noise, latents, sigmas).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert denoising_loss(unet_output, latents + noise, latents, sigmas).item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
     assert denoising_loss(noise / 2**0.5, latents + noise, latents, sigmas).item() == pytest.approx(0.0, abs=1e-10)
 
 
@@ -135,7 +137,9 @@ def test_quirk_training_vae_input_is_0_1_frames_unless_fixed():
     latents = encode_video_latents(vae, frames, signed_input=False, chunk_size=4)
     assert latents.shape == (2, 3, 4, 2, 2)
     assert [x.shape[0] for x in vae.inputs] == [4, 2]
-    assert torch.allclose(latents[:, :, :3], torch.nn.functional.avg_pool2d(frames.flatten(0, 1), 2).unflatten(0, (2, 3)) * 0.5)
+    assert torch.allclose(
+        latents[:, :, :3], torch.nn.functional.avg_pool2d(frames.flatten(0, 1), 2).unflatten(0, (2, 3)) * 0.5
+    )
     signed = encode_video_latents(RecordingVAE(), frames, signed_input=True)
     assert torch.allclose(signed, latents * 2 - 0.5, atol=1e-6)  # (2x-1) pooled, times 0.5
 
@@ -152,8 +156,12 @@ def test_fixed_first_frame_latents_encode_the_noised_signed_image_mode():
     vae = RecordingVAE()
     image = torch.rand(1, 3, 4, 4)
     first = first_frame_latents(
-        vae, torch.zeros(1, 2, 4, 2, 2), torch.zeros(1, 2, 4, 2, 2), image,
-        TrainingConventions.from_flags(True), generator=torch.Generator().manual_seed(0),
+        vae,
+        torch.zeros(1, 2, 4, 2, 2),
+        torch.zeros(1, 2, 4, 2, 2),
+        image,
+        TrainingConventions.from_flags(True),
+        generator=torch.Generator().manual_seed(0),
     )
     (encoded,) = vae.inputs
     pixel_noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))

@@ -40,6 +40,11 @@ def test_stage2_trains_the_fusion_encoder_groups_of_the_released_list(full_size_
     for name in trainable:
         groups[name.split(".")[0]] = groups.get(name.split(".")[0], 0) + 1
     assert groups == {
-        "conv_in": 2, "time_embedding": 4, "add_embedding": 4, "down_blocks": 520, "mid_block": 99,
-        "controlnet_down_blocks": 24, "controlnet_mid_block": 2,
+        "conv_in": 2,
+        "time_embedding": 4,
+        "add_embedding": 4,
+        "down_blocks": 520,
+        "mid_block": 99,
+        "controlnet_down_blocks": 24,
+        "controlnet_mid_block": 2,
     }

@@ -27,8 +27,19 @@ from train_utils.trainer import main, train
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
 
 TINY_CLIP_ARGS = [
-    "--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--sample_stride", "2",
-    "--validation_steps", "0", "--report_to", "none",
+    "--tiny",
+    "--height",
+    "16",
+    "--width",
+    "16",
+    "--num_frames",
+    "3",
+    "--sample_stride",
+    "2",
+    "--validation_steps",
+    "0",
+    "--report_to",
+    "none",
 ]
 
 
@@ -49,7 +60,15 @@ def clips(tmp_path_factory) -> tuple[Path, Path]:
 
 def run(stage, output_dir, clips, *extra):
     data_root, csv_path = clips
-    argv = [*TINY_CLIP_ARGS, "--output_dir", str(output_dir), "--data_root", str(data_root), "--train_csv", str(csv_path)]
+    argv = [
+        *TINY_CLIP_ARGS,
+        "--output_dir",
+        str(output_dir),
+        "--data_root",
+        str(data_root),
+        "--train_csv",
+        str(csv_path),
+    ]
     return train(parse_args(stage, argv + [str(arg) for arg in extra]))
 
 
@@ -64,8 +83,13 @@ def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(t
     checkpoint = tmp_path / "checkpoint-2"
     files = sorted(str(path.relative_to(checkpoint)) for path in checkpoint.rglob("*") if path.is_file())
     assert files == [
-        "checkpoint.json", "controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors",
-        "optimizer.bin", "random_states_0.pkl", "scheduler.bin", "trainer_state_0.pt",
+        "checkpoint.json",
+        "controlnet/config.json",
+        "controlnet/diffusion_pytorch_model.safetensors",
+        "optimizer.bin",
+        "random_states_0.pkl",
+        "scheduler.bin",
+        "trainer_state_0.pt",
     ]
     final = FlowControlNet.from_pretrained(tmp_path / "controlnet")
     saved = adapter_state(checkpoint / "controlnet")
@@ -80,7 +104,15 @@ def test_resume_from_latest_continues_at_the_same_step_with_identical_state(tmp_
     uninterrupted = run(1, tmp_path / "straight", clips, "--max_train_steps", 4, "--checkpointing_steps", 2)
     run(1, tmp_path / "resumed", clips, "--max_train_steps", 2, "--checkpointing_steps", 2)
     resumed = run(
-        1, tmp_path / "resumed", clips, "--max_train_steps", 4, "--checkpointing_steps", 2, "--resume_from_checkpoint", "latest"
+        1,
+        tmp_path / "resumed",
+        clips,
+        "--max_train_steps",
+        4,
+        "--checkpointing_steps",
+        2,
+        "--resume_from_checkpoint",
+        "latest",
     )
     assert sorted(resumed.losses) == [3, 4] and resumed.global_step == 4
     assert resumed.losses[3] == pytest.approx(uninterrupted.losses[3], rel=1e-5)
@@ -116,8 +148,19 @@ def test_quirk_validation_runs_at_step_1_and_every_n_steps(tmp_path, clips):
 
 def test_bf16_mixed_precision_trains_and_validates_with_the_fixed_conventions(tmp_path, clips):
     result = run(
-        2, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 2, "--validation_steps", 2,
-        "--mixed_precision", "bf16", "--fix_train_inference_mismatch", "--gradient_checkpointing",
+        2,
+        tmp_path,
+        clips,
+        "--max_train_steps",
+        2,
+        "--checkpointing_steps",
+        2,
+        "--validation_steps",
+        2,
+        "--mixed_precision",
+        "bf16",
+        "--fix_train_inference_mismatch",
+        "--gradient_checkpointing",
         "--unet_gradient_checkpointing",
     )
     assert result.global_step == 2 and all(np.isfinite(loss) for loss in result.losses.values())
@@ -130,12 +173,18 @@ def test_saved_adapter_loads_into_the_traj_pipeline(tmp_path, clips):
     args = parse_args(1, [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path)])
     components = load_components(args)
     pipeline = FlowControlNetPipeline(
-        vae=components.vae, image_encoder=components.image_encoder, unet=components.unet,
-        controlnet=FlowControlNet.from_pretrained(tmp_path / "controlnet"), scheduler=components.scheduler,
+        vae=components.vae,
+        image_encoder=components.image_encoder,
+        unet=components.unet,
+        controlnet=FlowControlNet.from_pretrained(tmp_path / "controlnet"),
+        scheduler=components.scheduler,
     )
     pipeline.set_progress_bar_config(disable=True)
     frames = pipeline(
-        torch.rand(3, 16, 16), controlnet_flow=torch.zeros(1, 2, 2, 16, 16), num_inference_steps=1, output_type="np",
+        torch.rand(3, 16, 16),
+        controlnet_flow=torch.zeros(1, 2, 2, 16, 16),
+        num_inference_steps=1,
+        output_type="np",
         generator=torch.Generator().manual_seed(0),
     ).frames
     assert frames.shape == (1, 3, 16, 16, 3) and np.isfinite(frames).all()
@@ -154,9 +203,19 @@ def test_stage2_trains_the_fusion_encoder_and_leaves_the_reference_encoder_untou
     run(1, tmp_path / "stage1", clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
     start = adapter_state(tmp_path / "stage1/controlnet")
     result = run(
-        2, tmp_path / "stage2", clips, "--max_train_steps", 2, "--checkpointing_steps", 2,
-        "--controlnet_model_name_or_path", tmp_path / "stage1/controlnet", "--learning_rate", 1e-3,
-        "--gradient_checkpointing", "--unet_gradient_checkpointing",
+        2,
+        tmp_path / "stage2",
+        clips,
+        "--max_train_steps",
+        2,
+        "--checkpointing_steps",
+        2,
+        "--controlnet_model_name_or_path",
+        tmp_path / "stage1/controlnet",
+        "--learning_rate",
+        1e-3,
+        "--gradient_checkpointing",
+        "--unet_gradient_checkpointing",
     )
     assert result.global_step == 2 and all(np.isfinite(loss) for loss in result.losses.values())
     end = adapter_state(tmp_path / "stage2/controlnet")
@@ -172,10 +231,25 @@ def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, c
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom not really a video" * 20)
     with (tmp_path / "list.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerows([["path"], ["videos/synthetic/clip000.mp4"], ["missing.mp4"], [str(tmp_path / "corrupt.mp4")],
-                          ["videos/synthetic/clip001.mp4"]])
+        writer.writerows(
+            [
+                ["path"],
+                ["videos/synthetic/clip000.mp4"],
+                ["missing.mp4"],
+                [str(tmp_path / "corrupt.mp4")],
+                ["videos/synthetic/clip001.mp4"],
+            ]
+        )
     with caplog.at_level(logging.INFO):
-        result = run(1, tmp_path / "out", (data_root, tmp_path / "list.csv"), "--max_train_steps", 4, "--checkpointing_steps", 100)
+        result = run(
+            1,
+            tmp_path / "out",
+            (data_root, tmp_path / "list.csv"),
+            "--max_train_steps",
+            4,
+            "--checkpointing_steps",
+            100,
+        )
     assert result.global_step == 4
     assert result.skipped_videos == 2
     assert "left out 1 of 4 training videos (missing or empty files), e.g. missing.mp4" in caplog.text
@@ -190,12 +264,18 @@ def test_overfitting_one_clip_lowers_the_loss(clips):
     components = load_components(args)
     freeze(components.vae, components.image_encoder, components.unet)
     set_trainable_parameters(components.controlnet, stage=1)
-    batch = {"pixel_values": VideoClipDataset(read_video_csv(csv_path, data_root), 3, 2, 16, 16)[0]["pixel_values"][None]}
+    batch = {
+        "pixel_values": VideoClipDataset(read_video_csv(csv_path, data_root), 3, 2, 16, 16)[0]["pixel_values"][None]
+    }
     randomness = TrainingRandomness(seed=0)
     step = AdapterTrainingStep(
-        components, StepConfig(stage=1, conventions=TrainingConventions()), flow_estimator=lambda frames: torch.zeros(
-            frames.shape[0], frames.shape[1] - 1, 2, *frames.shape[-2:]),
-        dropout=ConditioningDropout(0.0), randomness=randomness, device=torch.device("cpu"), weight_dtype=torch.float32,
+        components,
+        StepConfig(stage=1, conventions=TrainingConventions()),
+        flow_estimator=lambda frames: torch.zeros(frames.shape[0], frames.shape[1] - 1, 2, *frames.shape[-2:]),
+        dropout=ConditioningDropout(0.0),
+        randomness=randomness,
+        device=torch.device("cpu"),
+        weight_dtype=torch.float32,
     )
     optimizer = torch.optim.AdamW(components.controlnet.parameters(), lr=1e-3)
     losses = []
@@ -212,8 +292,21 @@ def test_overfitting_one_clip_lowers_the_loss(clips):
 
 def test_entry_point_reports_missing_weights_as_one_error_line(tmp_path, clips, capsys):
     _, csv_path = clips
-    code = main(1, ["--ckpt_dir", str(tmp_path), "--train_csv", str(csv_path), "--output_dir", str(tmp_path / "out"),
-                    "--report_to", "none", "--mixed_precision", "no"])
+    code = main(
+        1,
+        [
+            "--ckpt_dir",
+            str(tmp_path),
+            "--train_csv",
+            str(csv_path),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--report_to",
+            "none",
+            "--mixed_precision",
+            "no",
+        ],
+    )
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert error[-1].startswith("error: missing checkpoint ") and "make fetch MODE=training" in error[-1]
@@ -222,21 +315,64 @@ def test_entry_point_reports_missing_weights_as_one_error_line(tmp_path, clips, 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 training works on a GPU")
 def test_fp16_without_a_gpu_is_refused_with_one_line(tmp_path, clips, capsys):
     data_root, csv_path = clips
-    code = main(1, [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(data_root),
-                    "--train_csv", str(csv_path), "--mixed_precision", "fp16"])
+    code = main(
+        1,
+        [
+            *TINY_CLIP_ARGS,
+            "--output_dir",
+            str(tmp_path),
+            "--data_root",
+            str(data_root),
+            "--train_csv",
+            str(csv_path),
+            "--mixed_precision",
+            "fp16",
+        ],
+    )
     assert code == 2
-    assert capsys.readouterr().err.strip() == "error: --mixed_precision fp16 needs a GPU (running on cpu); use bf16 or no"
+    assert (
+        capsys.readouterr().err.strip() == "error: --mixed_precision fp16 needs a GPU (running on cpu); use bf16 or no"
+    )
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_shell_script_runs_tiny_stage2_through_accelerate_launch(tmp_path, subproject_dir):
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+    }
     completed = subprocess.run(
-        ["bash", str(subproject_dir / "train_stage2.sh"), "--tiny", "--output_dir", str(tmp_path), "--max_train_steps", "2",
-         "--validation_steps", "0", "--num_frames", "3", "--height", "16", "--width", "16", "--report_to", "none"],
-        capture_output=True, text=True, env=environment, timeout=300,
+        [
+            "bash",
+            str(subproject_dir / "train_stage2.sh"),
+            "--tiny",
+            "--output_dir",
+            str(tmp_path),
+            "--max_train_steps",
+            "2",
+            "--validation_steps",
+            "0",
+            "--num_frames",
+            "3",
+            "--height",
+            "16",
+            "--width",
+            "16",
+            "--report_to",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stderr.count("stage 2 --tiny without --controlnet_model_name_or_path: starting from a random tiny adapter") == 1
+    assert (
+        completed.stderr.count(
+            "stage 2 --tiny without --controlnet_model_name_or_path: starting from a random tiny adapter"
+        )
+        == 1
+    )
     assert (tmp_path / "checkpoint-2/controlnet/config.json").is_file()
     assert FlowControlNet.from_pretrained(tmp_path / "controlnet").config.conditioning_channels == 3

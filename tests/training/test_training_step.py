@@ -41,8 +41,13 @@ def components():
 
 def run_step(components, stage, conventions, flow_value=1.0):
     step = AdapterTrainingStep(
-        components, StepConfig(stage=stage, conventions=conventions, s2d_size=64), constant_flow(flow_value),
-        ConditioningDropout(0.0), TrainingRandomness(0), torch.device("cpu"), torch.float32,
+        components,
+        StepConfig(stage=stage, conventions=conventions, s2d_size=64),
+        constant_flow(flow_value),
+        ConditioningDropout(0.0),
+        TrainingRandomness(0),
+        torch.device("cpu"),
+        torch.float32,
     )
     adapter = RecordingAdapter(components.controlnet)
     pixel_values = torch.rand(2, 3, 3, 16, 16) * 0.5 + 0.5  # frames in [0.5, 1]

@@ -49,12 +49,12 @@ def test_job_options_take_set_values_and_fill_the_rest_from_the_defaults():
     ("entry", "message"),
     [
         ({"frames": "40"}, "line 3: \"frames\" must be an integer, got '40'"),
-        ({"frames": 2.5}, "\"frames\" must be an integer, got 2.5"),
-        ({"frames": True}, "\"frames\" must be an integer, got True"),
+        ({"frames": 2.5}, '"frames" must be an integer, got 2.5'),
+        ({"frames": True}, '"frames" must be an integer, got True'),
         ({"scale": "0.6"}, "\"scale\" must be a number, got '0.6'"),
-        ({"scale": False}, "\"scale\" must be a number, got False"),
-        ({"fast": 1}, "\"fast\" must be true or false, got 1"),
-        ({"render": 3}, "\"render\" must be a string, got 3"),
+        ({"scale": False}, '"scale" must be a number, got False'),
+        ({"fast": 1}, '"fast" must be true or false, got 1'),
+        ({"render": 3}, '"render" must be a string, got 3'),
     ],
 )
 def test_job_options_of_the_wrong_type_are_refused(entry, message):

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from ui_helpers import (
     chromium_page,
     click_pixel,
@@ -80,9 +79,14 @@ def test_panel_shows_the_image_at_512_px_and_corner_clicks_map_exactly(page, tmp
 
     corners = [(0, 0), (511, 0), (511, 511), (0, 511)]
     for clicks, (x, y) in enumerate(corners, start=1):
-        click_pixel(page, "#drawing-image", x, y, "#status", f"1 trajectories ({clicks} clicks). Last click at ({x}, {y})")
+        click_pixel(
+            page, "#drawing-image", x, y, "#status", f"1 trajectories ({clicks} clicks). Last click at ({x}, {y})"
+        )
     # the drag ends 511 px from its start: the page warns that the adapter follows about 60 px
-    assert "This drag reaches 511 px from its start; the adapter follows about 60 px" in page.locator("#status").inner_text()
+    assert (
+        "This drag reaches 511 px from its start; the adapter follows about 60 px"
+        in page.locator("#status").inner_text()
+    )
     assert page.get_by_test_id("toast-body").filter(has_text="This drag reaches 723 px").count() == 1
 
     page.get_by_role("button", name="Undo Last Click").click()

@@ -43,9 +43,10 @@ def random_released_style_state_dict(model: CMP, seed: int = 0) -> dict[str, tor
 
 def write_training_checkpoint(path: Path, state_dict: dict[str, torch.Tensor]) -> Path:
     momentum = {index: torch.zeros(2) for index in range(3)}
-    optimizer = {"state": {i: {"momentum_buffer": m} for i, m in momentum.items()},
-                 "param_groups": [{"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False,
-                                   "params": [0, 1, 2]}]}
+    optimizer = {
+        "state": {i: {"momentum_buffer": m} for i, m in momentum.items()},
+        "param_groups": [{"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False, "params": [0, 1, 2]}],
+    }
     torch.save({"step": 42000, "state_dict": state_dict, "optimizer": optimizer}, path)
     return path
 
@@ -74,8 +75,10 @@ def tiny_cmp() -> CMP:
 def test_full_size_cmp_has_exactly_the_released_keys_shapes_and_order():
     with torch.device("meta"):
         model = CMP()
-    built = [(f"module.{key}", list(value.shape), str(value.dtype).removeprefix("torch."))
-             for key, value in model.state_dict().items()]
+    built = [
+        (f"module.{key}", list(value.shape), str(value.dtype).removeprefix("torch."))
+        for key, value in model.state_dict().items()
+    ]
     assert built == released_entries()
 
 
@@ -83,7 +86,12 @@ def test_default_config_is_the_released_config():
     with torch.device("meta"):
         config = CMP().config
     assert (config.img_enc_dim, config.sparse_enc_dim, config.output_dim, config.nbins, config.fmax) == (
-        256, 16, 198, 99, 50.0)
+        256,
+        16,
+        198,
+        99,
+        50.0,
+    )
 
 
 def test_image_encoder_dilates_its_last_two_stages_for_output_stride_8(tiny_cmp):
@@ -91,8 +99,11 @@ def test_image_encoder_dilates_its_last_two_stages_for_output_stride_8(tiny_cmp)
     assert encoder.layer2[0].conv2.stride == (2, 2)
     for stage, dilation in ((encoder.layer3, 2), (encoder.layer4, 4)):
         for block in stage:
-            assert (block.conv2.stride, block.conv2.dilation, block.conv2.padding) == ((1, 1), (dilation,) * 2,
-                                                                                      (dilation,) * 2)
+            assert (block.conv2.stride, block.conv2.dilation, block.conv2.padding) == (
+                (1, 1),
+                (dilation,) * 2,
+                (dilation,) * 2,
+            )
         assert stage[0].downsample[0].stride == (1, 1)
     features = encoder(torch.zeros(1, 3, 64, 96))
     assert features.deep.shape[-2:] == (8, 12)
@@ -247,8 +258,7 @@ def test_chunked_dense_flow_equals_one_pass(tiny_cmp):
     image, sparse, mask = hint_inputs(batch=5, size=64)
     one_pass = tiny_cmp.dense_flow(image, sparse, mask)
     torch.testing.assert_close(tiny_cmp.dense_flow(image, sparse, mask, chunk_size=2), one_pass)
-    torch.testing.assert_close(
-        tiny_cmp.dense_flow(image.repeat(5, 1, 1, 1), sparse, mask, chunk_size=3), one_pass)
+    torch.testing.assert_close(tiny_cmp.dense_flow(image.repeat(5, 1, 1, 1), sparse, mask, chunk_size=3), one_pass)
 
 
 def test_tiny_cmp_runs_a_batch_of_24_on_the_cmp_grid(tiny_cmp):

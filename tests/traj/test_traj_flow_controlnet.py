@@ -127,7 +127,9 @@ def test_forward_follows_the_specified_injection_order(controlnet, inputs, outpu
         skips += block_skips
         hidden = hidden + warped[1]
         hidden = hidden + warped[1]
-        mid = model.mid_block(hidden_states=hidden, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator)
+        mid = model.mid_block(
+            hidden_states=hidden, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator
+        )
 
     for index, (skip, residual) in enumerate(zip(skips, output.down_block_res_samples)):
         torch.testing.assert_close(residual, model.controlnet_down_blocks[index](skip), atol=1e-5, rtol=1e-5)
@@ -138,7 +140,9 @@ def test_conditioning_scale_multiplies_every_residual(controlnet, inputs, output
     with torch.no_grad():
         half = controlnet(**inputs, conditioning_scale=0.5)
         off = controlnet(**inputs, conditioning_scale=0.0)
-    for full, halved, zero in zip(output.down_block_res_samples, half.down_block_res_samples, off.down_block_res_samples):
+    for full, halved, zero in zip(
+        output.down_block_res_samples, half.down_block_res_samples, off.down_block_res_samples
+    ):
         assert torch.equal(halved, full * 0.5)
         assert not zero.any()
     assert torch.equal(half.mid_block_res_sample, output.mid_block_res_sample * 0.5)
@@ -203,14 +207,20 @@ def test_quirk_from_unet_copies_the_encoder_but_not_add_embedding(unet):
         if name.split(".")[0] in ("conv_in", "time_embedding", "down_blocks", "mid_block"):
             assert torch.equal(adapter[name], tensor), name
     assert not torch.equal(adapter["add_embedding.linear_1.weight"], unet.state_dict()["add_embedding.linear_1.weight"])
-    zero_convs = [controlnet.controlnet_cond_embedding.conv_out, controlnet.controlnet_mid_block,
-                  *controlnet.controlnet_down_blocks, *controlnet.flow_encoder.zeroconvs]
+    zero_convs = [
+        controlnet.controlnet_cond_embedding.conv_out,
+        controlnet.controlnet_mid_block,
+        *controlnet.controlnet_down_blocks,
+        *controlnet.flow_encoder.zeroconvs,
+    ]
     assert all(not p.any() for layer in zero_convs for p in layer.parameters())
     assert controlnet.config.num_attention_heads == unet.config.num_attention_heads
 
 
 def test_from_unet_can_use_other_attention_heads(unet):
-    controlnet = FlowControlNet.from_unet(unet, conditioning_embedding_out_channels=(16, 32), num_attention_heads=(4, 8))
+    controlnet = FlowControlNet.from_unet(
+        unet, conditioning_embedding_out_channels=(16, 32), num_attention_heads=(4, 8)
+    )
     assert controlnet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.heads == 4
     assert controlnet.mid_block.attentions[0].transformer_blocks[0].attn1.heads == 8
 
@@ -240,17 +250,32 @@ def test_released_geometry_at_512_on_fake_tensors():
         controlnet = FlowControlNet()
         assert controlnet.pyramid_strides == (8, 16, 32, 64) and controlnet.size_multiple == 64
         out = controlnet(
-            torch.randn(1, 25, 8, 64, 64), torch.tensor(1.0), torch.randn(1, 1, 1024), torch.randn(1, 3),
-            torch.randn(1, 3, 512, 512), torch.randn(1, 24, 2, 512, 512),
+            torch.randn(1, 25, 8, 64, 64),
+            torch.tensor(1.0),
+            torch.randn(1, 1, 1024),
+            torch.randn(1, 3),
+            torch.randn(1, 3, 512, 512),
+            torch.randn(1, 24, 2, 512, 512),
         )
         shapes = [tuple(r.shape[1:]) for r in out.down_block_res_samples]
         with pytest.raises(InputError, match=r"576x520.*multiples of 64"):
             controlnet(
-                torch.randn(1, 25, 8, 65, 72), torch.tensor(1.0), torch.randn(1, 1, 1024), torch.randn(1, 3),
-                torch.randn(1, 3, 520, 576), torch.randn(1, 24, 2, 520, 576),
+                torch.randn(1, 25, 8, 65, 72),
+                torch.tensor(1.0),
+                torch.randn(1, 1, 1024),
+                torch.randn(1, 3),
+                torch.randn(1, 3, 520, 576),
+                torch.randn(1, 24, 2, 520, 576),
             )
-    assert shapes == [(320, 64, 64)] * 3 + [(320, 32, 32)] + [(640, 32, 32)] * 2 + [(640, 16, 16)] \
-        + [(1280, 16, 16)] * 2 + [(1280, 8, 8)] * 3
+    assert (
+        shapes
+        == [(320, 64, 64)] * 3
+        + [(320, 32, 32)]
+        + [(640, 32, 32)] * 2
+        + [(640, 16, 16)]
+        + [(1280, 16, 16)] * 2
+        + [(1280, 8, 8)] * 3
+    )
     assert tuple(out.mid_block_res_sample.shape) == (25, 1280, 8, 8)
 
 
@@ -268,8 +293,12 @@ def test_released_geometry_at_512_on_fake_tensors():
         (lambda x: x.update(controlnet_cond=x["controlnet_cond"][:, :1]), r"controlnet_cond must have 3 channels"),
         (lambda x: x.update(controlnet_cond=x["controlnet_cond"][:1]), r"controlnet_cond has batch size 1"),
         (lambda x: x.update(encoder_hidden_states=x["encoder_hidden_states"][:, 0]), r"encoder_hidden_states must be"),
-        (lambda x: x.update(controlnet_cond=x["controlnet_cond"][..., :8, :8],
-                            controlnet_flow=x["controlnet_flow"][..., :8, :8]), r"controlnet_cond is 8x8 .* latents are 8x8: .* 2x the latent size"),
+        (
+            lambda x: x.update(
+                controlnet_cond=x["controlnet_cond"][..., :8, :8], controlnet_flow=x["controlnet_flow"][..., :8, :8]
+            ),
+            r"controlnet_cond is 8x8 .* latents are 8x8: .* 2x the latent size",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(controlnet, make_adapter_inputs, change, message):

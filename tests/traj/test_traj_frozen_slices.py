@@ -19,6 +19,8 @@ def test_tiny_pipeline_output_slice_is_unchanged():
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(3, SIZE, SIZE, generator=generator)
     flow = torch.randn(1, 2, 2, SIZE, SIZE, generator=generator) * 3
-    frames = pipe(image, flow, num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(7)).frames
+    frames = pipe(
+        image, flow, num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(7)
+    ).frames
     values = frames[0, :, SIZE // 2, SIZE // 2 : SIZE // 2 + 3, 0].flatten()
     np.testing.assert_allclose(values, EXPECTED, rtol=0, atol=1e-4, err_msg=f"now {values.round(6).tolist()}")

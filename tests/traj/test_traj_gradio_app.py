@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from ui_helpers import select, served_demo
+
 from utils import ui_state
 from utils.video_io import read_video
 
@@ -165,7 +165,12 @@ def test_drawing_view_magnifies_by_whole_pixels_and_draws_clicks_at_their_block_
     assert view.shape == (384, 512, 3)
     assert tuple(view[4, 508]) == ui_state.TRACK_PALETTE[0]  # the pin in the centre of block (63, 0)
     assert tuple(view[40, 40]) == (100, 100, 100)
-    assert ui_state.magnify(np.arange(4).reshape(2, 2), 2).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    assert ui_state.magnify(np.arange(4).reshape(2, 2), 2).tolist() == [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 3, 3],
+        [2, 2, 3, 3],
+    ]
 
 
 def test_undo_click_removes_the_last_click_and_goes_back_into_the_previous_track():

@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 
+import inference
 import numpy as np
 import pytest
 from PIL import Image
 
-import inference
 from utils.video_io import read_video
 
 FAST = ["--tiny", "--height", "32", "--width", "32"]  # tiny models at 32x32, 2 steps
@@ -151,8 +151,8 @@ def test_a_jobs_line_without_an_output_is_refused(tmp_path, capsys):
     ("job", "message"),
     [
         ({"fps": "20"}, "line 1: \"fps\" must be a number, got '20'"),
-        ({"num_frames": 3.5}, "line 1: \"num_frames\" must be an integer, got 3.5"),
-        ({"output": 5}, "line 1: \"output\" must be a non-empty path string, got 5"),
+        ({"num_frames": 3.5}, 'line 1: "num_frames" must be an integer, got 3.5'),
+        ({"output": 5}, 'line 1: "output" must be a non-empty path string, got 5'),
     ],
 )
 def test_a_jobs_line_with_a_wrongly_typed_value_is_refused_before_any_run(tmp_path, capsys, job, message):
@@ -201,11 +201,20 @@ def test_tiny_runs_a_trained_adapter_folder_that_fits_the_tiny_svd(tmp_path, cap
     animator = TrajectoryAnimator(tiny=True, device="cpu", adapter=tmp_path / "controlnet", show_progress=False)
     loaded = animator.pipe.controlnet.state_dict()
     assert all(np.array_equal(loaded[name].numpy(), value.numpy()) for name, value in trained.state_dict().items())
-    assert not np.array_equal(TrajectoryAnimator(tiny=True, device="cpu").pipe.controlnet.conv_in.weight.detach().numpy(),
-                              loaded["conv_in.weight"].numpy())  # fmt: skip
+    untrained = TrajectoryAnimator(tiny=True, device="cpu").pipe.controlnet.conv_in.weight.detach().numpy()
+    assert not np.array_equal(untrained, loaded["conv_in.weight"].numpy())
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [30, 20]]])
-    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4"), "--num_frames", "4"]
+    arguments = [
+        "--image",
+        str(image),
+        "--trajectories",
+        str(tracks),
+        "--output",
+        str(tmp_path / "o.mp4"),
+        "--num_frames",
+        "4",
+    ]
     assert inference.main([*FAST, "--adapter", str(tmp_path / "controlnet"), *arguments]) == 0
     assert read_video(tmp_path / "o.mp4").frames.shape == (4, 32, 32, 3)
 

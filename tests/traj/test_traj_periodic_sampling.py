@@ -15,7 +15,6 @@ from utils.periodic_sampling import (
 )
 from utils.scheduling import build_svd_scheduler
 
-
 # ---------------------------------------------------------------------------------------------- views
 
 
@@ -28,7 +27,10 @@ def test_quirk_windows_of_25_stride_12_anchored_on_frame_0_with_the_tail_always_
 @pytest.mark.parametrize(
     "num_frames, views",
     [
-        (2, [(1, 2)]), (24, [(1, 24)]), (25, [(1, 25)]), (26, [(1, 25), (2, 26)]),
+        (2, [(1, 2)]),
+        (24, [(1, 24)]),
+        (25, [(1, 25)]),
+        (26, [(1, 25), (2, 26)]),
         (37, [(1, 25), (13, 37), (13, 37)]),  # (N - W) % S == 0: the tail repeats the last view, as released
     ],  # fmt: skip
 )
@@ -57,7 +59,12 @@ def test_views_cover_every_frame_with_full_windows(window, stride):
 
 @pytest.mark.parametrize(
     "args, message",
-    [((1,), "num_frames must be at least 2"), ((30, 1), "window must be"), ((30, 5, 5), "stride"), ((30, 5, 0), "stride")],
+    [
+        ((1,), "num_frames must be at least 2"),
+        ((30, 1), "window must be"),
+        ((30, 5, 5), "stride"),
+        ((30, 5, 0), "stride"),
+    ],
 )
 def test_invalid_view_arguments(args, message):
     with pytest.raises(InputError, match=message):

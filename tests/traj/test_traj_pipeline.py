@@ -4,7 +4,6 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 
 from utils.errors import InputError

@@ -36,7 +36,9 @@ def test_is_the_stock_euler_scheduler_with_the_svd_config():
 def test_sigmas_follow_the_karras_ramp_and_end_at_zero(scheduler):
     expected = karras_sigmas(STEPS) + [0.0]
     assert scheduler.sigmas.shape == (STEPS + 1,)
-    torch.testing.assert_close(scheduler.sigmas.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        scheduler.sigmas.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_sigmas_match_the_published_values(scheduler):
@@ -47,7 +49,9 @@ def test_sigmas_match_the_published_values(scheduler):
 
 def test_timesteps_are_a_quarter_log_sigma(scheduler):
     expected = [0.25 * math.log(sigma) for sigma in karras_sigmas(STEPS)]
-    torch.testing.assert_close(scheduler.timesteps.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        scheduler.timesteps.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5
+    )
     assert scheduler.timesteps[0].item() == pytest.approx(1.638, abs=5e-4)
     assert scheduler.timesteps[-1].item() == pytest.approx(-1.554, abs=5e-4)
 

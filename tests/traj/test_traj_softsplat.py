@@ -11,8 +11,10 @@ from models.softsplat import softsplat, splat_sum
 def naive_softsplat(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """One source pixel at a time: bilinear corners, out-of-range dropped, non-finite skipped, avg mode."""
     batch, channels, height, width = features.shape
-    summed = [[[[features.new_zeros(()) for _ in range(width)] for _ in range(height)] for _ in range(channels + 1)]
-              for _ in range(batch)]
+    summed = [
+        [[[features.new_zeros(()) for _ in range(width)] for _ in range(height)] for _ in range(channels + 1)]
+        for _ in range(batch)
+    ]
     for n in range(batch):
         for y in range(height):
             for x in range(width):
@@ -22,14 +24,19 @@ def naive_softsplat(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
                     continue
                 x0, y0 = math.floor(tx.item()), math.floor(ty.item())
                 fx, fy = tx - x0, ty - y0
-                for cx, cy, w in ((x0, y0, (1 - fx) * (1 - fy)), (x0 + 1, y0, fx * (1 - fy)),
-                                  (x0, y0 + 1, (1 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)):
+                for cx, cy, w in (
+                    (x0, y0, (1 - fx) * (1 - fy)),
+                    (x0 + 1, y0, fx * (1 - fy)),
+                    (x0, y0 + 1, (1 - fx) * fy),
+                    (x0 + 1, y0 + 1, fx * fy),
+                ):
                     if 0 <= cx < width and 0 <= cy < height:
                         for c in range(channels):
                             summed[n][c][cy][cx] = summed[n][c][cy][cx] + w * features[n, c, y, x]
                         summed[n][channels][cy][cx] = summed[n][channels][cy][cx] + w
-    out = torch.stack([torch.stack([torch.stack([torch.stack(row) for row in plane]) for plane in image])
-                       for image in summed])
+    out = torch.stack(
+        [torch.stack([torch.stack([torch.stack(row) for row in plane]) for plane in image]) for image in summed]
+    )
     return out[:, :channels] / (out[:, channels:] + 1e-7)
 
 

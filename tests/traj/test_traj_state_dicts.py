@@ -55,7 +55,9 @@ def test_default_flow_controlnet_matches_the_released_listing():
 def test_flow_controlnet_from_the_svd_unet_matches_the_released_listing(svd_unet):
     _, expected = read_listing("traj_flowcontrolnet")
     with torch.device("meta"):
-        controlnet = FlowControlNet.from_unet(svd_unet, num_attention_heads=(5, 10, 10, 20), load_weights_from_unet=False)
+        controlnet = FlowControlNet.from_unet(
+            svd_unet, num_attention_heads=(5, 10, 10, 20), load_weights_from_unet=False
+        )
     assert entries_of(controlnet) == expected
 
 
@@ -76,7 +78,10 @@ def test_released_config_json_builds_the_released_adapter():
 def test_adapter_trunk_has_the_unet_names_and_shapes(svd_unet):
     unet_entries = dict(entries_of(svd_unet))
     _, adapter = read_listing("traj_flowcontrolnet")
-    shared = [(key, shape) for key, shape in adapter if key.split(".")[0] in ("conv_in", "time_embedding",
-                                                                              "add_embedding", "down_blocks", "mid_block")]
+    shared = [
+        (key, shape)
+        for key, shape in adapter
+        if key.split(".")[0] in ("conv_in", "time_embedding", "add_embedding", "down_blocks", "mid_block")
+    ]
     assert len(shared) == 629
     assert all(unet_entries[key] == shape for key, shape in shared)

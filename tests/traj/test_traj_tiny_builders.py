@@ -19,7 +19,9 @@ from utils.tiny import (
 
 def test_import_does_not_load_diffusers_or_transformers(subproject_dir):
     code = "import sys, utils.tiny; print('diffusers' in sys.modules, 'transformers' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=subproject_dir, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=subproject_dir, capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == ["False", "False"]
 
 
@@ -31,7 +33,7 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     assert torch.equal(torch.rand(3), expected_next)
     second = tiny_flow_controlnet(seed=5)
     other = tiny_flow_controlnet(seed=6)
-    for (name, a), b, c in zip(first.state_dict().items(), second.state_dict().values(), other.state_dict().values()):
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(first.controlnet_mid_block.weight, other.controlnet_mid_block.weight)
 

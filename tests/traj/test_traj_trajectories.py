@@ -81,7 +81,11 @@ def test_quirk_hint_is_the_truncated_displacement_at_the_single_start_pixel():
 
 
 def test_quirk_hints_of_coincident_starts_add_up():
-    tracks = [resample_track([(4, 4), (6, 4)], 2), resample_track([(4, 4), (4, 9)], 2), resample_track([(1, 2), (0, 0)], 2)]
+    tracks = [
+        resample_track([(4, 4), (6, 4)], 2),
+        resample_track([(4, 4), (4, 9)], 2),
+        resample_track([(1, 2), (0, 0)], 2),
+    ]
     sparse, mask = sparse_hints(tracks, grid=16)
     assert sparse[0, :, 4, 4].tolist() == [2.0, 5.0]
     assert mask[0, :, 4, 4].tolist() == [2.0, 2.0]

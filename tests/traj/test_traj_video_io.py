@@ -308,7 +308,9 @@ def test_a_video_that_decodes_only_partly_is_refused_naming_both_counts(tmp_path
     whole = _encoded(tmp_path / "whole.avi", 121, "mpeg4").read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole[: len(whole) // 2])  # the header still announces 121 frames (4.84 s)
-    with pytest.raises(InputError, match=r"cut.avi is damaged or cut: only (\d+) of the 121 frames \(4.84 s\)") as error:
+    with pytest.raises(
+        InputError, match=r"cut.avi is damaged or cut: only (\d+) of the 121 frames \(4.84 s\)"
+    ) as error:
         read_video(cut)
     assert int(error.value.args[0].split("only ")[1].split()[0]) < 0.9 * 121
 

@@ -146,9 +146,7 @@ class CMP(ModelMixin, ConfigMixin):
             shared_features = self.image_encoder(image) if image.shape[0] == 1 else None
             for start in range(0, num_items, step):
                 stop = min(start + step, num_items)
-                features = (
-                    shared_features if shared_features is not None else self.image_encoder(image[start:stop])
-                )
+                features = shared_features if shared_features is not None else self.image_encoder(image[start:stop])
                 flow = self.logits_to_flow(self.decode(features, sparse_input[start:stop]))  # (n, 2, G/2, G/2)
                 flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=True)
                 chunks.append(flow.to(sparse_flow.device))
@@ -169,6 +167,8 @@ def check_dense_flow_inputs(
     if image.shape[-2:] != sparse_flow.shape[-2:]:
         raise ValueError(f"image size {tuple(image.shape[-2:])} differs from sparse_flow size {(height, width)}")
     if height % 8 or width % 8 or min(height, width) < MIN_INPUT_SIZE:
-        raise ValueError(f"CMP needs sides that are multiples of 8 and at least {MIN_INPUT_SIZE}, got {(height, width)}")
+        raise ValueError(
+            f"CMP needs sides that are multiples of 8 and at least {MIN_INPUT_SIZE}, got {(height, width)}"
+        )
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
