@@ -136,7 +136,8 @@ def test_stop_ends_a_run_without_writing_and_the_next_run_works(page, tiny_demo,
     files_before = _files_under(tiny_demo.outputs)
 
     page.locator("#run-button").click()
-    page.wait_for_function("() => document.body.innerText.includes('Denoising step 1/40')", timeout=RUN_TIMEOUT_MS)
+    # any step: on an idle machine the progress line may skip step 1
+    page.wait_for_function("() => /Denoising step \\d+\\/40/.test(document.body.innerText)", timeout=RUN_TIMEOUT_MS)
     page.locator("#stop-button").click()
     wait_for_text(page, "#status", "Stopped: nothing was written.", RUN_TIMEOUT_MS)  # at the end of a step
     assert _files_under(tiny_demo.outputs) == files_before
