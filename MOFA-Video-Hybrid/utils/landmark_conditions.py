@@ -150,7 +150,7 @@ def dense_landmark_flow(
     """Dense flow at the frame size from CMP hints.
 
     Args:
-        cmp: a :class:`models.cmp.CMP` in eval mode and float32.
+        cmp: a :class:`models.cmp.CMP` in eval mode and float32 (tiny mode: :class:`models.cmp.HintInterpolation`).
         image: ``(3, H, W)`` reference in [0, 1]; resized (nearest) to the hint grid.
         sparse_flow, sparse_mask: ``(1, N-1, 2, G, G)`` from :func:`sparse_landmark_flow`.
         width, height: frame size.
@@ -161,7 +161,7 @@ def dense_landmark_flow(
         ``width / G`` and y by ``height / G``.
     """
     grid = sparse_flow.shape[-1]
-    device = next(cmp.parameters()).device
+    device = cmp.device
     grid_image = F.interpolate(image[None].float().to(device), size=(grid, grid), mode="nearest")
     flow = cmp.dense_flow(grid_image, sparse_flow[0].to(device), sparse_mask[0].to(device), chunk_size=chunk_size)
     flow = F.interpolate(flow, size=(height, width), mode="nearest")
@@ -187,7 +187,7 @@ def build_landmark_conditions(
     :func:`sparse_landmark_flow` on a ``grid``² canvas densified by :func:`dense_landmark_flow`.
 
     Args:
-        cmp: a :class:`models.cmp.CMP` in eval mode and float32.
+        cmp: a :class:`models.cmp.CMP` in eval mode and float32 (tiny mode: :class:`models.cmp.HintInterpolation`).
         image: ``(3, H, W)`` reference in [0, 1]; its size is the frame size.
         landmarks: ``(N >= 2, 68, 2)`` pixels of ``image``, frame 0 the reference's own landmarks.
         hint_dtype: the dtype landmarks are scaled to the grid in (float16 gives the released fp16 run's

@@ -5,6 +5,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -319,3 +320,44 @@ def test_save_pretrained_round_trip_keeps_config_and_weights(tiny_cmp, tmp_path)
     assert list(reloaded.config.encoder_blocks) == list(TINY_CMP_CONFIG["encoder_blocks"])
     for key, value in tiny_cmp.state_dict().items():
         assert torch.equal(reloaded.state_dict()[key], value), key
+
+
+def _hint_interpolation_oracle(hints, grid, sigma):
+    """Literal per-pixel sums over the hints ``[(row, col, dx, dy), ...]`` (one count each)."""
+    radius = round(3 * sigma)
+    flow = np.zeros((2, grid, grid))
+    for row in range(grid):
+        for col in range(grid):
+            total, weight = np.zeros(2), 0.0
+            for hint_row, hint_col, dx, dy in hints:
+                if abs(row - hint_row) <= radius and abs(col - hint_col) <= radius:
+                    g = np.exp(-((row - hint_row) ** 2 + (col - hint_col) ** 2) / (2 * sigma**2))
+                    total += g * np.array([dx, dy])
+                    weight += g
+            flow[:, row, col] = total / max(weight, 1.0)
+    return flow
+
+
+def test_hint_interpolation_spreads_hints_as_a_clamped_gaussian_average():
+    from models.cmp import HintInterpolation
+
+    grid, sigma = 64, 2.0
+    hints = [(5, 6, 4.0, -2.0), (7, 8, -1.0, 3.0), (50, 3, 0.0, 5.0)]
+    sparse, mask = torch.zeros(1, 2, grid, grid), torch.zeros(1, 2, grid, grid)
+    for row, col, dx, dy in hints:
+        sparse[0, :, row, col] += torch.tensor([dx, dy])
+        mask[0, :, row, col] += 1
+    flow = HintInterpolation(sigma).dense_flow(torch.rand(1, 3, grid, grid), sparse, mask)
+    assert flow.shape == (1, 2, grid, grid) and flow.dtype == torch.float32
+    np.testing.assert_allclose(flow[0].numpy(), _hint_interpolation_oracle(hints, grid, sigma), atol=1e-5)
+    assert torch.equal(flow[0, :, 50, 3], torch.tensor([0.0, 5.0]))  # an isolated hint keeps its value
+    assert flow[0, :, 0, 63].abs().max() == 0  # far from every hint nothing moves
+
+
+def test_hint_interpolation_averages_coinciding_hints():
+    from models.cmp import HintInterpolation
+
+    sparse, mask = torch.zeros(2, 2, 64, 64), torch.zeros(2, 2, 64, 64)
+    sparse[:, :, 4, 4], mask[:, :, 4, 4] = torch.tensor([6.0, -2.0]), 2  # two tracks from one pixel
+    flow = HintInterpolation(1.0).dense_flow(torch.rand(1, 3, 64, 64), sparse, mask, chunk_size=1)
+    assert torch.allclose(flow[:, :, 4, 4], torch.tensor([[3.0, -1.0]] * 2))
