@@ -51,7 +51,7 @@ from pipeline.animator_base import (
     tiny_svd_parts,
     to_uint8_video,
 )
-from pipeline.pipeline import HybridFlowControlNetPipeline
+from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import require_mode
 from utils.errors import InputError

@@ -41,7 +41,7 @@ from pipeline.animator_base import (
     tiny_svd_parts,
     to_uint8_video,
 )
-from pipeline.pipeline import LandmarkFlowControlNetPipeline
+from pipeline.pipeline_landmark_flow_controlnet import LandmarkFlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files, require_mode
 from utils.errors import InputError

@@ -49,7 +49,7 @@ from pipeline.animator_base import (
     tiny_svd_parts,
     to_uint8_video,
 )
-from pipeline.pipeline import FlowControlNetPipeline
+from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
 from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import require_mode
 from utils.errors import InputError

@@ -55,7 +55,7 @@ def preview_image(videos: Sequence[np.ndarray]) -> np.ndarray:
 
 def build_pipeline(components: TrainingComponents, controlnet: nn.Module) -> nn.Module:
     """The Traj inference pipeline around the training networks (no copies)."""
-    from pipeline.pipeline import FlowControlNetPipeline
+    from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
 
     return FlowControlNetPipeline(
         vae=components.vae,

@@ -232,9 +232,9 @@ def build_pipelines(case: str, parts: dict, device: str, dtype: torch.dtype) -> 
         from diffusers import StableVideoDiffusionPipeline
         from diffusers.pipelines.stable_video_diffusion import pipeline_stable_video_diffusion as svd_module
 
-        import pipeline.pipeline as traj_module
+        import pipeline.pipeline_flow_controlnet as traj_module
         from models.flow_controlnet import FlowControlNet
-        from pipeline.pipeline import FlowControlNetPipeline
+        from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
         from utils.tiny import tiny_feature_extractor
 
         adapter = build(FlowControlNet, device, dtype)
@@ -242,17 +242,17 @@ def build_pipelines(case: str, parts: dict, device: str, dtype: torch.dtype) -> 
         plain = StableVideoDiffusionPipeline(feature_extractor=tiny_feature_extractor(), scheduler=None, **parts)
         return {"a": (plain, svd_module, call_plain_svd), "b": (ours, traj_module, call_traj)}, cmp
     if case == "keypoint":
-        import pipeline.flow_controlnet_pipeline as base_module
+        import pipeline.pipeline_flow_controlnet as base_module
         from models.ldmk_controlnet import LandmarkFlowControlNet
-        from pipeline.pipeline import LandmarkFlowControlNetPipeline
+        from pipeline.pipeline_landmark_flow_controlnet import LandmarkFlowControlNetPipeline
 
         adapter = build(LandmarkFlowControlNet, device, dtype)
         pipe = LandmarkFlowControlNetPipeline(controlnet=adapter, scheduler=None, **parts)
         return {"c": (pipe, base_module, call_keypoint)}, cmp
-    import pipeline.flow_controlnet_pipeline as base_module
+    import pipeline.pipeline_flow_controlnet as base_module
     from models.flow_controlnet import FlowControlNet
     from models.ldmk_controlnet import LandmarkFlowControlNet
-    from pipeline.pipeline import HybridFlowControlNetPipeline
+    from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
 
     trajectory, landmark = build(FlowControlNet, device, dtype), build(LandmarkFlowControlNet, device, dtype)
     pipe = HybridFlowControlNetPipeline(controlnet=trajectory, ldmk_controlnet=landmark, scheduler=None, **parts)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from pipeline.animator_base import tiny_svd_parts
-from pipeline.pipeline import HybridFlowControlNetPipeline
+from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
 from utils.tiny import tiny_flow_controlnet
 from utils.tiny_keypoint import tiny_ldmk_controlnet
 

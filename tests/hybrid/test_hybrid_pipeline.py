@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pipeline.animator_base import tiny_svd_parts
-from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline
-from pipeline.pipeline import HybridFlowControlNetPipeline
+from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
+from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
 from utils.adapter_schedule import FAITHFUL, FAST
 from utils.errors import InputError
 from utils.tiny import tiny_flow_controlnet

@@ -16,7 +16,7 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from models.flow_controlnet import FlowControlNet
-from pipeline.pipeline import FlowControlNetPipeline
+from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
 from train_utils.arguments import parse_args
 from train_utils.checkpointing import prune_checkpoints
 from train_utils.components import freeze, load_components, set_trainable_parameters

@@ -18,7 +18,7 @@ SUBPROJECT = set_up_suite("MOFA-Video-Traj")
 import torch  # noqa: E402  (after set_up_suite, which sets torch's thread count)
 
 if TYPE_CHECKING:
-    from pipeline.pipeline import FlowControlNetPipeline
+    from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
 
 
 @pytest.fixture

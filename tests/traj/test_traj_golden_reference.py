@@ -17,7 +17,7 @@ from golden_fixtures import golden_unet_config, load_golden, numbered, prefixed
 from models.flow_controlnet import FlowControlNet
 from models.temporal_context import TEMPORAL_CONTEXTS, tiled_temporal_context
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
-from pipeline.pipeline import AdapterState, FlowControlNetPipeline
+from pipeline.pipeline_flow_controlnet import AdapterState, FlowControlNetPipeline
 from utils.adapter_schedule import FAITHFUL
 from utils.scheduling import build_svd_scheduler
 from utils.tiny import TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS, tiny_image_encoder, tiny_vae

@@ -1,4 +1,4 @@
-"""FlowControlNetPipeline end to end with tiny models (pipeline/pipeline.py)."""
+"""FlowControlNetPipeline end to end with tiny models (pipeline/pipeline_flow_controlnet.py)."""
 
 import numpy as np
 import PIL.Image

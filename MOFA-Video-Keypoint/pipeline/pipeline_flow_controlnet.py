@@ -1,4 +1,4 @@
-# Copied from MOFA-Video-Traj/pipeline/pipeline.py
+# Copied from MOFA-Video-Traj/pipeline/pipeline_flow_controlnet.py
 """FlowControlNetPipeline: Stable Video Diffusion image-to-video steered by a dense flow through the MOFA-Adapter.
 
 At every denoising step the adapter (:class:`models.flow_controlnet.FlowControlNet`) turns the first frame and

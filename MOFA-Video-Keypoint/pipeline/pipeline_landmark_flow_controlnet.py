@@ -1,6 +1,6 @@
 """LandmarkFlowControlNetPipeline: Stable Video Diffusion steered by facial landmarks, for videos of any length.
 
-The trajectory pipeline (:class:`pipeline.flow_controlnet_pipeline.FlowControlNetPipeline`) with the landmark
+The trajectory pipeline (:class:`pipeline.pipeline_flow_controlnet.FlowControlNetPipeline`) with the landmark
 adapter (:class:`models.ldmk_controlnet.LandmarkFlowControlNet`): besides the first frame and the dense landmark
 flow, the adapter sees the rendered pose image of every frame. Everything else is shared: CLIP and VAE encodings
 computed once, classifier-free guidance ``linspace(1, 3)`` over the positions of a window (the unconditional
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from models.ldmk_controlnet import LandmarkFlowControlNet
-from pipeline.flow_controlnet_pipeline import FlowControlNetPipeline, FlowControlNetPipelineOutput, ImageInput
+from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline, FlowControlNetPipelineOutput, ImageInput
 from utils.errors import InputError
 
 

@@ -9,7 +9,7 @@ At every denoising step (fewer in fast mode, see below), on the same classifier-
 - their residuals are fused per resolution as ``face * M + traj * (1 - M)`` with the landmark mask ``M``
   (:mod:`pipeline.residual_fusion`), and the UNet denoises with the fused residuals.
 
-Everything else is the trajectory pipeline's (:class:`pipeline.flow_controlnet_pipeline.FlowControlNetPipeline`,
+Everything else is the trajectory pipeline's (:class:`pipeline.pipeline_flow_controlnet.FlowControlNetPipeline`,
 whose condition encoding, noise, windows, denoising loop and decoding are reused): per-frame guidance
 ``linspace(1, 3, window)``, zero unconditional image embedding and latents but the same adapter conditions in
 both halves, micro-conditioning ``[6, 128, 0.02]``, CLIP input without mean/std normalisation, unscaled
@@ -43,7 +43,7 @@ from models.flow_controlnet import FlowControlNet
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
-from pipeline.flow_controlnet_pipeline import AdapterState, FlowControlNetPipeline, ImageInput
+from pipeline.pipeline_flow_controlnet import AdapterState, FlowControlNetPipeline, ImageInput
 from pipeline.residual_fusion import Residuals, fuse_residuals, mask_to_tensor
 from utils.adapter_schedule import FAITHFUL, REUSE, AdapterSchedule
 from utils.errors import InputError
@@ -54,7 +54,7 @@ class HybridPipelineOutput(BaseOutput):
     """Output of :class:`HybridFlowControlNetPipeline`.
 
     Args:
-        frames: as :class:`~pipeline.flow_controlnet_pipeline.FlowControlNetPipelineOutput` (``pil`` lists,
+        frames: as :class:`~pipeline.pipeline_flow_controlnet.FlowControlNetPipelineOutput` (``pil`` lists,
             ``np`` ``(B, T, H, W, 3)`` / ``pt`` ``(B, T, 3, H, W)`` in [0, 1], or ``latent``).
         trajectory_flow: ``(B, T-1, 2, H, W)`` float32 pixels, the drag flow used.
         landmark_flow: ``(B, T-1, 2, H, W)`` float32 pixels, the landmark flow used.
