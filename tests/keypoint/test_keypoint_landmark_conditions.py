@@ -86,8 +86,11 @@ class ConstantCMP(nn.Module):
 
     def __init__(self, dx: float, dy: float):
         super().__init__()
-        self.anchor = nn.Parameter(torch.zeros(1))
-        self.value = torch.tensor([dx, dy]).view(1, 2, 1, 1)
+        self.register_buffer("value", torch.tensor([dx, dy]).view(1, 2, 1, 1))
+
+    @property
+    def device(self) -> torch.device:
+        return self.value.device
 
     def dense_flow(self, image, sparse_flow, mask, chunk_size=None):
         self.seen = (image.shape, sparse_flow.shape, mask.shape)
