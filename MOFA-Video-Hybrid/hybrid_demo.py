@@ -44,7 +44,7 @@ from utils.driving_preview import browser_preview, read_clip_info
 from utils.errors import CheckpointError, InputError
 from utils.face_mask import describe_mask, describe_mask_choice
 from utils.memory import MEMORY_PRESETS
-from utils.video_io import load_image, save_png
+from utils.video_io import load_image
 
 MAX_FRAMES = 250
 CSS = """
@@ -265,8 +265,8 @@ class HybridDemoHandlers:
         session: hybrid_session.Session,
         mode: str,
         renderer: str,
-        trajectory_scale: float,
-        landmark_scale: float,
+        trajectory_conditioning_scale: float,
+        landmark_conditioning_scale: float,
         num_frames: float,
         steps: float,
         seed: float,
@@ -286,7 +286,8 @@ class HybridDemoHandlers:
         session_id = request.session_hash if request else ""
         self.stops.start(session_id)
         try:
-            result, paths = self.generate(session, mode, renderer, trajectory_scale, landmark_scale, num_frames,
+            result, paths = self.generate(session, mode, renderer, trajectory_conditioning_scale,
+                                          landmark_conditioning_scale, num_frames,
                                           steps, seed, memory, comparison, fast, temporal_context, progress,
                                           session_id)  # fmt: skip
         except RunStopped:
@@ -307,8 +308,9 @@ class HybridDemoHandlers:
         )
         return *[str(file) if file else None for file in files], view, describe_mask(result.landmark_mask), status
 
-    def generate(self, session, mode, renderer, trajectory_scale, landmark_scale, num_frames, steps, seed, memory,
-                 comparison, fast, temporal_context, progress, session_id):  # fmt: skip
+    def generate(self, session, mode, renderer, trajectory_conditioning_scale, landmark_conditioning_scale,
+                 num_frames, steps, seed, memory, comparison, fast, temporal_context, progress,
+                 session_id):  # fmt: skip
         """The run's stages, each announced on the progress bar and each ending with a stop check; returns
         ``(result, paths)``."""
         check = lambda: self.stops.check(session_id)  # noqa: E731
@@ -340,8 +342,8 @@ class HybridDemoHandlers:
             num_frames=frames,
             steps=int(steps),
             seed=int(seed),
-            trajectory_scale=float(trajectory_scale),
-            landmark_scale=float(landmark_scale),
+            trajectory_conditioning_scale=float(trajectory_conditioning_scale),
+            landmark_conditioning_scale=float(landmark_conditioning_scale),
             fast=bool(fast),
             temporal_context=temporal_context,
             progress=on_step,
@@ -350,8 +352,7 @@ class HybridDemoHandlers:
         audio = session["driving"] if self.kind == "audio" else None
         progress(1.0, desc="Writing videos" + (" and muxing the audio" if audio else ""))
         run_dir = new_run_dir(self.output_dir)
-        input_path = save_png(run_dir / "input.png", frame)
-        extra = {"input": str(input_path), "driving": session["driving"], "driving_kind": self.kind,
+        extra = {"driving": session["driving"], "driving_kind": self.kind,
                  "renderer": renderer, "landmark_frames": len(landmarks)}  # fmt: skip
         paths = self.animator.save(
             result, run_dir, audio_path=audio, comparison=bool(comparison), extra_settings=extra,
@@ -367,8 +368,8 @@ def advanced_settings(animator: HybridAnimator, kind: str, memory: str) -> dict[
     frames_label = f"Number of Frames (0 = length of the {kind})"
     return {
         "renderer": gr.Radio(renderers, value=renderers[0], label="Landmark Renderer"),
-        "trajectory_scale": gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale for Trajectory"),
-        "landmark_scale": gr.Slider(0, 1, value=1.0, step=0.01, label="Control Scale for Landmark"),
+        "trajectory_conditioning_scale": gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale for Trajectory"),
+        "landmark_conditioning_scale": gr.Slider(0, 1, value=1.0, step=0.01, label="Control Scale for Landmark"),
         "num_frames": gr.Slider(0, MAX_FRAMES, value=0, step=1, label=frames_label, elem_id="num-frames"),
         "steps": gr.Slider(1, 100, value=animator.default_steps, step=1, label="Denoising Steps", elem_id="steps"),
         "seed": gr.Number(42, precision=0, label="Seed"),

@@ -26,7 +26,6 @@ line and exits with status 2, before any model loads for a single run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import uuid
@@ -45,8 +44,9 @@ from utils.errors import InputError
 RENDERERS = ("aniportrait", "sadtalker")  # pipeline.hybrid_animator.AUDIO_RENDERERS, without importing torch
 MASK_MODES = ("auto", "painted", "landmarks", "none")  # utils.face_mask's rules
 JOB_OPTIONS = {
-    "renderer": str, "mask_mode": str, "num_frames": int, "steps": int, "seed": int, "trajectory_scale": float,
-    "landmark_scale": float, "fast": bool, "comparison": bool, "temporal_context": str,
+    "renderer": str, "mask_mode": str, "num_frames": int, "steps": int, "seed": int,
+    "trajectory_conditioning_scale": float, "landmark_conditioning_scale": float, "fast": bool, "comparison": bool,
+    "temporal_context": str,
 }  # fmt: skip
 """The options a job may set (null or absent: the command line's), with their JSON types."""
 JOB_PATHS = ("image", "audio", "video", "trajectories", "landmark_mask")
@@ -88,8 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_frames", type=int, default=None, help="frames (default: as long as the driver)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--trajectory_scale", type=float, default=0.6, help="drag adapter strength")
-    parser.add_argument("--landmark_scale", type=float, default=1.0, help="landmark adapter strength")
+    parser.add_argument("--trajectory_conditioning_scale", type=float, default=0.6, help="drag adapter strength")
+    parser.add_argument("--landmark_conditioning_scale", type=float, default=1.0, help="landmark adapter strength")
     parser.add_argument("--fast", action="store_true", help="both adapters at every 4th step, residuals reused")
     parser.add_argument("--comparison", action="store_true", help="also write the 7-panel comparison.mp4")
     parser.add_argument(
@@ -251,8 +251,6 @@ def prepare_job(job: Job, ckpt_dir: str | Path | None) -> dict:
 
 def run_job(animator, job: Job, image, tracks, brush, painted, say: Callable[[str], None] = print) -> Path:
     """Animate one job from its :func:`prepare_job` inputs and save its run folder; returns the folder."""
-    from utils.video_io import save_png
-
     frame = animator.prepare_image(image)
     geometry = FrameGeometry.between(image.size, frame.size)
     options = job.options
@@ -265,23 +263,16 @@ def run_job(animator, job: Job, image, tracks, brush, painted, say: Callable[[st
         brush_mask=None if brush is None else geometry.map_mask(brush),
         painted_landmark_mask=None if painted is None else geometry.map_mask(painted),
         mask_mode=options["mask_mode"], num_frames=options["num_frames"], steps=options["steps"],
-        seed=options["seed"], trajectory_scale=options["trajectory_scale"],
-        landmark_scale=options["landmark_scale"], fast=options["fast"],
+        seed=options["seed"], trajectory_conditioning_scale=options["trajectory_conditioning_scale"],
+        landmark_conditioning_scale=options["landmark_conditioning_scale"], fast=options["fast"],
         temporal_context=options["temporal_context"],
     )  # fmt: skip
-    input_path = save_png(job.run_dir / "input.png", frame)
-    extra = {"input": str(input_path), "driving": str(job.audio or job.video),
+    extra = {"driving": str(job.audio or job.video),
              "driving_kind": "audio" if job.audio is not None else "video",
              "renderer": "sadtalker" if job.video is not None else options["renderer"],
              "landmark_frames": len(landmarks), "inputs": job.inputs()}  # fmt: skip
-    try:
-        paths = animator.save(result, job.run_dir, audio_path=job.audio, comparison=options["comparison"],
-                              extra_settings=extra)  # fmt: skip
-    except BaseException:
-        input_path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            job.run_dir.rmdir()
-        raise
+    paths = animator.save(result, job.run_dir, audio_path=job.audio, comparison=options["comparison"],
+                          extra_settings=extra)  # fmt: skip
     for message in result.warnings:
         say(message)
     say(f"video: {paths.video} ({len(result.frames)} frames, {frame.width}x{frame.height}, 25 fps)")

@@ -6,16 +6,18 @@
     python inference_opendomain.py --jobs jobs.jsonl --save_root results   # many runs, models loaded once
     accelerate launch inference_opendomain.py --jobs jobs.jsonl            # the same, split over GPUs
 
-Writes, under ``<save_root>/<ldmk_render>/``, with ``<run>`` = ``<audio>_<time>`` (``<landmarks>_<time>``
-without audio; a job's ``name``, by default its audio's or landmark file's stem, in a jobs file):
-    ldmk/<image>/<run>/input.png         the prepared reference frame (the input is never modified)
-    ldmk/<image>/<run>/landmarks.npy     (1 + N, 68, 2) float64 landmarks in pixels of input.png,
-                                         N = ceil(25 s) (aniportrait) or floor(25 s) (sadtalker)
-    ldmk/<image>/<run>/landmarks.mp4     reference | drawn landmarks, 25 fps
-    out_video/<image>/<run>.mp4          the video, 25 fps, with the audio (AAC, padded or cut to the video);
-                                         silent when only landmarks are given
-    out_video/<image>/<run>_panels.mp4   with --panels: reference | flow | pose | dots | video
-    out_video/<image>/<run>.json         the settings used, written last
+Writes the run folder ``<save_root>/<run>/`` (the layout every mode shares, ``utils.run_output``), with ``<run>`` =
+``<image>_<audio>_<time>`` (``<image>_<landmarks>_<time>`` without audio; in a jobs file the job's ``name``, by
+default ``<image>_<audio or landmarks>``):
+    input.png          the prepared reference frame (the input is never modified)
+    landmarks.npy      (1 + N, 68, 2) float64 landmarks in pixels of input.png, every frame generated,
+                       N = ceil(25 s) (aniportrait) or floor(25 s) (sadtalker); reusable with --landmarks
+    landmarks.mp4      reference | drawn landmarks, 25 fps
+    output.mp4         the video, 25 fps, with the audio (AAC, padded or cut to the video); silent when only
+                       landmarks are given
+    flow.mp4           the landmark flow the adapter saw, colour-coded
+    comparison.mp4     with --panels: reference | flow | pose | dots | video (with the audio)
+    settings.json      the settings used, written last
 
 Jobs file (JSON lines), one run per line; relative paths are relative to the jobs file; ``img_path`` and
 ``audio_path`` or ``landmarks`` (or both) are needed, ``save_root`` too unless given on the command line;
@@ -24,8 +26,8 @@ else the command line's apply:
 
     {"img_path": "a.jpg", "audio_path": "a.wav", "save_root": "results", "seed": 1, "fast": true}
 
-Jobs whose ``<run>.json`` exists are skipped, so an interrupted batch resumes where it stopped (a job writes
-nothing until its video is generated). A job with bad input prints ``error: <its video>: <message>`` and the
+Jobs whose ``settings.json`` exists are skipped, so an interrupted batch resumes where it stopped (a job writes
+nothing until its video is generated). A job with bad input prints ``error: <its run folder>: <message>`` and the
 others go on; the exit status is then 2. A bad jobs file stops everything before any model loads.
 A single run with bad input prints one line ``error: ...`` and exits with status 2, before any file is written.
 """
@@ -35,10 +37,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,7 +51,6 @@ from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 
 RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
-FPS = 25
 JOB_OPTIONS = {"max_frame_len": int, "steps": int, "seed": int, "ldmk_render": str, "fast": bool, "panels": bool}
 JOB_PATHS = ("img_path", "audio_path", "landmarks", "save_root")
 
@@ -69,27 +68,13 @@ class Job:
     options: dict
 
     @property
-    def landmark_dir(self) -> Path:
-        return self.save_root / self.options["ldmk_render"] / "ldmk" / self.img_path.stem / self.name
-
-    @property
-    def video_path(self) -> Path:
-        return self.save_root / self.options["ldmk_render"] / "out_video" / self.img_path.stem / f"{self.name}.mp4"
-
-    @property
-    def panels_path(self) -> Path:
-        return self.video_path.with_name(f"{self.name}_panels.mp4")
+    def run_dir(self) -> Path:
+        return self.save_root / self.name
 
     @property
     def settings_path(self) -> Path:
         """Written last: its presence marks the job finished."""
-        return self.video_path.with_suffix(".json")
-
-    def outputs(self) -> list[Path]:
-        """Every file the job writes."""
-        outputs = [self.landmark_dir / name for name in ("input.png", "landmarks.npy", "landmarks.mp4")]
-        outputs += [self.video_path, self.settings_path]
-        return outputs + ([self.panels_path] if self.options["panels"] else [])
+        return self.run_dir / "settings.json"
 
     def settings(self) -> dict:
         """The job's inputs, name and options for the settings file."""
@@ -167,34 +152,33 @@ def split_ckpt_dir(path: str | None) -> tuple[Path | None, Path | None]:
 
 
 def single_job(args: argparse.Namespace) -> Job:
-    """The job of a command line without ``--jobs``, named ``<audio or landmarks stem>_<time>`` (unix seconds)."""
+    """The job of a command line without ``--jobs``, named ``<image>_<audio or landmarks>_<time>`` (file stems, unix
+    seconds)."""
     driver = Path(args.audio_path if args.audio_path is not None else args.landmarks)
     return Job(
         img_path=Path(args.img_path),
         audio_path=None if args.audio_path is None else Path(args.audio_path),
         landmarks=None if args.landmarks is None else Path(args.landmarks),
         save_root=Path(args.save_root),
-        name=f"{driver.stem}_{int(time.time())}",
+        name=f"{Path(args.img_path).stem}_{driver.stem}_{int(time.time())}",
         options={name: getattr(args, name) for name in JOB_OPTIONS},
     )
 
 
 @contextlib.contextmanager
 def reserved_run(job: Job) -> Iterator[Job]:
-    """The job under a name no other run has: its landmark folder is created exclusively, the name getting
-    ``_2``, ``_3``, ... when a run started in the same second has it. If the block fails, the folders created
-    here are removed again when nothing was written into them."""
+    """The job under a name no other run has: its run folder is created exclusively, the name getting ``_2``,
+    ``_3``, ... when a run started in the same second has it. If the block fails, the folders created here are
+    removed again when nothing was written into them."""
     base = job.name
     for count in itertools.count(1):
         job.name = base if count == 1 else f"{base}_{count}"
-        created = [folder for folder in (job.landmark_dir, *job.landmark_dir.parents) if not folder.exists()]
+        created = [folder for folder in (job.run_dir, *job.run_dir.parents) if not folder.exists()]
         try:
-            job.landmark_dir.mkdir(parents=True)
+            job.run_dir.mkdir(parents=True)
         except FileExistsError:
             continue
-        if not job.video_path.exists():
-            break
-        job.landmark_dir.rmdir()
+        break
     try:
         yield job
     except BaseException:
@@ -223,9 +207,9 @@ def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where
         raise InputError(f'{where}: no "save_root" (set it in the job or pass --save_root)')
     paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}
     paths["save_root"] = paths["save_root"] or Path(args.save_root)
-    name = entry.get("name") or (paths["audio_path"] or paths["landmarks"]).stem
+    name = entry.get("name") or f"{paths['img_path'].stem}_{(paths['audio_path'] or paths['landmarks']).stem}"
     if Path(name).name != name:
-        raise InputError(f'{where}: "name" must be a file name without folders, got {name!r}')
+        raise InputError(f'{where}: "name" must be a folder name without other folders, got {name!r}')
     return Job(**paths, name=name, options=options)
 
 
@@ -233,19 +217,18 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     """Parse a jobs file (schema in the module docstring); missing options come from ``args``.
 
     Raises:
-        InputError: missing file, a line that is not a valid job, or two jobs writing the same video.
+        InputError: missing file, a line that is not a valid job, or two jobs writing the same run folder.
     """
     jobs: list[Job] = []
     lines: dict[Path, int] = {}
     for number, entry in read_job_lines(path):
         where = f"{path}, line {number}"
         job = _job_from_entry(entry, path.parent, args, where)
-        if job.video_path in lines:
+        if job.run_dir in lines:
             raise InputError(
-                f"{where}: writes {job.video_path} as line {lines[job.video_path]} does; give the jobs different "
-                '"name"s'
+                f'{where}: writes {job.run_dir} as line {lines[job.run_dir]} does; give the jobs different "name"s'
             )
-        lines[job.video_path] = number
+        lines[job.run_dir] = number
         jobs.append(job)
     return jobs
 
@@ -262,8 +245,7 @@ def load_inputs(job: Job, ckpt_dir: Path | None = None) -> tuple:
     from utils.landmark_conditions import check_landmarks
     from utils.video_io import check_output_folder, load_image
 
-    check_output_folder(job.landmark_dir.parent)
-    check_output_folder(job.video_path.parent)
+    check_output_folder(job.save_root)
     max_frame_len, steps = job.options["max_frame_len"], job.options["steps"]
     if max_frame_len is not None and max_frame_len < 2:
         raise InputError(f"--max_frame_len must be at least 2 (the reference and one more frame), got {max_frame_len}")
@@ -301,31 +283,8 @@ def build_animator(args: argparse.Namespace, device: str | None, renderers: tupl
     )
 
 
-def write_outputs(job: Job, frame, landmarks: np.ndarray, result, overwrite: bool) -> None:
-    """Landmark files, the video (with the audio, if any) and the panels, each atomically."""
-    from utils.landmark_conditions import landmark_preview_frames
-    from utils.video_io import atomic_output, mux_audio, save_png, write_video
-
-    save_png(job.landmark_dir / "input.png", frame, overwrite=overwrite)
-    with atomic_output(job.landmark_dir / "landmarks.npy", overwrite) as temporary:
-        np.save(temporary, landmarks.astype(np.float64))
-    preview = landmark_preview_frames(np.asarray(frame), landmarks)
-    write_video(job.landmark_dir / "landmarks.mp4", preview, fps=FPS, overwrite=overwrite)
-    videos = [(job.video_path, result.frames)]
-    videos += [(job.panels_path, result.panel_frames())] if job.options["panels"] else []
-    if job.audio_path is None:
-        for path, frames in videos:
-            write_video(path, frames, fps=FPS, overwrite=overwrite)
-        return
-    job.video_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=job.video_path.parent, prefix=".silent.") as scratch:
-        for index, (path, frames) in enumerate(videos):
-            silent = write_video(Path(scratch) / f"{index}.mp4", frames, fps=FPS)
-            mux_audio(silent, job.audio_path, path, overwrite=overwrite, keep_all_frames=True)
-
-
 def run_job(animator, job: Job, inputs: tuple, args: argparse.Namespace, say: Callable[[str], None] = print) -> Path:
-    """Generate one job from its :func:`load_inputs` and write its files (nothing before the video is generated,
+    """Generate one job from its :func:`load_inputs` and write its run folder (nothing before the video is generated,
     the settings last).
 
     Returns:
@@ -334,52 +293,29 @@ def run_job(animator, job: Job, inputs: tuple, args: argparse.Namespace, say: Ca
     Raises:
         InputError: a bad input, or an existing output without ``--overwrite``.
     """
-    from pipeline.keypoint_animator import TINY_LANDMARK_NOTICES, TINY_NOTICE
-    from utils.video_io import atomic_output
+    from pipeline.keypoint_animator import OUTPUT_SLOTS
+    from utils.run_output import RunPaths, check_run_folder
 
     image, waveform, landmarks = inputs
-    existing = [str(path) for path in job.outputs() if path.exists()]
-    if existing and not args.overwrite:
-        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
-    renderer = job.options["ldmk_render"]
-    notices = [TINY_NOTICE] if animator.is_tiny else []
-    frame = animator.prepare_image(image)
-    if landmarks is None:
-        landmarks = animator.landmarks_from_audio(frame, waveform, job.img_path.name, renderer)
-        notices += [TINY_LANDMARK_NOTICES[renderer]] if animator.is_tiny else []
-    cap = job.options["max_frame_len"]
-    if cap is not None and len(landmarks) > cap:
-        notices.append(
-            f"max_frame_len={cap} cuts the video to {cap} of {len(landmarks)} frames "
-            f"({(cap - 1) / FPS:.2f} s of {(len(landmarks) - 1) / FPS:.2f} s)"
-        )
-    for notice in notices:
-        say(notice)
-
     options = job.options
+    check_run_folder(RunPaths.in_folder(job.run_dir, OUTPUT_SLOTS), args.overwrite)
+    frame = animator.prepare_image(image)
+    renderer = None
+    if landmarks is None:
+        renderer = options["ldmk_render"]
+        landmarks = animator.landmarks_from_audio(frame, waveform, job.img_path.name, renderer)
     result = animator.animate(
         frame, landmarks, max_frames=options["max_frame_len"], steps=options["steps"], seed=options["seed"],
-        fast=options["fast"], temporal_context=args.temporal_context,
+        fast=options["fast"], temporal_context=args.temporal_context, renderer=renderer,
     )  # fmt: skip
-    write_outputs(job, frame, landmarks, result, args.overwrite)
-    settings = {
-        **vars(args),
-        **job.settings(),
-        "frames": len(result.frames),
-        "width": frame.width,
-        "height": frame.height,
-        "fps": FPS,
-        "steps": animator.resolve_steps(options["steps"]),
-        "dtype": str(animator.memory.dtype).removeprefix("torch."),
-        "device": str(animator.device),
-        "notices": notices,
-    }
-    with atomic_output(job.settings_path, args.overwrite) as temporary:
-        temporary.write_text(json.dumps(settings, indent=2))
-    say(f"landmarks: {job.landmark_dir / 'landmarks.npy'}")
+    for warning in result.warnings:
+        say(warning)
+    extra = {**job.settings(), "device": str(animator.device)}
+    paths = animator.save(result, job.run_dir, job.audio_path, options["panels"], args.overwrite, extra)
     sound = "with audio" if job.audio_path is not None else "silent"
-    say(f"video: {job.video_path} ({len(result.frames)} frames, {frame.width}x{frame.height}, {FPS} fps, {sound})")
-    return job.video_path
+    say(f"landmarks: {paths.landmarks}")
+    say(f"video: {paths.video} ({len(result.frames)} frames, {frame.width}x{frame.height}, 25 fps, {sound})")
+    return paths.video
 
 
 def run_single(args: argparse.Namespace) -> Path:
@@ -413,7 +349,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     def is_finished(job: Job) -> bool:
         return job.settings_path.exists()
 
-    return run_batch(jobs, is_finished, start_worker, lambda job: job.video_path, args.device, args.overwrite)
+    return run_batch(jobs, is_finished, start_worker, lambda job: job.run_dir, args.device, args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

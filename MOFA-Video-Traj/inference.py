@@ -1,7 +1,8 @@
-"""Headless trajectory animation: image + trajectories JSON -> out.mp4, out_flow.mp4, out_hint.png, out.json.
+"""Headless trajectory animation: image + trajectories JSON -> a run folder (output.mp4, flow.mp4, hint.png,
+input.png, settings.json; ``utils.run_output``).
 
-    python inference.py --image photo.png --trajectories traj.json --output out.mp4
-    python inference.py --tiny --image photo.png --trajectories traj.json --output out.mp4   # no weights
+    python inference.py --image photo.png --trajectories traj.json --output runs/photo
+    python inference.py --tiny --image photo.png --trajectories traj.json --output runs/photo   # no weights
     python inference.py --tiny --adapter ../Training/runs/tiny1/controlnet ...   # a --tiny trained adapter
     python inference.py --jobs jobs.jsonl                                    # many runs, models loaded once
     accelerate launch inference.py --jobs jobs.jsonl                          # the same, split over GPUs
@@ -17,11 +18,12 @@ The first point of a track is where the motion starts; a one-point track pins th
 that start inside the brush only move the brushed area.
 
 Jobs file (JSON lines), one run per line; relative paths are relative to the jobs file; any option below
-(num_frames, steps, seed, control_scale, height, width, fps, fast) may be set per job, else the command line's:
+(num_frames, steps, seed, conditioning_scale, height, width, fps, fast) may be set per job, else the command line's;
+``output`` is the job's run folder:
 
-    {"image": "a.png", "trajectories": "a.json", "output": "out/a.mp4", "seed": 1}
+    {"image": "a.png", "trajectories": "a.json", "output": "out/a", "seed": 1}
 
-Jobs whose ``out.json`` exists are skipped, so an interrupted batch resumes where it stopped.
+Jobs whose ``settings.json`` exists are skipped, so an interrupted batch resumes where it stopped.
 Bad input prints ``error: <message>`` and exits with status 2.
 """
 
@@ -42,10 +44,10 @@ from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
 from utils.trajectory_files import load_trajectories
-from utils.video_io import check_output_folder, load_image
+from utils.video_io import load_image
 
 JOB_OPTIONS = {
-    "num_frames": int, "steps": int, "seed": int, "control_scale": float,
+    "num_frames": int, "steps": int, "seed": int, "conditioning_scale": float,
     "height": int, "width": int, "fps": float, "fast": bool,
 }  # fmt: skip
 """The options a job may set (null or absent: the command line's), with their JSON types."""
@@ -62,7 +64,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 @dataclass
 class Job:
-    """One run: input paths, output path and the per-run options (``JOB_OPTIONS``)."""
+    """One run: input paths, its run folder (``output``) and the per-run options (``JOB_OPTIONS``)."""
 
     image: Path
     trajectories: Path
@@ -80,12 +82,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--image", type=Path, help="input image")
     parser.add_argument("--trajectories", type=Path, help="trajectories JSON (schema in the module docstring)")
-    parser.add_argument("--output", type=Path, help="output video; _flow.mp4, _hint.png, .json are written beside it")
+    parser.add_argument(
+        "--output", type=Path, help="run folder: output.mp4, flow.mp4, hint.png, input.png, settings.json"
+    )
     parser.add_argument("--jobs", type=Path, help="JSON-lines file of runs (replaces --image/--trajectories/--output)")
     parser.add_argument("--num_frames", type=int, default=25, help="frames, first frame included (>25: windows)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 25; 2 in tiny mode)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--control_scale", type=float, default=0.6, help="adapter strength (1.0 tends to distort)")
+    parser.add_argument("--conditioning_scale", type=float, default=0.6, help="adapter strength (1.0 tends to distort)")
     parser.add_argument("--height", type=int, default=None, help="frame height (multiple of 64); with --width")
     parser.add_argument(
         "--width",
@@ -173,14 +177,13 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
             output without ``overwrite``.
     """
     from pipeline.animator_base import check_num_frames
-    from pipeline.trajectory_animator import OutputPaths
+    from pipeline.trajectory_animator import run_paths
+    from utils.run_output import check_run_folder
     from utils.trajectories import validate_tracks
 
-    check_output_folder(job.output.parent)
-    paths = OutputPaths.for_video(job.output)
-    existing = paths.existing()
-    if existing and not overwrite:
-        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    if job.output.suffix.lower() == ".mp4":
+        raise InputError(f"the output is a run folder (its video is output.mp4 inside it), not a video: {job.output}")
+    check_run_folder(run_paths(job.output), overwrite)
     check_num_frames(job.options["num_frames"])
     if not job.options["fps"] > 0:
         raise InputError(f"fps must be positive, got {job.options['fps']}")
@@ -208,7 +211,7 @@ def run_job(
         num_frames=options["num_frames"],
         steps=options["steps"],
         seed=options["seed"],
-        control_scale=options["control_scale"],
+        conditioning_scale=options["conditioning_scale"],
         height=options["height"],
         width=options["width"],
         fast=options["fast"],
@@ -245,13 +248,13 @@ def run_single(args: argparse.Namespace) -> int:
 
 
 def run_jobs(args: argparse.Namespace) -> int:
-    """Run every unfinished job (``out.json`` missing), split across processes under ``accelerate launch``."""
+    """Run every unfinished job (``settings.json`` missing), split across processes under ``accelerate launch``."""
     from tqdm.auto import tqdm
 
-    from pipeline.trajectory_animator import OutputPaths
+    from pipeline.trajectory_animator import run_paths
 
     def is_finished(job: Job) -> bool:
-        return OutputPaths.for_video(job.output).settings.exists()
+        return run_paths(job.output).settings.exists()
 
     def start_worker(my_jobs: list[Job], device: str) -> Callable[[Job], None]:
         animator = build_animator(args, device)

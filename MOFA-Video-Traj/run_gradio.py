@@ -41,7 +41,7 @@ from utils.demo_page import (
 )
 from utils.errors import CheckpointError, InputError
 from utils.memory import MEMORY_PRESETS
-from utils.video_io import load_image, resize_and_center_crop, save_png
+from utils.video_io import load_image, resize_and_center_crop
 
 TITLE = "MOFA-Video-Traj"
 MAX_FRAMES = 125
@@ -216,7 +216,7 @@ class DemoHandlers:
         num_frames: float,
         steps: float,
         seed: float,
-        control_scale: float,
+        conditioning_scale: float,
         memory: str,
         fast: bool = False,
         temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
@@ -245,7 +245,7 @@ class DemoHandlers:
                 num_frames=int(num_frames),
                 steps=int(steps),
                 seed=int(seed),
-                control_scale=float(control_scale),
+                conditioning_scale=float(conditioning_scale),
                 memory=memory,
                 fast=bool(fast),
                 temporal_context=temporal_context,
@@ -254,9 +254,7 @@ class DemoHandlers:
             self.stops.check(session_id)
             progress(1.0, desc="Writing videos")
             run_dir = new_run_dir(self.output_dir)
-            input_path = save_png(run_dir / "input.png", session["image"])
-            video_path = run_dir / f"{output_stem(session['name'], 'traj')}.mp4"
-            paths = self.animator.save(result, video_path, extra_settings={"input": str(input_path)})
+            paths = self.animator.save(result, run_dir, name=output_stem(session["name"], "traj"))
         except RunStopped:
             return *unchanged, STOPPED_MESSAGE
         except InputError as error:
@@ -273,7 +271,7 @@ class DemoHandlers:
             if warning != TINY_NOTICE:  # the banner already says so
                 show_warning(warning)
         status = f"Done: {len(result.frames)} frames written to {_shown_path(run_dir)}."
-        return str(paths.video), str(paths.flow_video), str(paths.hint), status
+        return str(paths.video), str(paths.flow), str(paths.hint), status
 
 
 def advanced_settings(animator: TrajectoryAnimator, memory: str) -> dict[str, gr.components.Component]:
@@ -283,7 +281,7 @@ def advanced_settings(animator: TrajectoryAnimator, memory: str) -> dict[str, gr
         "num_frames": gr.Slider(2, MAX_FRAMES, value=25, step=1, label="Number of Frames", elem_id="num-frames"),
         "steps": gr.Slider(1, 100, value=animator.default_steps, step=1, label="Denoising Steps", elem_id="steps"),
         "seed": gr.Number(42, precision=0, label="Seed"),
-        "control_scale": gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale"),
+        "conditioning_scale": gr.Slider(0, 1, value=0.6, step=0.01, label="Control Scale"),
         "memory": gr.Dropdown(list(MEMORY_PRESETS), value=memory, label="Memory Preset"),
         "fast": gr.Checkbox(False, label="Fast Mode (adapter every 4th step, about 1.1x SVD time)"),
         "temporal_context": temporal_context_choice(),

@@ -16,19 +16,22 @@ The SVD parts every pipeline holds come from :func:`load_svd_parts` (released we
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 from models.cmp import CMP, CMP_GRID_SIZE
+from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import CMP_CHECKPOINT, SVD_DIR, default_ckpt_dir
 from utils.errors import InputError
 from utils.memory import apply_memory_preset, dtype_name, memory_plan
+from utils.run_output import RunSettings
 from utils.trajectories import trajectories_to_flow
 
 SHORT_SIDE = 512
@@ -42,6 +45,7 @@ ProgressFn = Callable[[int, int], None]
 """``progress(done_steps, total_steps)``, called after every denoising step."""
 StepEndCallback = Callable[[Any, int, Any, dict], dict]
 """A diffusers ``callback_on_step_end``."""
+Settings = TypeVar("Settings", bound=RunSettings)
 
 
 def default_device() -> torch.device:
@@ -79,10 +83,21 @@ def mask_to_rgba(mask: np.ndarray, color: tuple[int, int, int, int]) -> np.ndarr
     return rgba
 
 
+def points_as_lists(tracks: Sequence[Sequence[Sequence[float]]]) -> list[list[list[float]]]:
+    """Tracks of ``(x, y)`` points as JSON-ready lists of ``[x, y]`` floats."""
+    return [[[float(value) for value in point] for point in track] for track in tracks]
+
+
 def check_num_frames(num_frames: int) -> None:
     """Raise :class:`InputError` unless ``num_frames`` is an integer >= 2."""
     if int(num_frames) != num_frames or num_frames < 2:
         raise InputError(f"num_frames must be an integer >= 2, got {num_frames}")
+
+
+def check_scale(name: str, value: float) -> None:
+    """Raise :class:`InputError` unless an adapter strength ``value`` (called ``name``) is a finite number."""
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be a number, got {value}")
 
 
 def step_end_callback(progress: ProgressFn | None, steps: int) -> StepEndCallback | None:
@@ -231,6 +246,53 @@ class AnimatorBase(ABC):
             "memory": self.memory.as_dict(),
             "tiny": self.is_tiny,
             "ckpt_dir": None if self.ckpt_dir is None else str(self.ckpt_dir),
+        }
+
+    def run_settings(
+        self,
+        settings_class: type[Settings],
+        *,
+        decode_chunk_size: int | None = None,
+        window_size: int = 25,
+        window_stride: int | None = None,
+        fast: bool = False,
+        **values: Any,
+    ) -> Settings:
+        """A run's settings: ``values`` and the animator's own (CMP grid, memory, tiny, checkpoints), with the
+        defaults resolved (the preset's ``decode_chunk_size``, ``window_stride = window_size // 2``, the adapter
+        schedule of ``fast``)."""
+        return settings_class(
+            **values,
+            decode_chunk_size=decode_chunk_size or self.memory.decode_chunk_size,
+            window_size=window_size,
+            window_stride=window_size // 2 if window_stride is None else window_stride,
+            fast=fast,
+            adapter_schedule=adapter_schedule(fast).as_dict(),
+            cmp_grid=self.cmp_grid,
+            **self.model_settings(),
+        )
+
+    @staticmethod
+    def pipeline_kwargs(settings: RunSettings, progress: ProgressFn | None = None) -> dict[str, Any]:
+        """The pipeline keyword arguments every mode takes from its settings: length, steps, guidance,
+        micro-conditioning, windows, adapter schedule, temporal context, the noise generator seeded with
+        ``settings.seed`` and the step callback reporting ``progress``; frames come back as numpy arrays."""
+        return {
+            "num_frames": settings.num_frames,
+            "num_inference_steps": settings.steps,
+            "min_guidance_scale": settings.min_guidance_scale,
+            "max_guidance_scale": settings.max_guidance_scale,
+            "fps": settings.fps_id + 1,
+            "motion_bucket_id": settings.motion_bucket_id,
+            "noise_aug_strength": settings.noise_aug_strength,
+            "decode_chunk_size": settings.decode_chunk_size,
+            "window_size": settings.window_size,
+            "window_stride": settings.window_stride,
+            "adapter_schedule": adapter_schedule(settings.fast),
+            "temporal_context": settings.temporal_context,
+            "generator": torch.Generator("cpu").manual_seed(settings.seed),
+            "output_type": "np",
+            "callback_on_step_end": step_end_callback(progress, settings.steps),
         }
 
     def resolve_steps(self, steps: int | None) -> int:

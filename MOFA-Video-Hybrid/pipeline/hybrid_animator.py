@@ -7,8 +7,9 @@
     landmarks = animator.landmarks_from_audio(frame, "speech.mp3", renderer="aniportrait")
     # or: landmarks = animator.landmarks_from_video(frame, "driving.mp4")
     result = animator.animate(frame, landmarks, tracks, brush_mask=None, painted_landmark_mask=None,
-                              mask_mode="auto", num_frames=None, seed=42)
-    paths = animator.save(result, run_dir, audio_path="speech.mp3")   # audio muxed into output.mp4
+                              mask_mode="auto", num_frames=None, seed=42,
+                              trajectory_conditioning_scale=0.6, landmark_conditioning_scale=1.0)
+    paths = animator.save(result, run_dir, audio_path="speech.mp3")   # the run folder (utils.run_output)
 
 Landmarks are ``(1 + N, 68, 2)`` pixels of the frame; frame 0 is the reference face. Tracks, the motion brush
 and the painted landmark mask are in the frame's pixels too. The video has ``num_frames`` frames (default: as
@@ -23,10 +24,7 @@ is refused): it runs on a CPU in seconds and its videos are noise.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +41,16 @@ from pipeline.animator_base import (
     ProgressFn,
     as_rgb_image,
     check_num_frames,
+    check_scale,
     image_to_tensor,
     load_released_cmp,
     load_svd_parts,
     mask_to_rgba,
-    step_end_callback,
+    points_as_lists,
     tiny_svd_parts,
     to_uint8_video,
 )
 from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
-from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.face_mask import LandmarkMask, resolve_landmark_mask
@@ -63,16 +61,9 @@ from utils.landmark_conditions import (
     draw_landmark_dots,
     landmark_hint_dtype,
 )
+from utils.run_output import RunPaths, RunSettings, save_run
 from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
-from utils.video_io import (
-    atomic_output,
-    check_output_folder,
-    mux_audio,
-    read_video,
-    resize_and_center_crop,
-    save_png,
-    write_video,
-)
+from utils.video_io import read_video, resize_and_center_crop
 
 FPS = 25
 """Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
@@ -104,6 +95,29 @@ def fit_landmarks_length(landmarks: np.ndarray, num_frames: int) -> tuple[np.nda
 # ------------------------------------------------------------------------------------------------- results
 
 
+@dataclass(frozen=True, kw_only=True)
+class HybridRunSettings(RunSettings):
+    """A Hybrid run's settings: :class:`utils.run_output.RunSettings` (without ``conditioning_scale``), the two
+    adapters' strengths, the drags and the landmark mask.
+
+    Attributes:
+        trajectory_conditioning_scale, landmark_conditioning_scale: the drag and the landmark adapter's strength.
+        tracks: the drags, ``[[[x, y], ...], ...]`` pixels of the frame.
+        motion_brush: whether a motion brush was used.
+        landmark_mask_mode, landmark_mask_source, landmark_mask_coverage, mask_dilation: the landmark mask's rule,
+            where the mask in force came from, the share of the frame it covers, the automatic mask's dilation.
+    """
+
+    trajectory_conditioning_scale: float
+    landmark_conditioning_scale: float
+    tracks: list
+    motion_brush: bool
+    landmark_mask_mode: str
+    landmark_mask_source: str
+    landmark_mask_coverage: float
+    mask_dilation: int | None
+
+
 @dataclass
 class HybridResult:
     """Everything one :meth:`HybridAnimator.animate` call produced.
@@ -118,7 +132,7 @@ class HybridResult:
         landmark_mask: the mask in force and its source (:class:`utils.face_mask.LandmarkMask`).
         hint_image: RGBA PIL image: the frame at 50 % alpha, the drags, the motion brush and the landmark mask.
         warnings: human-readable warnings (tiny mode, held landmarks, drags CMP cannot express).
-        settings: every setting used (JSON-ready), written to ``settings.json`` by :meth:`HybridAnimator.save`.
+        settings: every setting used, written to ``settings.json`` by :meth:`HybridAnimator.save`.
     """
 
     frames: np.ndarray
@@ -130,44 +144,23 @@ class HybridResult:
     landmark_mask: LandmarkMask
     hint_image: Image.Image
     warnings: list[str]
-    settings: dict
+    settings: HybridRunSettings
 
-
-@dataclass(frozen=True)
-class HybridOutputPaths:
-    """The files of one run, all in one folder."""
-
-    video: Path
-    trajectory_flow: Path
-    landmark_flow: Path
-    landmark_video: Path
-    video_with_landmarks: Path
-    hint: Path
-    landmark_mask: Path
-    landmarks: Path
-    comparison: Path | None
-    settings: Path
-
-    @classmethod
-    def in_folder(cls, run_dir: Path, comparison: bool, name: str | None = None) -> HybridOutputPaths:
-        """The files in ``run_dir``; with ``name``, every file but ``settings.json`` starts with it (the video is
-        ``<name>.mp4``, the others ``<name>_trajectory_flow.mp4`` and so on) so that downloads say what they are."""
-        prefix = f"{name}_" if name else ""
-        return cls(
-            video=run_dir / f"{name or 'output'}.mp4",
-            trajectory_flow=run_dir / f"{prefix}trajectory_flow.mp4",
-            landmark_flow=run_dir / f"{prefix}landmark_flow.mp4",
-            landmark_video=run_dir / f"{prefix}landmarks.mp4",
-            video_with_landmarks=run_dir / f"{name or 'output'}_with_landmarks.mp4",
-            hint=run_dir / f"{prefix}hint.png",
-            landmark_mask=run_dir / f"{prefix}landmark_mask.png",
-            landmarks=run_dir / f"{prefix}landmarks.npy",
-            comparison=run_dir / f"{prefix}comparison.mp4" if comparison else None,
-            settings=run_dir / "settings.json",
-        )
-
-    def as_dict(self) -> dict[str, str]:
-        return {name: str(path) for name, path in self.__dict__.items() if path is not None}
+    def outputs(self, comparison: bool = True) -> dict[str, object]:
+        """The run folder's files by slot (:mod:`utils.run_output`); the videos drawn on the fly are generators."""
+        dotted = (draw_landmark_dots(frame, points) for frame, points in zip(self.frames, self.landmarks))
+        outputs = {
+            "video": self.frames,
+            "trajectory_flow": flow_video_frames(self.trajectory_flow),
+            "landmark_flow": flow_video_frames(self.landmark_flow),
+            "landmark_video": self.pose_frames,
+            "video_with_landmarks": dotted,
+            "hint": self.hint_image,
+            "landmark_mask": self.landmark_mask.mask,  # greyscale 0/255
+            "landmarks": self.landmarks,
+            "input": self.first_frame,
+        }
+        return {**outputs, "comparison": comparison_frames(self)} if comparison else outputs
 
 
 def comparison_frames(result: HybridResult) -> np.ndarray:
@@ -432,8 +425,8 @@ class HybridAnimator(AnimatorBase):
         num_frames: int | None = None,
         steps: int | None = None,
         seed: int = 42,
-        trajectory_scale: float = 0.6,
-        landmark_scale: float = 1.0,
+        trajectory_conditioning_scale: float = 0.6,
+        landmark_conditioning_scale: float = 1.0,
         min_guidance_scale: float = 1.0,
         max_guidance_scale: float = 3.0,
         window_size: int = 25,
@@ -457,7 +450,8 @@ class HybridAnimator(AnimatorBase):
             num_frames: T >= 2 (None: as many as landmarks); drags are resampled to T.
             steps: denoising steps (None: 25, 2 in tiny mode).
             seed: seeds the noise augmentation and the initial latents.
-            trajectory_scale, landmark_scale: adapter strengths (0.6 and 1.0 as in the demos).
+            trajectory_conditioning_scale, landmark_conditioning_scale: the adapters' strengths (0.6 and 1.0 as in
+                the demos).
             min_guidance_scale, max_guidance_scale: per-frame guidance ramp (1 -> 3).
             window_size, window_stride: periodic-sampling windows (25, 12).
             decode_chunk_size: frames per VAE decode (None: the memory preset's).
@@ -474,103 +468,98 @@ class HybridAnimator(AnimatorBase):
             InputError: bad landmarks, tracks, masks, frame count, step count or scales.
         """
         frame = self._check_frame(frame)
-        width, height = frame.size
-        landmarks = check_landmarks(landmarks)
-        num_frames = len(landmarks) if num_frames is None else num_frames
-        check_num_frames(num_frames)
-        num_frames = int(num_frames)
+        landmarks, messages = self._fit_landmarks(landmarks, num_frames)
         steps = self.resolve_steps(steps)
-        for name, value in (("trajectory_scale", trajectory_scale), ("landmark_scale", landmark_scale)):
-            if not math.isfinite(value):
-                raise InputError(f"{name} must be a number, got {value}")
-        tracks = [list(track) for track in tracks if len(track) > 0]
-        if tracks:
-            validate_tracks(tracks, width, height)
-        brush_mask = _binary_mask("brush_mask", brush_mask, height, width)
-        painted_landmark_mask = _binary_mask("painted_landmark_mask", painted_landmark_mask, height, width)
-
-        messages = [TINY_NOTICE] if self.is_tiny else []
-        landmarks, held = fit_landmarks_length(landmarks, num_frames)
-        if held:
-            messages.append(held)
+        check_scale("trajectory_conditioning_scale", trajectory_conditioning_scale)
+        check_scale("landmark_conditioning_scale", landmark_conditioning_scale)
+        tracks, brush_mask, painted_landmark_mask = self._check_drawings(
+            frame, tracks, brush_mask, painted_landmark_mask
+        )
+        num_frames, (height, width) = len(landmarks), (frame.height, frame.width)
         landmark_mask = resolve_landmark_mask(
             mask_mode, painted_landmark_mask, landmarks[0], height, width, mask_dilation
         )
         trajectory_flow, flow_warnings = self.trajectory_flow(frame, tracks, brush_mask, num_frames)
-        messages += flow_warnings
         pose_images, landmark_flow = self.landmark_flow(frame, landmarks)
-        decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
-        schedule = adapter_schedule(fast)
-        output = self.pipe(
-            image=frame,
-            trajectory_flow=trajectory_flow[None],
-            landmark_flow=landmark_flow[None],
-            landmark_images=pose_images[None],
-            landmark_mask=landmark_mask.mask,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_inference_steps=int(steps),
-            min_guidance_scale=min_guidance_scale,
-            max_guidance_scale=max_guidance_scale,
-            fps=FPS_ID + 1,
-            motion_bucket_id=MOTION_BUCKET_ID,
-            noise_aug_strength=NOISE_AUG_STRENGTH,
-            trajectory_cond_scale=float(trajectory_scale),
-            landmark_cond_scale=float(landmark_scale),
-            decode_chunk_size=decode_chunk_size,
-            window_size=window_size,
-            window_stride=window_stride,
-            adapter_schedule=schedule,
-            temporal_context=temporal_context,
-            generator=torch.Generator("cpu").manual_seed(int(seed)),
-            output_type="np",
-            callback_on_step_end=step_end_callback(progress, steps),
+        settings = self.run_settings(
+            HybridRunSettings,
+            num_frames=num_frames, steps=int(steps), seed=int(seed), height=height, width=width,
+            trajectory_conditioning_scale=float(trajectory_conditioning_scale),
+            landmark_conditioning_scale=float(landmark_conditioning_scale),
+            min_guidance_scale=min_guidance_scale, max_guidance_scale=max_guidance_scale,
+            fps_id=FPS_ID, motion_bucket_id=MOTION_BUCKET_ID, noise_aug_strength=NOISE_AUG_STRENGTH,
+            window_size=window_size, window_stride=window_stride, decode_chunk_size=decode_chunk_size,
+            fast=bool(fast), temporal_context=temporal_context, warnings=messages + flow_warnings,
+            tracks=points_as_lists(tracks), motion_brush=brush_mask is not None, landmark_mask_mode=mask_mode,
+            landmark_mask_source=landmark_mask.source,
+            landmark_mask_coverage=float((landmark_mask.mask > 0).mean()), mask_dilation=mask_dilation,
+        )  # fmt: skip
+        frames = self.generate(
+            frame, trajectory_flow, landmark_flow, pose_images, landmark_mask.mask, settings, progress
         )
-        frames = to_uint8_video(output.frames[0])
-        pose_frames = to_uint8_video(pose_images.permute(0, 2, 3, 1).float().numpy())
-        settings = {
-            "num_frames": num_frames,
-            "steps": int(steps),
-            "seed": int(seed),
-            "trajectory_scale": float(trajectory_scale),
-            "landmark_scale": float(landmark_scale),
-            "height": height,
-            "width": width,
-            "min_guidance_scale": min_guidance_scale,
-            "max_guidance_scale": max_guidance_scale,
-            "window_size": window_size,
-            "window_stride": window_stride if window_stride is not None else window_size // 2,
-            "decode_chunk_size": decode_chunk_size,
-            "fps_id": FPS_ID,
-            "motion_bucket_id": MOTION_BUCKET_ID,
-            "noise_aug_strength": NOISE_AUG_STRENGTH,
-            "tracks": [[[float(value) for value in point] for point in track] for track in tracks],
-            "motion_brush": brush_mask is not None,
-            "landmark_mask_mode": mask_mode,
-            "landmark_mask_source": landmark_mask.source,
-            "landmark_mask_coverage": float((landmark_mask.mask > 0).mean()),
-            "mask_dilation": mask_dilation,
-            "cmp_grid": self.cmp_grid,
-            "fast": bool(fast),
-            "adapter_schedule": schedule.as_dict(),
-            "temporal_context": temporal_context,
-            "export_fps": FPS,
-            **self.model_settings(),
-            "warnings": messages,
-        }
         return HybridResult(
             frames=frames,
             first_frame=frame,
             landmarks=landmarks,
             trajectory_flow=trajectory_flow.float().cpu(),
             landmark_flow=landmark_flow.float().cpu(),
-            pose_frames=pose_frames,
+            pose_frames=to_uint8_video(pose_images.permute(0, 2, 3, 1).float().numpy()),
             landmark_mask=landmark_mask,
             hint_image=hint_image(frame, tracks, brush_mask, landmark_mask.mask),
-            warnings=messages,
+            warnings=settings.warnings,
             settings=settings,
         )
+
+    def _fit_landmarks(self, landmarks: np.ndarray, num_frames: int | None) -> tuple[np.ndarray, list[str]]:
+        """Checked landmarks fitted to ``num_frames`` (None: all of them), and the warnings so far (tiny mode, a
+        held last pose)."""
+        landmarks = check_landmarks(landmarks)
+        num_frames = len(landmarks) if num_frames is None else num_frames
+        check_num_frames(num_frames)
+        landmarks, held = fit_landmarks_length(landmarks, int(num_frames))
+        messages = [TINY_NOTICE] if self.is_tiny else []
+        return landmarks, messages + ([held] if held else [])
+
+    @staticmethod
+    def _check_drawings(
+        frame: Image.Image,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None,
+        painted_landmark_mask: np.ndarray | None,
+    ) -> tuple[list, np.ndarray | None, np.ndarray | None]:
+        """The non-empty tracks (checked against the frame) and both masks as ``(H, W)`` uint8 0/255 (or None)."""
+        tracks = [list(track) for track in tracks if len(track) > 0]
+        if tracks:
+            validate_tracks(tracks, frame.width, frame.height)
+        brush_mask = _binary_mask("brush_mask", brush_mask, frame.height, frame.width)
+        painted_landmark_mask = _binary_mask("painted_landmark_mask", painted_landmark_mask, frame.height, frame.width)
+        return tracks, brush_mask, painted_landmark_mask
+
+    def generate(
+        self,
+        frame: Image.Image,
+        trajectory_flow: torch.Tensor,
+        landmark_flow: torch.Tensor,
+        pose_images: torch.Tensor,
+        landmark_mask: np.ndarray,
+        settings: HybridRunSettings,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """The pipeline run under ``settings``: ``(T, H, W, 3)`` uint8 frames from the frame, the ``(T-1, 2, H, W)``
+        drag and landmark flows, the ``(T, 3, H, W)`` pose images and the ``(H, W)`` 0/255 landmark mask."""
+        output = self.pipe(
+            image=frame,
+            trajectory_flow=trajectory_flow[None],
+            landmark_flow=landmark_flow[None],
+            landmark_images=pose_images[None],
+            landmark_mask=landmark_mask,
+            height=frame.height,
+            width=frame.width,
+            trajectory_cond_scale=settings.trajectory_conditioning_scale,
+            landmark_cond_scale=settings.landmark_conditioning_scale,
+            **self.pipeline_kwargs(settings, progress),
+        )
+        return to_uint8_video(output.frames[0])
 
     # ----------------------------------------------------------------------------------------------- save
 
@@ -582,79 +571,29 @@ class HybridAnimator(AnimatorBase):
         comparison: bool = True,
         extra_settings: dict | None = None,
         name: str | None = None,
-    ) -> HybridOutputPaths:
-        """Write a run's files into ``run_dir`` (created; it must not hold a previous run).
+        overwrite: bool = False,
+    ) -> RunPaths:
+        """Write a run's files into ``run_dir`` (created; it must not hold a previous run unless ``overwrite``),
+        :func:`utils.run_output.save_run`.
 
-        With ``name`` the files start with it (:meth:`HybridOutputPaths.in_folder`); the names below are the
+        With ``name`` the files start with it (:meth:`utils.run_output.RunPaths.in_folder`); the names below are the
         default ones.
 
         Files: ``output.mp4`` (with ``audio_path`` muxed in when given, padded with silence or cut to the
-        video's length), ``trajectory_flow.mp4``,
-        ``landmark_flow.mp4``, ``landmarks.mp4`` (pose images), ``output_with_landmarks.mp4``, ``hint.png``,
-        ``landmark_mask.png``, ``landmarks.npy``, optionally ``comparison.mp4`` (the 7-panel strip), and
-        ``settings.json`` last. Every file is written under a temporary name and renamed; all videos are 25 fps.
+        video's length), ``trajectory_flow.mp4``, ``landmark_flow.mp4``, ``landmarks.mp4`` (pose images),
+        ``output_with_landmarks.mp4``, ``hint.png``, ``landmark_mask.png``, ``landmarks.npy``, ``input.png``,
+        optionally ``comparison.mp4`` (the 7-panel strip, with the audio too), and ``settings.json`` last. Every
+        file is written under a temporary name and renamed; all videos are 25 fps.
 
         ``run_dir`` is checked before anything is written; when a write fails, the files written so far and the
         folders this call created are removed again.
 
         Raises:
-            InputError: ``run_dir`` already holds a ``settings.json``, cannot be written to (a file on its path,
-                no permission), or the audio cannot be muxed.
+            InputError: ``run_dir`` already holds a ``settings.json`` or one of the files, cannot be written to (a
+                file on its path, no permission), or the audio cannot be muxed.
         """
-        run_dir = Path(run_dir)
-        paths = HybridOutputPaths.in_folder(run_dir, comparison, name)
-        if paths.settings.exists():
-            raise InputError(f"{run_dir} already holds a finished run; choose a new folder")
-        check_output_folder(run_dir)
-        created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
-        existing = {path for path in paths.as_dict().values() if Path(path).exists()}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            HybridAnimator._write_run(result, paths, audio_path, extra_settings)
-        except BaseException:
-            for path in paths.as_dict().values():
-                if path not in existing:
-                    Path(path).unlink(missing_ok=True)
-            for folder in created:  # deepest first; only if nothing else was put there
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-            raise
-        return paths
-
-    @staticmethod
-    def _write_run(
-        result: HybridResult, paths: HybridOutputPaths, audio_path: str | Path | None, extra_settings: dict | None
-    ) -> None:
-        """Every file of :meth:`save`, each atomically, ``settings.json`` last."""
-        run_dir = paths.video.parent
-        if audio_path is None:
-            write_video(paths.video, result.frames, fps=FPS)
-        else:
-            silent = write_video(run_dir / ".output_silent.mp4", result.frames, fps=FPS, overwrite=True)
-            try:
-                mux_audio(silent, audio_path, paths.video, keep_all_frames=True)
-            finally:
-                silent.unlink(missing_ok=True)
-        write_video(paths.trajectory_flow, flow_video_frames(result.trajectory_flow), fps=FPS)
-        write_video(paths.landmark_flow, flow_video_frames(result.landmark_flow), fps=FPS)
-        write_video(paths.landmark_video, result.pose_frames, fps=FPS)
-        dotted = (draw_landmark_dots(frame, points) for frame, points in zip(result.frames, result.landmarks))
-        write_video(paths.video_with_landmarks, dotted, fps=FPS)
-        save_png(paths.hint, result.hint_image)
-        save_png(paths.landmark_mask, Image.fromarray(result.landmark_mask.mask))  # greyscale 0/255
-        with atomic_output(paths.landmarks) as temporary:
-            with open(temporary, "wb") as handle:
-                np.save(handle, result.landmarks)
-        if paths.comparison is not None:
-            write_video(paths.comparison, comparison_frames(result), fps=FPS)
-        settings = {
-            **result.settings,
-            **(extra_settings or {}),
-            "audio": None if audio_path is None else str(audio_path),
-        }
-        settings["outputs"] = paths.as_dict()
-        with atomic_output(paths.settings) as temporary:
-            temporary.write_text(json.dumps(settings, indent=2) + "\n")
+        outputs = result.outputs(comparison)
+        return save_run(run_dir, outputs, result.settings, FPS, name, audio_path, overwrite, extra_settings)
 
 
 def _binary_mask(name: str, mask: np.ndarray | None, height: int, width: int) -> np.ndarray | None:

@@ -5,8 +5,9 @@
     animator = KeypointAnimator(ckpt_dir=None, adapter_dir=None, device=None, dtype=None, memory="high", tiny=False)
     frame = animator.prepare_image(image)                          # no-crop portrait rule, never in place
     landmarks = animator.landmarks_from_audio(frame, waveform, renderer="aniportrait")  # (1 + N, 68, 2) pixels
-    result = animator.animate(frame, landmarks, max_frames=None, steps=None, seed=42)
+    result = animator.animate(frame, landmarks, max_frames=None, steps=None, seed=42, renderer="aniportrait")
     # result.frames (T, H, W, 3) uint8, result.flow (T-1, 2, H, W), result.pose_images (T, H, W, 3) uint8
+    paths = animator.save(result, "results/run", audio_path="speech.wav", comparison=True)  # utils.run_output
 
 Landmarks come from one of two renderers: ``aniportrait`` (MediaPipe face + audio2mesh + audio2pose) or
 ``sadtalker`` (a 3DMM fit of the portrait driven by Audio2Exp + Audio2Pose, :mod:`sadtalker_audio2pose`).
@@ -35,6 +36,7 @@ from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     SHORT_SIDE,
     AnimatorBase,
+    check_scale,
     image_to_tensor,
     load_released_cmp,
     load_svd_parts,
@@ -42,7 +44,6 @@ from pipeline.animator_base import (
     to_uint8_video,
 )
 from pipeline.pipeline_landmark_flow_controlnet import LandmarkFlowControlNetPipeline
-from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files, require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
@@ -51,11 +52,17 @@ from utils.landmark_conditions import (
     check_landmarks,
     draw_landmark_dots,
     landmark_hint_dtype,
+    landmark_preview_frames,
 )
+from utils.run_output import RunPaths, RunSettings, save_run
 from utils.video_io import resize_and_center_crop
 
 SIZE_MULTIPLE = 64
 WINDOW_SIZE = 25
+FPS = 25
+"""Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
+FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH = 6, 128, 0.02
+"""SVD micro-conditioning, as the released Keypoint demo used it."""
 TINY_SHORT_SIDE = 32  # long videos: keep tiny runs to about a minute on a CPU
 ADAPTER_DIR = SOURCES["ldmk_adapter"].local_dir
 LANDMARK_RENDERERS = ("aniportrait", "sadtalker")
@@ -80,6 +87,21 @@ def prepare_portrait(image: Image.Image, short_side: int = SHORT_SIDE, multiple:
     return resize_and_center_crop(image, short_side, multiple, Image.Resampling.LANCZOS)
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeypointRunSettings(RunSettings):
+    """A Keypoint run's settings: :class:`utils.run_output.RunSettings` and where its landmarks came from.
+
+    Attributes:
+        renderer: the landmark renderer that made the landmarks (None: they were given, e.g. from a file).
+        landmark_frames: how many landmark frames were given (the video has at most ``max_frames`` of them).
+        max_frames: the cap on the video's length (None: none).
+    """
+
+    renderer: str | None
+    landmark_frames: int
+    max_frames: int | None
+
+
 @dataclass
 class KeypointResult:
     """One generated video.
@@ -89,14 +111,20 @@ class KeypointResult:
         flow: ``(T-1, 2, H, W)`` float32 CPU tensor, the dense landmark flow (pixels).
         pose_images: ``(T, H, W, 3)`` uint8 rendered pose images the adapter saw.
         landmarks: ``(T, 68, 2)`` the landmarks used (pixels).
+        driving_landmarks: ``(N, 68, 2)`` float64, every landmark frame given (``landmarks`` are the first T).
         first_frame: the reference as generated from.
+        warnings: human-readable warnings (tiny mode, a video cut to ``max_frames``).
+        settings: every setting used, written to ``settings.json`` by :meth:`KeypointAnimator.save`.
     """
 
     frames: np.ndarray
     flow: torch.Tensor
     pose_images: np.ndarray
     landmarks: np.ndarray
+    driving_landmarks: np.ndarray
     first_frame: Image.Image
+    warnings: list[str]
+    settings: KeypointRunSettings
 
     def panel_frames(self) -> np.ndarray:
         """The 5-panel strip ``(T, H, 5W, 3)`` uint8: reference | flow colours (frame 0 white) | pose image |
@@ -109,6 +137,23 @@ class KeypointResult:
             row = [reference, flow_colours[index], self.pose_images[index], dotted, frame]
             panels.append(np.concatenate(row, axis=1))
         return np.stack(panels)
+
+    def outputs(self, comparison: bool = False) -> dict[str, object]:
+        """The run folder's files by slot (:mod:`utils.run_output`): the video, the landmark flow, the driving
+        landmarks (``reference | drawn landmarks`` video and the ``.npy``, every frame given, to be reused with
+        ``--landmarks``), the reference and, with ``comparison``, the 5-panel strip."""
+        outputs = {
+            "video": self.frames,
+            "flow": flow_video_frames(self.flow),
+            "landmark_video": landmark_preview_frames(np.asarray(self.first_frame), self.driving_landmarks),
+            "landmarks": self.driving_landmarks,
+            "input": self.first_frame,
+        }
+        return {**outputs, "comparison": self.panel_frames()} if comparison else outputs
+
+
+OUTPUT_SLOTS = ("video", "flow", "landmark_video", "landmarks", "input", "comparison")
+"""Every file a Keypoint run folder may hold (:data:`utils.run_output.FILE_NAMES`), besides ``settings.json``."""
 
 
 def require_landmark_files(ckpt_dir: Path, renderer: str) -> None:
@@ -262,9 +307,10 @@ class KeypointAnimator(AnimatorBase):
         steps: int | None = None,
         seed: int = 42,
         window_size: int = WINDOW_SIZE,
-        control_scale: float = 1.0,
+        conditioning_scale: float = 1.0,
         fast: bool = False,
         temporal_context: str = DEFAULT_TEMPORAL_CONTEXT,
+        renderer: str | None = None,
     ) -> KeypointResult:
         """Generate ``min(max_frames, len(landmarks))`` frames following the landmarks (all of them by default).
 
@@ -275,60 +321,111 @@ class KeypointAnimator(AnimatorBase):
             steps: denoising steps, a positive integer (default 25; 2 in tiny mode).
             seed: seeds the global torch RNG, which draws the noise (as the released demo did).
             window_size: frames per periodic-sampling window (25, the adapter's training length).
-            control_scale: multiplies the adapter's residuals.
+            conditioning_scale: multiplies the adapter's residuals.
             fast: run the adapter at every 4th step only and reuse its residuals in between
                 (:data:`utils.adapter_schedule.FAST`).
             temporal_context: the image embedding each temporal cross-attention sees: ``"original"`` (diffusers 0.24,
                 the released results) or ``"per_video"`` (today's diffusers); :mod:`models.temporal_context`.
+            renderer: the renderer that made ``landmarks`` (:meth:`landmarks_from_audio`), recorded in the settings;
+                None when they were given.
 
         Raises:
-            InputError: bad landmarks, ``max_frames`` < 2 or ``steps`` not a positive integer.
+            InputError: bad landmarks, ``max_frames`` < 2, ``steps`` not a positive integer or a frame whose sides are
+                not multiples of the adapter's.
         """
         if max_frames is not None and max_frames < 2:
             raise InputError(f"max_frame_len must be at least 2 (the reference and one more frame), got {max_frames}")
-        landmarks = check_landmarks(landmarks)[:max_frames]
+        driving_landmarks = check_landmarks(landmarks)
+        landmarks = driving_landmarks[:max_frames]
         steps = self.resolve_steps(steps)
+        check_scale("conditioning_scale", conditioning_scale)
         width, height = frame.size
         if width % self.size_multiple or height % self.size_multiple:
             raise InputError(
                 f"the frame must be a multiple of {self.size_multiple} on both sides, got {width}x{height}"
             )
-        dtype = self.memory.dtype
+        settings = self.run_settings(
+            KeypointRunSettings,
+            num_frames=len(landmarks), steps=steps, seed=seed, height=height, width=width,
+            conditioning_scale=conditioning_scale, fps_id=FPS_ID, motion_bucket_id=MOTION_BUCKET_ID,
+            noise_aug_strength=NOISE_AUG_STRENGTH, min_guidance_scale=1.0, max_guidance_scale=3.0,
+            window_size=window_size, fast=fast, temporal_context=temporal_context,
+            warnings=self._warnings(renderer, len(driving_landmarks), len(landmarks)),
+            renderer=renderer, landmark_frames=len(driving_landmarks), max_frames=max_frames,
+        )  # fmt: skip
         conditions = build_landmark_conditions(
             self.cmp,
             image_to_tensor(frame),
             landmarks,
-            landmark_hint_dtype(dtype),
+            landmark_hint_dtype(self.memory.dtype),
             self.cmp_grid,
             self.memory.cmp_chunk_size,
         )
         flow = conditions.controlnet_flow.cpu()
-        torch.manual_seed(seed)
-        frames = self.pipe(
-            frame,
-            flow,
-            conditions.pose_images.to(dtype),
-            height=height,
-            width=width,
-            num_frames=len(landmarks),
-            num_inference_steps=steps,
-            fps=7,
-            motion_bucket_id=128,
-            noise_aug_strength=0.02,
-            controlnet_cond_scale=control_scale,
-            decode_chunk_size=self.memory.decode_chunk_size,
-            window_size=window_size,
-            adapter_schedule=adapter_schedule(fast),
-            temporal_context=temporal_context,
-            output_type="np",
-        ).frames[0]
+        frames = self.generate(frame, flow, conditions.pose_images, settings)
         return KeypointResult(
-            frames=to_uint8_video(frames),
+            frames=frames,
             flow=flow[0],
             pose_images=to_uint8_video(conditions.pose_images[0].permute(0, 2, 3, 1).numpy()),
             landmarks=landmarks,
+            driving_landmarks=driving_landmarks,
             first_frame=frame,
+            warnings=settings.warnings,
+            settings=settings,
         )
+
+    def _warnings(self, renderer: str | None, landmark_frames: int, num_frames: int) -> list[str]:
+        """Tiny mode's notices (the models' and the renderer's stand-in) and how much a ``max_frames`` cap cut."""
+        warnings = [TINY_NOTICE] if self.is_tiny else []
+        if self.is_tiny and renderer is not None:
+            warnings.append(TINY_LANDMARK_NOTICES[renderer])
+        if num_frames < landmark_frames:
+            warnings.append(
+                f"the video is cut to {num_frames} of {landmark_frames} frames "
+                f"({(num_frames - 1) / FPS:.2f} s of {(landmark_frames - 1) / FPS:.2f} s)"
+            )
+        return warnings
+
+    def generate(
+        self, frame: Image.Image, flow: torch.Tensor, pose_images: torch.Tensor, settings: KeypointRunSettings
+    ) -> np.ndarray:
+        """The pipeline run under ``settings``: ``(T, H, W, 3)`` uint8 frames from the frame, the ``(1, T-1, 2, H, W)``
+        landmark flow and the ``(1, T, 3, H, W)`` pose images. The noise comes from the global torch RNG seeded with
+        ``settings.seed``, as the released demo drew it."""
+        torch.manual_seed(settings.seed)
+        frames = self.pipe(
+            frame,
+            flow,
+            pose_images.to(self.memory.dtype),
+            height=frame.height,
+            width=frame.width,
+            controlnet_cond_scale=settings.conditioning_scale,
+            **{**self.pipeline_kwargs(settings), "generator": None},
+        ).frames[0]
+        return to_uint8_video(frames)
+
+    @staticmethod
+    def save(
+        result: KeypointResult,
+        run_dir: str | Path,
+        audio_path: str | Path | None = None,
+        comparison: bool = False,
+        overwrite: bool = False,
+        extra_settings: dict | None = None,
+        name: str | None = None,
+    ) -> RunPaths:
+        """Write the run folder ``run_dir`` (:func:`utils.run_output.save_run`): ``output.mp4`` (with ``audio_path``
+        muxed in, padded with silence or cut to the video), ``flow.mp4``, ``landmarks.mp4`` (reference | drawn
+        landmarks, every frame given), ``landmarks.npy`` (the same frames, float64 pixels of ``input.png``),
+        ``input.png``, with ``comparison`` the 5-panel ``comparison.mp4`` (with the audio too), and ``settings.json``
+        last; all videos 25 fps. With ``name`` the files start with it.
+
+        Raises:
+            InputError: the folder holds a finished run or one of the files (and not ``overwrite``), cannot be
+                written to, or the audio cannot be muxed.
+        """
+        outputs = result.outputs(comparison)
+        return save_run(run_dir, outputs, result.settings, FPS, name, audio_path, overwrite, extra_settings)
 
 
 def build_tiny_components(seed: int = 0) -> tuple[LandmarkFlowControlNetPipeline, CMP]:

@@ -5,9 +5,10 @@
     animator = TrajectoryAnimator(ckpt_dir=None, device=None, dtype=None, memory="high", tiny=False)
     # or TrajectoryAnimator.from_pretrained(ckpt_dir, device=..., memory=...) / TrajectoryAnimator.tiny(device=...)
     result = animator.animate(image, tracks, brush_mask=None, num_frames=25, steps=None, seed=42,
-                              control_scale=0.6, height=None, width=None, memory=None, progress=None)
-    paths = animator.save(result, "out.mp4", fps=20, overwrite=False)
-    # paths.video out.mp4, paths.flow_video out_flow.mp4, paths.hint out_hint.png, paths.settings out.json
+                              conditioning_scale=0.6, height=None, width=None, memory=None, progress=None)
+    paths = animator.save(result, "runs/clip", fps=20, overwrite=False)   # a run folder (utils.run_output)
+    # paths.video runs/clip/output.mp4, paths.flow .../flow.mp4, paths.hint .../hint.png,
+    # paths.input .../input.png, paths.settings .../settings.json (with name="clip": clip.mp4, clip_flow.mp4, ...)
     preview = animator.preview_flow(frame, tracks, brush_mask=None, num_frames=25)
     # preview.last_frame_rgb (H, W, 3) uint8 for a live preview, preview.flow, preview.warnings
 
@@ -25,9 +26,8 @@ CPU, and its videos are noise.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,20 +42,20 @@ from pipeline.animator_base import (
     ProgressFn,
     as_rgb_image,
     check_num_frames,
+    check_scale,
     load_released_cmp,
     load_svd_parts,
     mask_to_rgba,
-    step_end_callback,
+    points_as_lists,
     tiny_svd_parts,
     to_uint8_video,
 )
 from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
-from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.flow_viz import flow_to_rgb, flow_video_frames
+from utils.run_output import RunPaths, RunSettings, save_run
 from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
-from utils.video_io import atomic_output, save_png, write_video
 
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
 ADAPTER_DIR = "controlnet"
@@ -169,6 +169,23 @@ class FlowPreview:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrajectoryRunSettings(RunSettings):
+    """A Traj run's settings: :class:`utils.run_output.RunSettings` and the drags.
+
+    Attributes:
+        tracks: the tracks as given, ``[[[x, y], ...], ...]`` pixels of the input image.
+        tracks_in_frame: the same tracks in pixels of the generation frame.
+        brush: whether a motion brush was used.
+        geometry: ``scale_x``, ``scale_y``, ``left``, ``top`` of :class:`FrameGeometry`.
+    """
+
+    tracks: list
+    tracks_in_frame: list
+    brush: bool
+    geometry: dict
+
+
 @dataclass
 class AnimationResult:
     """Everything one ``animate`` call produced.
@@ -181,7 +198,7 @@ class AnimationResult:
         hint_image: RGBA PIL image ``H x W``: the frame at 50 % alpha, the tracks and the motion brush.
         first_frame: RGB PIL image ``H x W``, the input as generated from (after resize/crop).
         warnings: human-readable warnings (tiny mode, saturated drags).
-        settings: every setting used (JSON-ready); written to ``out.json`` by ``save``.
+        settings: every setting used; written to ``settings.json`` by ``save``.
     """
 
     frames: np.ndarray
@@ -191,42 +208,12 @@ class AnimationResult:
     hint_image: Image.Image
     first_frame: Image.Image
     warnings: list[str]
-    settings: dict
+    settings: TrajectoryRunSettings
 
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """The four files of one run, side by side: ``out.mp4``, ``out_flow.mp4``, ``out_hint.png``, ``out.json``."""
-
-    video: Path
-    flow_video: Path
-    hint: Path
-    settings: Path
-
-    @classmethod
-    def for_video(cls, output_path: str | Path) -> OutputPaths:
-        """The paths for the video ``output_path``.
-
-        Raises:
-            InputError: ``output_path`` does not end in ``.mp4``.
-        """
-        output_path = Path(output_path)
-        if output_path.suffix.lower() != ".mp4":
-            raise InputError(f"the output must be an .mp4 path, got {output_path}")
-        stem = output_path.stem
-        return cls(
-            video=output_path,
-            flow_video=output_path.with_name(f"{stem}_flow.mp4"),
-            hint=output_path.with_name(f"{stem}_hint.png"),
-            settings=output_path.with_name(f"{stem}.json"),
-        )
-
-    def all(self) -> tuple[Path, Path, Path, Path]:
-        return self.video, self.flow_video, self.hint, self.settings
-
-    def existing(self) -> list[Path]:
-        """The ones already on disk."""
-        return [path for path in self.all() if path.exists()]
+    def outputs(self) -> dict[str, object]:
+        """The run folder's files by slot (:mod:`utils.run_output`): video, flow, hint and input."""
+        contents = (self.frames, self.flow_frames, self.hint_image, self.first_frame)
+        return dict(zip(OUTPUT_SLOTS, contents))
 
 
 # ------------------------------------------------------------------------------------------------- animator
@@ -362,7 +349,7 @@ class TrajectoryAnimator(AnimatorBase):
         num_frames: int = 25,
         steps: int | None = None,
         seed: int = 42,
-        control_scale: float = 0.6,
+        conditioning_scale: float = 0.6,
         height: int | None = None,
         width: int | None = None,
         min_guidance_scale: float = 1.0,
@@ -389,7 +376,7 @@ class TrajectoryAnimator(AnimatorBase):
             num_frames: T >= 2 (25 as trained; more uses overlapping 25-frame windows).
             steps: denoising steps (None: 25, or 2 in tiny mode).
             seed: seeds the noise augmentation and the initial latents.
-            control_scale: adapter strength (0.6 as the demo recommends; 1.0 tends to distort).
+            conditioning_scale: adapter strength (0.6 as the demo recommends; 1.0 tends to distort).
             height, width: generation size (multiples of 64; 4 in tiny mode); None = short side 512 (64 in tiny
                 mode), cropped to those multiples.
             min_guidance_scale, max_guidance_scale: per-frame guidance ramp (1 -> 3); max <= 1 turns it off.
@@ -414,72 +401,57 @@ class TrajectoryAnimator(AnimatorBase):
         if memory is not None:
             self.set_memory(memory)
         steps = self.resolve_steps(steps)
-        if not math.isfinite(control_scale):
-            raise InputError(f"control_scale must be a number, got {control_scale}")
-        decode_chunk_size = decode_chunk_size or self.memory.decode_chunk_size
+        check_scale("conditioning_scale", conditioning_scale)
         frame, frame_tracks, brush, geometry = self.prepare(image, tracks, brush_mask, height, width)
         flow, messages = self.dense_flow(frame, frame_tracks, brush, num_frames)
         if self.is_tiny:
             messages.insert(0, TINY_NOTICE)
-        schedule = adapter_schedule(fast)
+        settings = self.run_settings(
+            TrajectoryRunSettings,
+            num_frames=num_frames, steps=steps, seed=seed, conditioning_scale=conditioning_scale,
+            height=frame.height, width=frame.width,
+            min_guidance_scale=min_guidance_scale, max_guidance_scale=max_guidance_scale,
+            fps_id=fps_id, motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength,
+            decode_chunk_size=decode_chunk_size, window_size=window_size, window_stride=window_stride,
+            fast=fast, temporal_context=temporal_context, warnings=messages,
+            tracks=points_as_lists(tracks), tracks_in_frame=points_as_lists(frame_tracks), brush=brush is not None,
+            geometry={"scale_x": geometry.scale_x, "scale_y": geometry.scale_y, "left": geometry.left,
+                      "top": geometry.top},
+        )  # fmt: skip
+        frames = self.generate(frame, flow, settings, normalize_clip_input, progress)
+        return self._result(frames, flow.float().cpu(), frame, frame_tracks, brush, settings)
+
+    def generate(
+        self,
+        frame: Image.Image,
+        flow: torch.Tensor,
+        settings: TrajectoryRunSettings,
+        normalize_clip_input: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """The pipeline run for ``frame`` and its ``(T-1, 2, H, W)`` dense flow under ``settings``: ``(T, H, W, 3)``
+        uint8 frames."""
         output = self.pipe(
             image=frame,
             controlnet_flow=flow[None],
             height=frame.height,
             width=frame.width,
-            num_frames=num_frames,
-            num_inference_steps=steps,
-            min_guidance_scale=min_guidance_scale,
-            max_guidance_scale=max_guidance_scale,
-            fps=fps_id + 1,
-            motion_bucket_id=motion_bucket_id,
-            noise_aug_strength=noise_aug_strength,
-            controlnet_cond_scale=control_scale,
+            controlnet_cond_scale=settings.conditioning_scale,
             normalize_clip_input=normalize_clip_input,
-            decode_chunk_size=decode_chunk_size,
-            window_size=window_size,
-            window_stride=window_stride,
-            adapter_schedule=schedule,
-            temporal_context=temporal_context,
-            generator=torch.Generator("cpu").manual_seed(seed),
-            output_type="np",
-            callback_on_step_end=step_end_callback(progress, steps),
+            **self.pipeline_kwargs(settings, progress),
         )
-        frames = to_uint8_video(output.frames[0])
-        flow = flow.float().cpu()
+        return to_uint8_video(output.frames[0])
+
+    def _result(
+        self,
+        frames: np.ndarray,
+        flow: torch.Tensor,
+        frame: Image.Image,
+        frame_tracks: list,
+        brush: np.ndarray | None,
+        settings: TrajectoryRunSettings,
+    ) -> AnimationResult:
         brush_viz = None if brush is None else mask_to_rgba(brush, BRUSH_RGBA)
-        settings = {
-            "num_frames": num_frames,
-            "steps": steps,
-            "seed": seed,
-            "control_scale": control_scale,
-            "height": frame.height,
-            "width": frame.width,
-            "min_guidance_scale": min_guidance_scale,
-            "max_guidance_scale": max_guidance_scale,
-            "fps_id": fps_id,
-            "motion_bucket_id": motion_bucket_id,
-            "noise_aug_strength": noise_aug_strength,
-            "normalize_clip_input": normalize_clip_input,
-            "decode_chunk_size": decode_chunk_size,
-            "window_size": window_size,
-            "window_stride": window_stride if window_stride is not None else window_size // 2,
-            "tracks": [[[float(value) for value in point] for point in track] for track in tracks],
-            "tracks_in_frame": [[[float(value) for value in point] for point in track] for track in frame_tracks],
-            "brush": brush is not None,
-            "geometry": {
-                "scale_x": geometry.scale_x,
-                "scale_y": geometry.scale_y,
-                "left": geometry.left,
-                "top": geometry.top,
-            },  # fmt: skip
-            "cmp_grid": self.cmp_grid,
-            "fast": fast,
-            "adapter_schedule": schedule.as_dict(),
-            "temporal_context": temporal_context,
-            **self.model_settings(),
-            "warnings": messages,
-        }
         flow_frames = flow_video_frames(flow)
         return AnimationResult(
             frames=frames,
@@ -488,7 +460,7 @@ class TrajectoryAnimator(AnimatorBase):
             flow_preview=flow_frames[-1],
             hint_image=draw_hint_image(frame, frame_tracks, brush_viz),
             first_frame=frame,
-            warnings=messages,
+            warnings=settings.warnings,
             settings=settings,
         )
 
@@ -497,42 +469,41 @@ class TrajectoryAnimator(AnimatorBase):
     @staticmethod
     def save(
         result: AnimationResult,
-        output_path: str | Path,
+        run_dir: str | Path,
         fps: float = 20,
         overwrite: bool = False,
         extra_settings: dict | None = None,
-    ) -> OutputPaths:
-        """Write ``out.mp4``, ``out_flow.mp4``, ``out_hint.png`` and ``out.json`` (every setting) side by side.
-
-        Each file is written to a temporary name and renamed, so nothing is left half-written; ``out.json`` is
-        written last and marks a finished run. Nothing is written if any of the four exists and ``overwrite``
-        is False.
+        name: str | None = None,
+    ) -> RunPaths:
+        """Write the run folder ``run_dir`` (:func:`utils.run_output.save_run`): the video, the colour-coded flow,
+        the hint image, the input frame and ``settings.json`` (every setting, written last: it marks a finished
+        run). With ``name`` the files start with it (``<name>.mp4``, ``<name>_flow.mp4``, ...).
 
         Args:
             result: from :meth:`animate`.
-            output_path: the video path, ending in ``.mp4``.
+            run_dir: the run folder (created).
             fps: playback rate of the mp4s (20, as the released demo exported).
             overwrite: replace existing files.
-            extra_settings: more entries for ``out.json`` (e.g. the input paths).
+            extra_settings: more entries for ``settings.json`` (e.g. the input paths).
+            name: starts the file names (default: ``output.mp4``, ``flow.mp4``, ``hint.png``).
 
         Returns:
-            :class:`OutputPaths`.
+            :class:`utils.run_output.RunPaths`.
 
         Raises:
-            InputError: an output exists (and not ``overwrite``), or the path is not an ``.mp4``.
+            InputError: the folder holds a finished run or one of the files (and not ``overwrite``), or cannot be
+                written to.
         """
-        paths = OutputPaths.for_video(output_path)
-        existing = paths.existing()
-        if existing and not overwrite:
-            raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
-        write_video(paths.video, result.frames, fps=fps, overwrite=overwrite)
-        write_video(paths.flow_video, result.flow_frames, fps=fps, overwrite=overwrite)
-        save_png(paths.hint, result.hint_image, overwrite=overwrite)
-        outputs = {name: str(path) for name, path in asdict(paths).items()}
-        settings = {**result.settings, **(extra_settings or {}), "export_fps": fps, "outputs": outputs}
-        with atomic_output(paths.settings, overwrite=overwrite) as temporary:
-            temporary.write_text(json.dumps(settings, indent=2) + "\n")
-        return paths
+        return save_run(run_dir, result.outputs(), result.settings, fps, name, None, overwrite, extra_settings)
+
+
+OUTPUT_SLOTS = ("video", "flow", "hint", "input")
+"""The files of a Traj run folder (:data:`utils.run_output.FILE_NAMES`), besides ``settings.json``."""
+
+
+def run_paths(run_dir: str | Path, name: str | None = None) -> RunPaths:
+    """The files a Traj run writes in ``run_dir`` (:meth:`TrajectoryAnimator.save`)."""
+    return RunPaths.in_folder(run_dir, OUTPUT_SLOTS, name)
 
 
 # ------------------------------------------------------------------------------------------------- builders

@@ -59,12 +59,15 @@ def test_audio_driven_run_writes_every_output_with_the_audio_under_all_frames(an
     assert _stream_info(paths.video) == (["audio", "video"], 4, 84)
     for video in (paths.trajectory_flow, paths.landmark_flow, paths.landmark_video, paths.video_with_landmarks):
         assert _stream_info(video) == (["video"], 4, 84)
-    assert _stream_info(paths.comparison) == (["video"], 4, 7 * 84)
+    assert _stream_info(paths.comparison) == (["audio", "video"], 4, 7 * 84)
     assert np.load(paths.landmarks).shape == (4, 68, 2)
     assert np.asarray(Image.open(paths.landmark_mask)).shape == (64, 84)
     settings = json.loads(paths.settings.read_text())
-    assert settings["num_frames"] == 4 and settings["export_fps"] == FPS and settings["audio"] == str(audio)
+    assert settings["num_frames"] == 4 and settings["fps"] == FPS and settings["audio"] == str(audio)
     assert settings["landmark_mask_source"] == "landmarks" and settings["tracks"] == [[[5.0, 5.0], [20.0, 20.0]]]
+    assert (settings["trajectory_conditioning_scale"], settings["landmark_conditioning_scale"]) == (0.6, 1.0)
+    assert settings["conditioning_scale"] is None  # one per adapter instead
+    assert np.array_equal(np.asarray(Image.open(paths.input)), np.asarray(frame))
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == sorted(
         path.name for path in map(type(tmp_path), settings["outputs"].values())
     )  # nothing else, no temporary files left
@@ -106,8 +109,8 @@ def test_fast_mode_runs_both_adapters_every_fourth_step_and_is_recorded(animator
             hook.remove()
     assert result.frames.shape == (3, 64, 84, 3)
     assert calls.count(animator.pipe.controlnet) == calls.count(animator.pipe.ldmk_controlnet) == 2  # steps 0, 4
-    assert result.settings["fast"] is True and result.settings["adapter_schedule"] == FAST.as_dict()
-    recorded = [result.settings[name] for name in ("fps_id", "motion_bucket_id", "noise_aug_strength")]
+    assert result.settings.fast is True and result.settings.adapter_schedule == FAST.as_dict()
+    recorded = [getattr(result.settings, name) for name in ("fps_id", "motion_bucket_id", "noise_aug_strength")]
     assert recorded == [6, 128, 0.02]  # the micro-conditioning recorded is the one the UNet received
     torch.testing.assert_close(time_ids[0], torch.tensor([recorded] * 2, dtype=time_ids[0].dtype))
 

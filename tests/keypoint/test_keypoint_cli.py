@@ -83,28 +83,31 @@ def test_inference_sh_tiny_writes_landmarks_and_a_muxed_video_covering_the_audio
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stdout and "noise" in result.stdout and "MediaPipe" in result.stdout
     expected_frames = 1 + math.ceil(FPS * 2.5)  # 64
-    root = tmp_path / "aniportrait"
-    landmark_dir = _single(root / "ldmk" / "portrait", "short_*")
-    landmarks = np.load(landmark_dir / "landmarks.npy")
+    run = _single(tmp_path, "portrait_short_*")
+    landmarks = np.load(run / "landmarks.npy")
     assert landmarks.shape == (expected_frames, 68, 2) and landmarks.dtype == np.float64
     # tiny mode ran the real detector on the 512-px portrait: frame 0 is its face, scaled to the 32-px frame
     np.testing.assert_allclose(landmarks[0], _astronaut_landmarks_in(32), atol=0.05)
     opening = _mouth_opening(landmarks)
     assert opening[1:].max() > opening[0] + 0.3  # the stand-in's mouth opens with the audio, on the real face
-    assert _video_info(landmark_dir / "landmarks.mp4")[0] == expected_frames
-    assert Image.open(landmark_dir / "input.png").size == (32, 32)
+    assert _video_info(run / "landmarks.mp4")[0] == expected_frames
+    assert Image.open(run / "input.png").size == (32, 32)
 
-    video = _single(root / "out_video" / "portrait", "short_*[0-9].mp4")
+    video = run / "output.mp4"
     frames, audio_seconds = _video_info(video)
     assert frames == expected_frames
     assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS  # 2.5 s padded to the video
     assert abs((frames - 1) / FPS - 2.5) <= 1 / FPS  # frame i >= 1 shows audio frame i - 1
-    written = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert len(written) == 6 and {path.stat().st_mode & 0o777 for path in written} == {0o644}  # umask 022
-    assert _video_info(video.with_name(video.stem + "_panels.mp4"))[0] == expected_frames
-    settings = json.loads(video.with_suffix(".json").read_text())
-    assert settings["frames"] == expected_frames and settings["tiny"] is True
-    assert any("synthetic" in notice for notice in settings["notices"])
+    written = sorted(path.name for path in tmp_path.rglob("*") if path.is_file())
+    assert written == ["comparison.mp4", "flow.mp4", "input.png", "landmarks.mp4", "landmarks.npy", "output.mp4",
+                       "settings.json"]  # fmt: skip
+    assert {path.stat().st_mode & 0o777 for path in run.iterdir()} == {0o644}  # umask 022
+    assert _video_info(run / "comparison.mp4") == (expected_frames, audio_seconds)
+    assert _video_info(run / "flow.mp4") == (expected_frames, None)
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["num_frames"] == expected_frames and settings["tiny"] is True and settings["fps"] == FPS
+    assert settings["renderer"] == "aniportrait" and settings["ldmk_render"] == "aniportrait"
+    assert any("synthetic" in warning for warning in settings["warnings"])
     assert hashlib.sha256(inputs["portrait"].read_bytes()).hexdigest() == digest  # input untouched
     assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
 
@@ -115,13 +118,13 @@ def test_the_video_covers_the_whole_audio_by_default(inputs, tmp_path):
         "--img_path", str(inputs["portrait"]), "--audio_path", str(inputs["long"]), "--save_root", str(tmp_path),
     ])  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "max_frame_len" not in result.stdout  # nothing was cut, so nothing is said
-    landmarks = np.load(_single(tmp_path / "aniportrait" / "ldmk" / "portrait", "long_*") / "landmarks.npy")
+    assert "is cut to" not in result.stdout  # nothing was cut, so nothing is said
+    run = _single(tmp_path, "portrait_long_*")
+    landmarks = np.load(run / "landmarks.npy")
     assert landmarks.shape[0] == 1 + math.ceil(FPS * 7.0)  # 176
-    video = _single(tmp_path / "aniportrait" / "out_video" / "portrait", "long_*.mp4")
-    frames, audio_seconds = _video_info(video)
+    frames, audio_seconds = _video_info(run / "output.mp4")
     assert frames == 1 + math.ceil(FPS * 7.0)
-    assert json.loads(video.with_suffix(".json").read_text())["temporal_context"] == "per_video"
+    assert json.loads((run / "settings.json").read_text())["temporal_context"] == "per_video"
     assert audio_seconds is not None and abs(audio_seconds - 7.0) <= 1.5 / FPS
 
 
@@ -229,17 +232,18 @@ def test_sadtalker_renderer_tiny_end_to_end_counts_whole_audio_frames(cli_main, 
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "tiny_landmarker" in out  # says where the landmarks came from
-    assert "max_frame_len=13 cuts the video to 13 of 51 frames (0.48 s of 2.00 s)\n" in out  # and what was cut
-    root = tmp_path / "sadtalker"
-    landmarks = np.load(_single(root / "ldmk" / "portrait", "odd_*") / "landmarks.npy")
+    assert "the video is cut to 13 of 51 frames (0.48 s of 2.00 s)\n" in out  # and what was cut
+    run = _single(tmp_path, "portrait_odd_*")
+    landmarks = np.load(run / "landmarks.npy")
     assert landmarks.shape == (1 + math.floor(FPS * 2.03), 68, 2)  # 51; aniportrait would give 1 + ceil = 52
     assert np.isfinite(landmarks).all()
     np.testing.assert_allclose(landmarks[0], _astronaut_landmarks_in(32), atol=0.05)  # the real face, as above
-    frames, audio_seconds = _video_info(_single(root / "out_video" / "portrait", "odd_*.mp4"))
+    frames, audio_seconds = _video_info(run / "output.mp4")
     assert frames == 13  # max_frame_len cuts the video, not landmarks.npy
     assert audio_seconds is not None and abs(audio_seconds - frames / FPS) <= 1 / FPS
-    settings = json.loads(_single(root / "out_video" / "portrait", "odd_*.json").read_text())
-    assert settings["ldmk_render"] == "sadtalker" and any("tiny_landmarker" in n for n in settings["notices"])
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["ldmk_render"] == "sadtalker" and any("tiny_landmarker" in n for n in settings["warnings"])
+    assert (settings["num_frames"], settings["landmark_frames"], settings["max_frames"]) == (13, 51, 13)
 
 
 def test_missing_sadtalker_files_name_the_file_and_make_fetch_sadtalker(cli_main, inputs, tmp_path, capsys):
@@ -300,8 +304,7 @@ def test_an_output_location_that_cannot_be_written_is_refused_before_any_model_l
     argv = ["--tiny", "--save_root", str(save_root), "--img_path", str(inputs["portrait"]),
             "--audio_path", str(inputs["short"])]  # fmt: skip
     assert cli_main(argv) == 2
-    expected = save_root / "aniportrait" / "ldmk" / "portrait"
-    assert capsys.readouterr().err == f"error: cannot write to {expected}: {reason}\n"
+    assert capsys.readouterr().err == f"error: cannot write to {save_root}: {reason}\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"] + (
         ["read-only"] if "read" in reason else []
     )
@@ -316,11 +319,11 @@ def test_runs_started_in_the_same_second_get_different_folders_and_a_failed_one_
 
     with reserved_run(job()) as first, reserved_run(job()) as second:
         assert (first.name, second.name) == ("hi_1700000000", "hi_1700000000_2")
-        assert first.landmark_dir.is_dir() and second.landmark_dir.is_dir()
+        assert first.run_dir.is_dir() and second.run_dir.is_dir()
     with pytest.raises(RuntimeError), reserved_run(job()) as failed:
         assert failed.name == "hi_1700000000_3"
         raise RuntimeError("generation failed")
-    assert not failed.landmark_dir.exists() and failed.landmark_dir.parent.is_dir()  # the others' folders stay
+    assert not failed.run_dir.exists() and failed.run_dir.parent.is_dir()  # the others' folders stay
     alone = job()
     alone.save_root = tmp_path / "fresh"
     with pytest.raises(RuntimeError), reserved_run(alone):

@@ -74,26 +74,27 @@ def test_jobs_run_with_models_loaded_once_and_a_restart_skips_finished_ones(cli_
     captured = capsys.readouterr()
     assert len(built) == 1 and built[0]["landmark_renderers"] == ("aniportrait",)
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    quiet_video = results / "aniportrait" / "out_video" / "face" / "quiet.mp4"
-    assert errors == [f"error: {quiet_video}: audio file {folder / 'inputs' / 'quiet.wav'} is silent"]
-    assert not (results / "aniportrait" / "ldmk" / "face" / "quiet").exists()
+    quiet_run = results / "face_quiet"
+    assert errors == [f"error: {quiet_run}: audio file {folder / 'inputs' / 'quiet.wav'} is silent"]
+    assert not quiet_run.exists()
     assert captured.out.count("tiny mode: random tiny weights") == 1  # notices once per process, not per job
     assert "\x1b[" not in captured.err  # not a terminal: no progress bars, no cursor escapes
 
-    hello = results / "aniportrait" / "out_video" / "face" / "hello.mp4"
+    hello = results / "face_hello" / "output.mp4"
     assert _video_info(hello) == (4, True)
-    assert np.load(results / "aniportrait" / "ldmk" / "face" / "hello" / "landmarks.npy").shape == (1 + 10, 68, 2)
-    hello_settings = json.loads(hello.with_suffix(".json").read_text())
-    assert (hello_settings["seed"], hello_settings["fast"], hello_settings["frames"]) == (41, False, 4)
+    assert np.load(results / "face_hello" / "landmarks.npy").shape == (1 + 10, 68, 2)
+    hello_settings = json.loads((results / "face_hello" / "settings.json").read_text())
+    assert (hello_settings["seed"], hello_settings["fast"], hello_settings["num_frames"]) == (41, False, 4)
 
-    bye = folder / "elsewhere" / "aniportrait" / "out_video" / "face" / "bye_fast.mp4"  # save_root of the job
+    bye = folder / "elsewhere" / "bye_fast" / "output.mp4"  # save_root of the job
     assert _video_info(bye) == (4, True)
-    bye_settings = json.loads(bye.with_suffix(".json").read_text())
+    bye_settings = json.loads((bye.parent / "settings.json").read_text())
     assert (bye_settings["seed"], bye_settings["fast"], bye_settings["name"]) == (3, True, "bye_fast")
 
-    nod = results / "aniportrait" / "out_video" / "face" / "nod.mp4"
+    nod = results / "face_nod" / "output.mp4"
     assert _video_info(nod) == (3, False)  # landmarks only: a silent video, cut to the job's max_frame_len
-    assert json.loads(nod.with_suffix(".json").read_text())["audio_path"] is None
+    nod_settings = json.loads((nod.parent / "settings.json").read_text())
+    assert nod_settings["audio_path"] is None and nod_settings["renderer"] is None
 
     finished = {path: path.stat().st_mtime_ns for path in (hello, bye, nod)}
     assert cli_main(["--jobs", str(jobs), "--save_root", str(results), *TINY]) == 2
@@ -111,7 +112,7 @@ def test_jobs_run_with_models_loaded_once_and_a_restart_skips_finished_ones(cli_
         ([{"img_path": "a.png", "audio_path": "a.wav", "ldmk_render": "x"}], '"ldmk_render" must be one of'),
         ([{"img_path": "a.png", "audio_path": "a.wav", "colour": 1}], "unknown keys ['colour']"),
         (
-            [{"img_path": "a.png", "audio_path": "a.wav"}, {"img_path": "a.png", "audio_path": "b/a.wav"}],
+            [{"img_path": "a.png", "audio_path": "a.wav"}, {"img_path": "b/a.png", "audio_path": "b/a.wav"}],
             "line 2: writes",
         ),
     ],

@@ -1,6 +1,7 @@
 """TrajectoryAnimator (pipeline/trajectory_animator.py): frame geometry, flow preview, results, loading."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -70,17 +71,19 @@ def test_animate_maps_tracks_and_brush_and_records_settings(animator, tmp_path):
     assert result.hint_image.size == (16, 16) and result.first_frame.size == (16, 16)
     assert result.warnings[0].startswith("tiny mode")
     settings = result.settings
-    assert settings["seed"] == 5 and settings["brush"] is True and settings["tracks"] == [[[10.0, 10.0], [20.0, 14.0]]]
+    assert settings.seed == 5 and settings.brush is True and settings.tracks == [[[10.0, 10.0], [20.0, 14.0]]]
+    assert (settings.window_stride, settings.decode_chunk_size) == (12, animator.memory.decode_chunk_size)
     # 48x40 covers 16x16 when resized to 19x16, then 2 px (1.5 rounded) are cropped on the left
-    assert settings["tracks_in_frame"][0][0] == pytest.approx([10 * 19 / 48 - 2, 10 * 16 / 40])
+    assert settings.tracks_in_frame[0][0] == pytest.approx([10 * 19 / 48 - 2, 10 * 16 / 40])
 
-    paths = animator.save(result, tmp_path / "clip.mp4")
-    assert [path.name for path in paths.all()] == ["clip.mp4", "clip_flow.mp4", "clip_hint.png", "clip.json"]
-    assert json.loads(paths.settings.read_text())["outputs"]["video"] == str(tmp_path / "clip.mp4")
-    with pytest.raises(InputError, match="already exists"):
-        animator.save(result, tmp_path / "clip.mp4")
-    with pytest.raises(InputError, match=".mp4"):
-        animator.save(result, tmp_path / "clip.gif")
+    paths = animator.save(result, tmp_path / "run", name="clip")
+    written = sorted(path.name for path in (tmp_path / "run").iterdir())
+    assert written == ["clip.mp4", "clip_flow.mp4", "clip_hint.png", "input.png", "settings.json"]
+    recorded = json.loads(paths.settings.read_text())
+    assert recorded["outputs"]["video"] == str(tmp_path / "run" / "clip.mp4") and recorded["fps"] == 20
+    assert {key: recorded[key] for key in asdict(settings)} == json.loads(json.dumps(asdict(settings)))
+    with pytest.raises(InputError, match="already holds a finished run"):
+        animator.save(result, tmp_path / "run", name="clip")
 
 
 def test_same_seed_same_video(animator):

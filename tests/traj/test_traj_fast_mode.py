@@ -191,7 +191,7 @@ def test_animator_fast_mode_follows_the_fast_schedule_and_records_it(record_call
         result = animator.animate(image, [[(8, 8), (20, 12)]], num_frames=4, steps=5, fast=True, height=32, width=32)
     assert len(adapter.calls) == FAST.num_runs(5) == 2
     assert result.frames.shape == (4, 32, 32, 3)
-    assert result.settings["fast"] is True and result.settings["adapter_schedule"] == FAST.as_dict()
+    assert result.settings.fast is True and result.settings.adapter_schedule == FAST.as_dict()
 
 
 def test_cli_fast_flag_writes_the_video_and_records_the_schedule(subproject_dir, tmp_path):
@@ -208,10 +208,10 @@ def test_cli_fast_flag_writes_the_video_and_records_the_schedule(subproject_dir,
     (tmp_path / "traj.json").write_text(json.dumps([[[8, 8], [20, 12]]]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     arguments = ["--tiny", "--fast", "--num_frames", "5", "--image", tmp_path / "in.png", "--trajectories",
-                 tmp_path / "traj.json", "--output", tmp_path / "out.mp4"]  # fmt: skip
+                 tmp_path / "traj.json", "--output", tmp_path / "out"]  # fmt: skip
     completed = subprocess.run([sys.executable, "inference.py", *map(str, arguments)], cwd=subproject_dir, env=env,
                                capture_output=True, text=True, timeout=600)  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    assert read_video(tmp_path / "out.mp4").frames.shape[0] == 5
-    settings = json.loads((tmp_path / "out.json").read_text())
+    assert read_video(tmp_path / "out" / "output.mp4").frames.shape[0] == 5
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
     assert settings["fast"] is True and settings["adapter_schedule"]["every"] == 4

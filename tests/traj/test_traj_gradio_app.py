@@ -334,9 +334,9 @@ def test_upload_clicks_and_run_write_a_video_with_the_requested_frames(client, d
     assert run_dir.parent == demo_server.outputs
     stem = Path(video).stem
     assert re.fullmatch(r"square_traj_\d{8}-\d{6}", stem)  # downloads are named after the image
-    names = {"input.png", f"{stem}.mp4", f"{stem}_flow.mp4", f"{stem}_hint.png", f"{stem}.json"}
+    names = {"input.png", f"{stem}.mp4", f"{stem}_flow.mp4", f"{stem}_hint.png", "settings.json"}
     assert {path.name for path in run_dir.iterdir()} == names
-    settings = json.loads((run_dir / f"{stem}.json").read_text())
+    settings = json.loads((run_dir / "settings.json").read_text())
     assert settings["num_frames"] == 3 and settings["steps"] == 2 and settings["seed"] == 7
     assert settings["tracks"] == [[[200.0, 250.0], [250.0, 230.0]]]
     assert settings["memory"]["preset"] == "low"

@@ -1,4 +1,4 @@
-"""The headless CLI (inference.py): files written, frame counts, bad input, overwrite refusal, job batches."""
+"""The headless CLI (inference.py): the run folder written, frame counts, bad input, overwrite refusal, job batches."""
 
 import json
 import os
@@ -35,23 +35,25 @@ def _cli(subproject_dir, *args):
     )  # fmt: skip
 
 
-def test_writes_video_flow_hint_and_settings_with_25_frames_by_default(subproject_dir, tmp_path):
+def test_writes_a_run_folder_of_video_flow_hint_input_and_settings_with_25_frames_by_default(subproject_dir, tmp_path):
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [30, 20], [40, 30]], [[5, 35]]])
-    arguments = ["--image", image, "--trajectories", tracks, "--output", tmp_path / "o.mp4"]
+    arguments = ["--image", image, "--trajectories", tracks, "--output", tmp_path / "o"]
     result = _cli(subproject_dir, *FAST, *arguments)
     assert result.returncode == 0, result.stderr
     assert "noise" in result.stderr  # tiny mode says so
-    written = sorted(path.name for path in tmp_path.iterdir())
-    assert written == ["in.png", "o.json", "o.mp4", "o_flow.mp4", "o_hint.png", "traj.json"]
-    video, flow = read_video(tmp_path / "o.mp4"), read_video(tmp_path / "o_flow.mp4")
+    written = sorted(path.name for path in (tmp_path / "o").iterdir())
+    assert written == ["flow.mp4", "hint.png", "input.png", "output.mp4", "settings.json"]
+    video, flow = read_video(tmp_path / "o" / "output.mp4"), read_video(tmp_path / "o" / "flow.mp4")
     assert video.frames.shape == (25, 32, 32, 3) and video.fps == 20
     assert flow.frames.shape == (25, 32, 32, 3)
     assert (flow.frames[0] > 250).all()  # frame 0 does not move: white
-    assert Image.open(tmp_path / "o_hint.png").size == (32, 32)
-    settings = json.loads((tmp_path / "o.json").read_text())
-    assert settings["num_frames"] == 25 and settings["seed"] == 42 and settings["control_scale"] == 0.6
-    assert settings["steps"] == 2 and settings["tiny"] is True and settings["export_fps"] == 20
+    assert Image.open(tmp_path / "o" / "hint.png").size == (32, 32)
+    assert Image.open(tmp_path / "o" / "input.png").size == (32, 32)
+    settings = json.loads((tmp_path / "o" / "settings.json").read_text())
+    assert settings["num_frames"] == 25 and settings["seed"] == 42 and settings["conditioning_scale"] == 0.6
+    assert settings["steps"] == 2 and settings["tiny"] is True and settings["fps"] == 20
+    assert settings["outputs"]["video"] == str(tmp_path / "o" / "output.mp4")
     assert settings["inputs"]["image"] == str(image)
     assert settings["temporal_context"] == "original"  # the released results' context by default
 
@@ -59,13 +61,13 @@ def test_writes_video_flow_hint_and_settings_with_25_frames_by_default(subprojec
 def test_forty_frames_with_a_brush_of_circles(subproject_dir, tmp_path):
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", {"tracks": [[[10, 10], [20, 12]]], "brush": [{"x": 10, "y": 10, "r": 6}]})
-    output = tmp_path / "long.mp4"
+    output = tmp_path / "long"
     arguments = ["--num_frames", 40, "--image", image, "--trajectories", tracks, "--output", output]
     result = _cli(subproject_dir, *FAST, *arguments)
     assert result.returncode == 0, result.stderr
-    assert read_video(output).frames.shape[0] == 40
-    assert read_video(tmp_path / "long_flow.mp4").frames.shape[0] == 40
-    settings = json.loads((tmp_path / "long.json").read_text())
+    assert read_video(output / "output.mp4").frames.shape[0] == 40
+    assert read_video(output / "flow.mp4").frames.shape[0] == 40
+    settings = json.loads((output / "settings.json").read_text())
     assert settings["num_frames"] == 40 and settings["brush"] is True
 
 
@@ -73,12 +75,12 @@ def test_a_non_image_file_is_refused_with_one_line_and_status_2(subproject_dir, 
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("hello")
     tracks = _json(tmp_path / "traj.json", [[[1, 1], [2, 2]]])
-    arguments = ["--image", not_an_image, "--trajectories", tracks, "--output", tmp_path / "o.mp4"]
+    arguments = ["--image", not_an_image, "--trajectories", tracks, "--output", tmp_path / "o"]
     result = _cli(subproject_dir, "--tiny", *arguments)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and "is not a readable image" in lines[0]
-    assert not (tmp_path / "o.mp4").exists()
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
@@ -98,43 +100,66 @@ def test_bad_trajectories_are_refused_with_one_line_and_status_2(tmp_path, capsy
     Image.new("L", (10, 10)).save(tmp_path / "mask.png")  # wrong size for the 48x40 image
     path = tmp_path / "traj.json"
     path.write_text(trajectories if isinstance(trajectories, str) else json.dumps(trajectories))
-    arguments = ["--image", str(image), "--trajectories", str(path), "--output", str(tmp_path / "o.mp4")]
+    arguments = ["--image", str(image), "--trajectories", str(path), "--output", str(tmp_path / "o")]
     status = inference.main(["--tiny", *arguments])
     stderr = capsys.readouterr().err
     assert status == 2
     assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("error: ") and message in stderr
-    assert not (tmp_path / "o.mp4").exists()
+    assert not (tmp_path / "o").exists()
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
-    (tmp_path / "o_hint.png").write_text("mine")
-    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "hint.png").write_text("mine")
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o")]
     status = inference.main(["--tiny", *arguments])
-    assert status == 2 and "already exists" in capsys.readouterr().err
-    assert (tmp_path / "o_hint.png").read_text() == "mine" and not (tmp_path / "o.mp4").exists()
+    assert status == 2 and capsys.readouterr().err == (
+        f"error: {tmp_path / 'o' / 'hint.png'} already exists; pass --overwrite to replace it\n"
+    )
+    assert (tmp_path / "o" / "hint.png").read_text() == "mine" and not (tmp_path / "o" / "output.mp4").exists()
+    assert inference.main(["--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--overwrite",
+                           *arguments]) == 0  # fmt: skip
+    assert Image.open(tmp_path / "o" / "hint.png").size == (16, 16)
+    status = inference.main(["--tiny", *arguments])
+    assert status == 2 and capsys.readouterr().err.endswith(
+        f"error: {tmp_path / 'o'} already holds a finished run; choose another folder or pass --overwrite\n"
+    )
+
+
+def test_an_output_ending_in_mp4_is_refused_as_the_run_folder_is_meant(tmp_path, capsys):
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    assert inference.main(["--tiny", *arguments]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the output is a run folder (its video is output.mp4 inside it), not a video: {tmp_path / 'o.mp4'}\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.png", "traj.json"]
 
 
 def test_jobs_run_once_with_finished_ones_skipped(tmp_path, capsys):
     _image(tmp_path / "a.png")
     _image(tmp_path / "b.png", 32, 32)
     _json(tmp_path / "traj.json", [[[8, 8], [12, 10]]])
-    (tmp_path / "done").mkdir()
-    for name in ("a.mp4", "a_flow.mp4", "a_hint.png", "a.json"):
-        (tmp_path / "done" / name).write_text("finished earlier")
+    (tmp_path / "done" / "a").mkdir(parents=True)
+    for name in ("output.mp4", "flow.mp4", "hint.png", "input.png", "settings.json"):
+        (tmp_path / "done" / "a" / name).write_text("finished earlier")
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(
-        json.dumps({"image": "a.png", "trajectories": "traj.json", "output": "done/a.mp4"}) + "\n\n"
-        + json.dumps({"image": "b.png", "trajectories": "traj.json", "output": "new/b.mp4", "num_frames": 3, "seed": 7})
+        json.dumps({"image": "a.png", "trajectories": "traj.json", "output": "done/a"}) + "\n\n"
+        + json.dumps({"image": "b.png", "trajectories": "traj.json", "output": "new/b", "num_frames": 3, "seed": 7,
+                      "conditioning_scale": 0.4})
         + "\n"
     )  # fmt: skip
     arguments = ["--jobs", str(jobs), "--tiny", "--height", "16", "--width", "16"]
     assert inference.main(arguments) == 0
     assert "skipping 1 finished job" in capsys.readouterr().err
-    assert (tmp_path / "done" / "a.mp4").read_text() == "finished earlier"
-    assert read_video(tmp_path / "new" / "b.mp4").frames.shape == (3, 16, 16, 3)
-    assert json.loads((tmp_path / "new" / "b.json").read_text())["seed"] == 7
+    assert (tmp_path / "done" / "a" / "output.mp4").read_text() == "finished earlier"
+    assert read_video(tmp_path / "new" / "b" / "output.mp4").frames.shape == (3, 16, 16, 3)
+    settings = json.loads((tmp_path / "new" / "b" / "settings.json").read_text())
+    assert (settings["seed"], settings["conditioning_scale"]) == (7, 0.4)
 
     assert inference.main(arguments) == 0  # a restart finds nothing left to do
     assert "skipping 2 finished job" in capsys.readouterr().err
@@ -157,7 +182,7 @@ def test_a_jobs_line_without_an_output_is_refused(tmp_path, capsys):
 )
 def test_a_jobs_line_with_a_wrongly_typed_value_is_refused_before_any_run(tmp_path, capsys, job, message):
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"image": "a.png", "trajectories": "t.json", "output": "a.mp4", **job}) + "\n")
+    jobs.write_text(json.dumps({"image": "a.png", "trajectories": "t.json", "output": "a", **job}) + "\n")
     assert inference.main(["--jobs", str(jobs), "--tiny"]) == 2
     stderr = capsys.readouterr().err
     assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("error: ") and message in stderr
@@ -171,7 +196,7 @@ def test_a_bad_fps_or_frame_count_is_refused_before_the_models_load(tmp_path, ca
     monkeypatch.setattr(inference, "build_animator", lambda *args: pytest.fail("models loaded"))
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
-    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o")]
     assert inference.main(["--tiny", *option, *arguments]) == 2
     assert capsys.readouterr().err.startswith(f"error: {message}")
 
@@ -180,7 +205,7 @@ def test_missing_weights_are_reported_with_the_fetch_command(tmp_path, capsys, m
     monkeypatch.delenv("MOFA_TINY", raising=False)
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
-    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o")]
     assert inference.main([*arguments, "--ckpt_dir", str(tmp_path / "ckpts"), "--device", "cpu"]) == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: missing checkpoint") and "make fetch MODE=traj" in stderr
@@ -211,19 +236,19 @@ def test_tiny_runs_a_trained_adapter_folder_that_fits_the_tiny_svd(tmp_path, cap
         "--trajectories",
         str(tracks),
         "--output",
-        str(tmp_path / "o.mp4"),
+        str(tmp_path / "o"),
         "--num_frames",
         "4",
     ]
     assert inference.main([*FAST, "--adapter", str(tmp_path / "controlnet"), *arguments]) == 0
-    assert read_video(tmp_path / "o.mp4").frames.shape == (4, 32, 32, 3)
+    assert read_video(tmp_path / "o" / "output.mp4").frames.shape == (4, 32, 32, 3)
 
 
 def test_an_adapter_that_does_not_fit_the_tiny_svd_and_an_ignored_ckpt_dir_are_each_one_line(tmp_path, capsys):
     _save_tiny_adapter(tmp_path / "wide", seed=0, layout="svd")
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [30, 20]]])
-    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o.mp4")]
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o")]
     code = inference.main([*FAST, "--adapter", str(tmp_path / "wide"), "--ckpt_dir", str(tmp_path), *arguments])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 2
@@ -255,14 +280,14 @@ def test_an_output_location_that_cannot_be_written_is_refused_before_the_models_
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
     (tmp_path / "notes.txt").write_text("a file")
     if case == "under a file":
-        output, message = tmp_path / "notes.txt" / "o.mp4", f"{tmp_path / 'notes.txt'} is a file, not a folder"
+        output, message = tmp_path / "notes.txt" / "o", f"{tmp_path / 'notes.txt'} is a file, not a folder"
     else:
         folder = _unwritable_folder(tmp_path)
-        output, message = f"{folder}/out/o.mp4", f"permission denied in {folder}"
+        output, message = f"{folder}/out/o", f"permission denied in {folder}"
     arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(output)]
     assert inference.main(["--tiny", *arguments]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"error: cannot write to {os.path.dirname(output)}: ") and error.count("\n") == 1
+    assert error.startswith(f"error: cannot write to {output}: ") and error.count("\n") == 1
     assert error.rstrip().endswith(message)
 
 
