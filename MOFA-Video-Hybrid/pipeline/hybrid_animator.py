@@ -551,12 +551,12 @@ class HybridAnimator(AnimatorBase):
             image=frame,
             trajectory_flow=trajectory_flow[None],
             landmark_flow=landmark_flow[None],
-            landmark_images=pose_images[None],
+            pose_images=pose_images[None],
             landmark_mask=landmark_mask,
             height=frame.height,
             width=frame.width,
-            trajectory_cond_scale=settings.trajectory_conditioning_scale,
-            landmark_cond_scale=settings.landmark_conditioning_scale,
+            trajectory_conditioning_scale=settings.trajectory_conditioning_scale,
+            landmark_conditioning_scale=settings.landmark_conditioning_scale,
             **self.pipeline_kwargs(settings, progress),
         )
         return to_uint8_video(output.frames[0])

@@ -3,9 +3,9 @@
 At every denoising step (fewer in fast mode, see below), on the same classifier-free-guidance-doubled input,
 
 - the trajectory adapter (:class:`models.flow_controlnet.FlowControlNet`) reads the drag flow and the first
-  frame, its residuals scaled by ``trajectory_cond_scale`` (0.6 as in the demos);
+  frame, its residuals scaled by ``trajectory_conditioning_scale`` (0.6 as in the demos);
 - the landmark adapter (:class:`models.ldmk_controlnet.LandmarkFlowControlNet`) reads the landmark flow, the
-  rendered pose images and the first frame, its residuals scaled by ``landmark_cond_scale`` (1.0);
+  rendered pose images and the first frame, its residuals scaled by ``landmark_conditioning_scale`` (1.0);
 - their residuals are fused per resolution as ``face * M + traj * (1 - M)`` with the landmark mask ``M``
   (:mod:`pipeline.residual_fusion`), and the UNet denoises with the fused residuals.
 
@@ -95,7 +95,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         self,
         trajectory_flow: torch.Tensor,
         landmark_flow: torch.Tensor,
-        landmark_images: torch.Tensor,
+        pose_images: torch.Tensor,
         landmark_mask: np.ndarray | torch.Tensor,
     ) -> None:
         """Raise :class:`InputError` naming the landmark input whose shape does not match the drag flow's."""
@@ -106,9 +106,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                 f"`landmark_flow` must have the drag flow's shape {tuple(trajectory_flow.shape)}, got {shape}"
             )
         expected = (batch, num_flows + 1, 3, height, width)
-        if not isinstance(landmark_images, torch.Tensor) or tuple(landmark_images.shape) != expected:
-            shape = tuple(landmark_images.shape) if isinstance(landmark_images, torch.Tensor) else type(landmark_images)
-            raise InputError(f"`landmark_images` must be (B, T, 3, H, W) = {expected}, got {shape}")
+        if not isinstance(pose_images, torch.Tensor) or tuple(pose_images.shape) != expected:
+            shape = tuple(pose_images.shape) if isinstance(pose_images, torch.Tensor) else type(pose_images)
+            raise InputError(f"`pose_images` must be (B, T, 3, H, W) = {expected}, got {shape}")
         if tuple(landmark_mask.shape) != (height, width):
             raise InputError(f"`landmark_mask` must be (H, W) = ({height}, {width}), got {tuple(landmark_mask.shape)}")
 
@@ -180,15 +180,15 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         timestep: torch.Tensor,
         conditioning: dict[str, torch.Tensor],
         frame_indices: torch.Tensor,
-        trajectory_cond_scale: float,
-        landmark_cond_scale: float,
+        trajectory_conditioning_scale: float,
+        landmark_conditioning_scale: float,
     ) -> Residuals:
         """Both adapters' residuals for one window, fused as ``face * M + traj * (1 - M)`` (only the adapters the
         mask uses run).
 
         Args:
             sample: ``(B', L, 8, h, w)`` the UNet's input for the window (B' = 2B with guidance, else B).
-            timestep, conditioning, trajectory_cond_scale, landmark_cond_scale: as for
+            timestep, conditioning, trajectory_conditioning_scale, landmark_conditioning_scale: as for
                 :meth:`predict_hybrid_window`.
             frame_indices: ``(L,)`` the window's frames.
 
@@ -210,7 +210,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                 sample,
                 timestep,
                 controlnet_flow=torch.cat([conditioning["trajectory_flow"][:, flow_frames]] * copies),
-                conditioning_scale=trajectory_cond_scale,
+                conditioning_scale=trajectory_conditioning_scale,
                 warped_condition=self.window_features(conditioning["trajectory_warped"], frame_indices, copies),
                 **shared,
             )[:2]
@@ -219,8 +219,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                 sample,
                 timestep,
                 controlnet_flow=torch.cat([conditioning["landmark_flow"][:, flow_frames]] * copies),
-                landmarks=torch.cat([conditioning["landmark_images"][:, frame_indices]] * copies).to(sample.dtype),
-                conditioning_scale=landmark_cond_scale,
+                pose_images=torch.cat([conditioning["pose_images"][:, frame_indices]] * copies).to(sample.dtype),
+                conditioning_scale=landmark_conditioning_scale,
                 warped_condition=self.window_features(conditioning["landmark_warped"], frame_indices, copies),
                 **shared,
             )[:2]
@@ -237,8 +237,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         timestep: torch.Tensor,
         conditioning: dict[str, torch.Tensor],
         guidance_scale: torch.Tensor,
-        trajectory_cond_scale: float,
-        landmark_cond_scale: float,
+        trajectory_conditioning_scale: float,
+        landmark_conditioning_scale: float,
     ) -> torch.Tensor:
         """The guided v-prediction for one window of frames, with fused adapter residuals.
 
@@ -249,15 +249,15 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             conditioning: ``image_embeddings (B', 1, D)``, ``image_latents (B', 4, h, w)``, ``added_time_ids
                 (B', 3)``, ``controlnet_cond (B', 3, H, W)`` (B' = 2B with guidance, unconditional half first),
                 and, not doubled, ``trajectory_flow`` / ``landmark_flow`` ``(B, T-1, 2, H, W)``,
-                ``landmark_images (B, T, 3, H, W)``, ``landmark_mask (1, 1, H, W)`` and
+                ``pose_images (B, T, 3, H, W)``, ``landmark_mask (1, 1, H, W)`` and
                 ``trajectory_warped`` / ``landmark_warped`` (:meth:`warped_conditions`).
             guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
-            trajectory_cond_scale, landmark_cond_scale: multiply each adapter's residuals.
+            trajectory_conditioning_scale, landmark_conditioning_scale: multiply each adapter's residuals.
 
         Returns:
             ``(B, L, 4, h, w)`` model output.
         """
-        scales = (trajectory_cond_scale, landmark_cond_scale)
+        scales = (trajectory_conditioning_scale, landmark_conditioning_scale)
         return self.guided_prediction(
             scaled_latents,
             timestep,
@@ -275,7 +275,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         image: ImageInput,
         trajectory_flow: torch.Tensor,
         landmark_flow: torch.Tensor,
-        landmark_images: torch.Tensor,
+        pose_images: torch.Tensor,
         landmark_mask: np.ndarray | torch.Tensor,
         controlnet_condition: ImageInput | None = None,
         height: int | None = None,
@@ -284,11 +284,11 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         num_inference_steps: int = 25,
         min_guidance_scale: float = 1.0,
         max_guidance_scale: float = 3.0,
-        fps: int = 7,
+        fps_id: int = 6,
         motion_bucket_id: int = 128,
         noise_aug_strength: float = 0.02,
-        trajectory_cond_scale: float = 0.6,
-        landmark_cond_scale: float = 1.0,
+        trajectory_conditioning_scale: float = 0.6,
+        landmark_conditioning_scale: float = 1.0,
         normalize_clip_input: bool = False,
         decode_chunk_size: int | None = None,
         window_size: int = 25,
@@ -310,7 +310,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                 ``(B, 3, H, W)`` in [0, 1].
             trajectory_flow: ``(B, T-1, 2, H, W)`` drag flow from frame 0 to frames 1..T-1 in pixels (x first).
             landmark_flow: ``(B, T-1, 2, H, W)`` landmark (CMP) flow, same layout.
-            landmark_images: ``(B, T, 3, H, W)`` rendered pose image of every frame in [0, 1], frame 0 first.
+            pose_images: ``(B, T, 3, H, W)`` rendered pose image of every frame in [0, 1], frame 0 first.
             landmark_mask: ``(H, W)`` where the landmark adapter drives the video: uint8 0/255, bool, or float
                 in [0, 1] (:func:`pipeline.residual_fusion.mask_to_tensor`).
             controlnet_condition: the adapters' first frame (default: ``image``).
@@ -319,9 +319,9 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             num_inference_steps: denoising steps (25).
             min_guidance_scale, max_guidance_scale: per-position guidance ramp over a window (1 -> 3);
                 ``max_guidance_scale <= 1`` disables classifier-free guidance.
-            fps, motion_bucket_id, noise_aug_strength: micro-conditioning (7 -> id 6, 128, 0.02).
-            trajectory_cond_scale: multiplies the trajectory adapter's residuals (0.6).
-            landmark_cond_scale: multiplies the landmark adapter's residuals (1.0).
+            fps_id, motion_bucket_id, noise_aug_strength: micro-conditioning (6, 128, 0.02).
+            trajectory_conditioning_scale: multiplies the trajectory adapter's residuals (0.6).
+            landmark_conditioning_scale: multiplies the landmark adapter's residuals (1.0).
             normalize_clip_input: apply CLIP's mean/std before the image encoder (off, as released).
             decode_chunk_size: frames decoded at a time (default: all T).
             window_size, window_stride: periodic-sampling windows (25 frames, frame 0 included; stride 12).
@@ -351,13 +351,13 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             decode_chunk_size, num_videos_per_prompt, window_size, window_stride, output_type,
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
-        self.check_hybrid_inputs(trajectory_flow, landmark_flow, landmark_images, landmark_mask)
+        self.check_hybrid_inputs(trajectory_flow, landmark_flow, pose_images, landmark_mask)
         device = self._execution_device
         self.set_temporal_context(temporal_context)
 
         # 1. conditions, encoded once; the adapters' inputs are doubled per window, not here
         conditioning = self.encode_conditions(
-            image, controlnet_condition, height, width, fps, motion_bucket_id, noise_aug_strength,
+            image, controlnet_condition, height, width, fps_id, motion_bucket_id, noise_aug_strength,
             normalize_clip_input, num_videos_per_prompt, generator, device,
         )  # fmt: skip
         dtype = conditioning["image_embeddings"].dtype
@@ -367,7 +367,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         conditioning.update(
             trajectory_flow=trajectory_flow.repeat_interleave(num_videos_per_prompt, 0),
             landmark_flow=landmark_flow.repeat_interleave(num_videos_per_prompt, 0),
-            landmark_images=landmark_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
+            pose_images=pose_images.to(device, dtype).repeat_interleave(num_videos_per_prompt, 0),
             landmark_mask=mask_to_tensor(landmark_mask, device, dtype),
         )
         conditioning.update(self.warped_conditions(conditioning, chunk_size=min(num_frames, window_size) - 1))
@@ -391,8 +391,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             self.predict_hybrid_window,
             conditioning=conditioning,
             guidance_scale=guidance_scale,
-            trajectory_cond_scale=trajectory_cond_scale,
-            landmark_cond_scale=landmark_cond_scale,
+            trajectory_conditioning_scale=trajectory_conditioning_scale,
+            landmark_conditioning_scale=landmark_conditioning_scale,
         )
         try:
             latents = self.denoise(

@@ -256,10 +256,10 @@ class LandmarkFlowControlNet(FlowControlNet):
         repaired = self.zero_outs[str(stride)](repaired).view(batch, num_flows, channels, height, width)
         return repaired, mask.view(batch, num_flows, 1, height, width)
 
-    def encode_landmarks(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_pose_images(self, pose_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pose images ``(B, T, 3, H, W)`` in [0, 1] -> (``(B·T, C_0, h, w)`` at the latent grid, its nearest
         half-size copy ``(B·T, C_0, h/2, w/2)``)."""
-        embedding = self.controlnet_ldmk_embedding(landmarks.flatten(0, 1))
+        embedding = self.controlnet_ldmk_embedding(pose_images.flatten(0, 1))
         return embedding, F.interpolate(embedding, scale_factor=0.5, mode="nearest")
 
     def forward(
@@ -270,7 +270,7 @@ class LandmarkFlowControlNet(FlowControlNet):
         added_time_ids: torch.Tensor,
         controlnet_cond: torch.Tensor,
         controlnet_flow: torch.Tensor,
-        landmarks: torch.Tensor,
+        pose_images: torch.Tensor,
         conditioning_scale: float | torch.Tensor = 1.0,
         return_dict: bool = True,
         warped_condition: Sequence[torch.Tensor] | None = None,
@@ -280,7 +280,7 @@ class LandmarkFlowControlNet(FlowControlNet):
         Args:
             sample, timestep, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow,
                 conditioning_scale, return_dict: as :meth:`FlowControlNet.forward`.
-            landmarks: ``(B, T, 3, H, W)`` rendered pose image of every frame (frame 0 included) in [0, 1].
+            pose_images: ``(B, T, 3, H, W)`` rendered pose image of every frame (frame 0 included) in [0, 1].
             warped_condition: the output of :meth:`prepare_condition` for ``controlnet_cond`` and
                 ``controlnet_flow`` (in the sample's dtype), to skip recomputing it; the residuals are
                 identical and ``occlusion_masks`` is then None.
@@ -291,12 +291,12 @@ class LandmarkFlowControlNet(FlowControlNet):
         """
         self.check_inputs(sample, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow)
         expected = (*sample.shape[:2], self.config.conditioning_channels, *controlnet_cond.shape[-2:])
-        if tuple(landmarks.shape) != expected:
-            raise ValueError(f"landmarks must be (B, T, C, H, W) = {expected}, got {tuple(landmarks.shape)}")
-        landmark_full, landmark_half = self.encode_landmarks(landmarks.to(dtype=sample.dtype))
+        if tuple(pose_images.shape) != expected:
+            raise ValueError(f"pose_images must be (B, T, C, H, W) = {expected}, got {tuple(pose_images.shape)}")
+        pose_full, pose_half = self.encode_pose_images(pose_images.to(dtype=sample.dtype))
         down_residuals, mid_residual, occlusion_masks = self.residuals(
             sample, timestep, encoder_hidden_states, added_time_ids, controlnet_cond, controlnet_flow,
-            conditioning_scale, warped_condition, extra_injections={0: [landmark_full], 1: [landmark_half]},
+            conditioning_scale, warped_condition, extra_injections={0: [pose_full], 1: [pose_half]},
         )  # fmt: skip
 
         if not return_dict:

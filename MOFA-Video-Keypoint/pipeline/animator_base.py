@@ -282,7 +282,7 @@ class AnimatorBase(ABC):
             "num_inference_steps": settings.steps,
             "min_guidance_scale": settings.min_guidance_scale,
             "max_guidance_scale": settings.max_guidance_scale,
-            "fps": settings.fps_id + 1,
+            "fps_id": settings.fps_id,
             "motion_bucket_id": settings.motion_bucket_id,
             "noise_aug_strength": settings.noise_aug_strength,
             "decode_chunk_size": settings.decode_chunk_size,

@@ -399,7 +399,7 @@ class KeypointAnimator(AnimatorBase):
             pose_images.to(self.memory.dtype),
             height=frame.height,
             width=frame.width,
-            controlnet_cond_scale=settings.conditioning_scale,
+            conditioning_scale=settings.conditioning_scale,
             **{**self.pipeline_kwargs(settings), "generator": None},
         ).frames[0]
         return to_uint8_video(frames)

@@ -8,7 +8,8 @@ the released weights were used with:
 - 25 Euler steps (Karras sigmas 700 -> 0.002, v-prediction; the scheduler SVD-xt ships with);
 - classifier-free guidance growing per frame, ``linspace(1, 3, T)``; the unconditional half gets zero image
   embeddings and zero image latents but the same first frame and flow for the adapter;
-- micro-conditioning ``[fps - 1, motion_bucket_id, noise_aug_strength] = [6, 128, 0.02]``;
+- micro-conditioning ``[fps_id, motion_bucket_id, noise_aug_strength] = [6, 128, 0.02]`` (diffusers' ``fps`` minus
+  one: ``fps_id`` is the id itself);
 - the CLIP image encoder sees the image resized to 224x224 in [0, 1], without CLIP's mean/std normalisation
   (``normalize_clip_input=True`` normalises, as SVD itself does);
 - image latents are the VAE posterior's mode, not multiplied by the scaling factor.
@@ -300,10 +301,10 @@ class FlowControlNetPipeline(DiffusionPipeline):
         return latents
 
     def get_add_time_ids(
-        self, fps: int, motion_bucket_id: int, noise_aug_strength: float, batch_size: int, dtype: torch.dtype
+        self, fps_id: int, motion_bucket_id: int, noise_aug_strength: float, batch_size: int, dtype: torch.dtype
     ) -> torch.Tensor:
-        """``(batch_size, 3)`` micro-conditioning ``[fps - 1, motion_bucket_id, noise_aug_strength]``."""
-        ids = [fps - 1, motion_bucket_id, noise_aug_strength]
+        """``(batch_size, 3)`` micro-conditioning ``[fps_id, motion_bucket_id, noise_aug_strength]``."""
+        ids = [fps_id, motion_bucket_id, noise_aug_strength]
         expected = self.unet.add_embedding.linear_1.in_features
         if self.unet.config.addition_time_embed_dim * len(ids) != expected:
             raise ValueError(f"the UNet expects {expected} added-time features, not 3 x addition_time_embed_dim")
@@ -330,7 +331,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         controlnet_condition: ImageInput | None,
         height: int,
         width: int,
-        fps: int,
+        fps_id: int,
         motion_bucket_id: int,
         noise_aug_strength: float,
         normalize_clip_input: bool,
@@ -352,7 +353,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         image_latents = self.encode_vae_image(image, height, width, noise_aug_strength, generator, device)
         dtype = image_embeddings.dtype
         batch_size = self.batch_size_of(image) * num_videos_per_prompt
-        added_time_ids = self.get_add_time_ids(fps, motion_bucket_id, noise_aug_strength, batch_size, dtype)
+        added_time_ids = self.get_add_time_ids(fps_id, motion_bucket_id, noise_aug_strength, batch_size, dtype)
         cond_image = self.video_processor.preprocess(
             image if controlnet_condition is None else controlnet_condition, height=height, width=width
         )
@@ -446,13 +447,13 @@ class FlowControlNetPipeline(DiffusionPipeline):
         timestep: torch.Tensor,
         conditioning: dict[str, torch.Tensor],
         frame_indices: torch.Tensor,
-        controlnet_cond_scale: float,
+        conditioning_scale: float,
     ) -> tuple[tuple[torch.Tensor, ...] | None, torch.Tensor | None]:
         """The adapter's residuals for one window at the current step, as the adapter schedule says.
 
         Args:
             sample: ``(B', L, 8, h, w)`` the UNet's input for the window.
-            timestep, conditioning, controlnet_cond_scale: as for :meth:`predict_window`.
+            timestep, conditioning, conditioning_scale: as for :meth:`predict_window`.
             frame_indices: ``(L,)`` the window's frames.
 
         Returns:
@@ -468,7 +469,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
                 added_time_ids=conditioning["added_time_ids"],
                 controlnet_cond=conditioning["controlnet_cond"],
                 controlnet_flow=flow,
-                conditioning_scale=controlnet_cond_scale,
+                conditioning_scale=conditioning_scale,
                 return_dict=False,
                 warped_condition=warped,
                 **self.adapter_kwargs(sample, conditioning, frame_indices),
@@ -555,7 +556,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         timestep: torch.Tensor,
         conditioning: dict[str, torch.Tensor],
         guidance_scale: torch.Tensor,
-        controlnet_cond_scale: float,
+        conditioning_scale: float,
     ) -> torch.Tensor:
         """The guided v-prediction for one window of frames, with the adapter's residuals.
 
@@ -567,7 +568,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
                 ``added_time_ids (B', 3)``, ``controlnet_cond (B', 3, H, W)`` and ``controlnet_flow
                 (B', T-1, 2, H, W)``, where B' = 2B (unconditional half first) with guidance, else B.
             guidance_scale: ``(1, L, 1, 1, 1)`` per-position guidance.
-            controlnet_cond_scale: multiplies the adapter's residuals.
+            conditioning_scale: multiplies the adapter's residuals.
 
         Returns:
             ``(B, L, 4, h, w)`` model output.
@@ -577,7 +578,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
             timestep,
             conditioning,
             guidance_scale,
-            lambda sample: self.adapter_residuals(sample, timestep, conditioning, frame_indices, controlnet_cond_scale),
+            lambda sample: self.adapter_residuals(sample, timestep, conditioning, frame_indices, conditioning_scale),
         )
 
     def prepare_noise(
@@ -706,10 +707,10 @@ class FlowControlNetPipeline(DiffusionPipeline):
         num_inference_steps: int = 25,
         min_guidance_scale: float = 1.0,
         max_guidance_scale: float = 3.0,
-        fps: int = 7,
+        fps_id: int = 6,
         motion_bucket_id: int = 128,
         noise_aug_strength: float = 0.02,
-        controlnet_cond_scale: float = 1.0,
+        conditioning_scale: float = 1.0,
         normalize_clip_input: bool = False,
         decode_chunk_size: int | None = None,
         window_size: int = 25,
@@ -736,10 +737,11 @@ class FlowControlNetPipeline(DiffusionPipeline):
             num_inference_steps: denoising steps (25).
             min_guidance_scale, max_guidance_scale: guidance grows linearly over the frames of a window from
                 min to max; ``max_guidance_scale <= 1`` disables classifier-free guidance (one batch, faster).
-            fps: micro-conditioning id ``fps - 1`` (7 gives the 6 the released weights were used with).
+            fps_id: micro-conditioning frame-rate id (6, what the released weights were used with; diffusers'
+                ``fps`` minus one). Not the playback rate of a written video.
             motion_bucket_id: micro-conditioning motion amount (128).
             noise_aug_strength: noise added to the first frame before encoding, and its micro-conditioning id.
-            controlnet_cond_scale: multiplies the adapter's residuals (the demos use 0.6).
+            conditioning_scale: multiplies the adapter's residuals (the demos use 0.6).
             normalize_clip_input: apply CLIP's mean/std before the image encoder (off, as released).
             decode_chunk_size: frames decoded at a time (default: all T).
             window_size: frames per denoising window, frame 0 included (25, the adapter's training length);
@@ -778,7 +780,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
 
         # 1. conditions, encoded once; the unconditional half gets zero image embeddings and latents only
         conditioning = self.encode_conditions(
-            image, controlnet_condition, height, width, fps, motion_bucket_id, noise_aug_strength,
+            image, controlnet_condition, height, width, fps_id, motion_bucket_id, noise_aug_strength,
             normalize_clip_input, num_videos_per_prompt, generator, device,
         )  # fmt: skip
         flow = self.adapter_flow(controlnet_flow, conditioning["image_embeddings"].dtype, device)
@@ -804,7 +806,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
             self.predict_window,
             conditioning=conditioning,
             guidance_scale=guidance_scale,
-            controlnet_cond_scale=controlnet_cond_scale,
+            conditioning_scale=conditioning_scale,
         )
         try:
             latents = self.denoise(

@@ -28,37 +28,37 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
 
     controlnet: LandmarkFlowControlNet
 
-    def check_landmark_images(self, landmarks: torch.Tensor, controlnet_flow: torch.Tensor) -> None:
-        """Raise :class:`InputError` unless ``landmarks`` is ``(B, T, 3, H, W)`` matching the flow's B, T-1, H, W."""
-        if not isinstance(landmarks, torch.Tensor) or landmarks.ndim != 5:
-            shape = tuple(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks)
-            raise InputError(f"`landmarks` must be a (B, T, 3, H, W) tensor of pose images, got {shape}")
+    def check_pose_images(self, pose_images: torch.Tensor, controlnet_flow: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless ``pose_images`` is ``(B, T, 3, H, W)`` matching the flow's B, T-1, H, W."""
+        if not isinstance(pose_images, torch.Tensor) or pose_images.ndim != 5:
+            shape = tuple(pose_images.shape) if isinstance(pose_images, torch.Tensor) else type(pose_images)
+            raise InputError(f"`pose_images` must be a (B, T, 3, H, W) tensor, got {shape}")
         self.check_flow(controlnet_flow)
         batch, flows, _, height, width = controlnet_flow.shape
         expected = (batch, flows + 1, self.controlnet.config.conditioning_channels, height, width)
-        if tuple(landmarks.shape) != expected:
+        if tuple(pose_images.shape) != expected:
             raise InputError(
-                f"`landmarks` must have shape {expected} (one pose image per frame), got {tuple(landmarks.shape)}"
+                f"`pose_images` must have shape {expected} (one pose image per frame), got {tuple(pose_images.shape)}"
             )
 
     @torch.no_grad()
     def __call__(
-        self, image: ImageInput, controlnet_flow: torch.Tensor, landmarks: torch.Tensor, **kwargs
+        self, image: ImageInput, controlnet_flow: torch.Tensor, pose_images: torch.Tensor, **kwargs
     ) -> FlowControlNetPipelineOutput | tuple:
         """Generate videos that start at ``image`` and follow the landmarks.
 
         Args:
             image: first frame(s), as for :meth:`FlowControlNetPipeline.__call__`.
             controlnet_flow: ``(B, T-1, 2, H, W)`` dense landmark flow from frame 0 in pixels (x first).
-            landmarks: ``(B, T, 3, H, W)`` pose image of every frame in [0, 1], frame 0 the reference pose.
+            pose_images: ``(B, T, 3, H, W)`` pose image of every frame in [0, 1], frame 0 the reference pose.
             kwargs: every other argument of :meth:`FlowControlNetPipeline.__call__` (``num_inference_steps``,
                 ``window_size``, ``decode_chunk_size``, ``generator``, ``output_type``, ...).
 
         Returns:
             :class:`FlowControlNetPipelineOutput`.
         """
-        self.check_landmark_images(landmarks, controlnet_flow)
-        self._pose_images = landmarks.repeat_interleave(kwargs.get("num_videos_per_prompt", 1), dim=0)
+        self.check_pose_images(pose_images, controlnet_flow)
+        self._pose_images = pose_images.repeat_interleave(kwargs.get("num_videos_per_prompt", 1), dim=0)
         try:
             return super().__call__(image, controlnet_flow, **kwargs)
         finally:
@@ -67,9 +67,9 @@ class LandmarkFlowControlNetPipeline(FlowControlNetPipeline):
     def adapter_kwargs(
         self, sample: torch.Tensor, conditioning: dict[str, torch.Tensor], frame_indices: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The landmark adapter's extra input for one window: ``landmarks``, the ``(B', L, 3, H, W)`` pose images
+        """The landmark adapter's extra input for one window: ``pose_images``, the ``(B', L, 3, H, W)`` pose images
         of the window's frames, in the sample's device and dtype and its batch layout (videos repeated per
         prompt, then repeated for the second guidance half when ``sample`` holds both)."""
         window = self._pose_images[:, frame_indices.cpu()].to(sample.device, sample.dtype)
         copies = sample.shape[0] // window.shape[0]  # 2 with classifier-free guidance, else 1
-        return {"landmarks": torch.cat([window] * copies) if copies > 1 else window}
+        return {"pose_images": torch.cat([window] * copies) if copies > 1 else window}

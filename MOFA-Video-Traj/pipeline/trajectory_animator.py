@@ -436,7 +436,7 @@ class TrajectoryAnimator(AnimatorBase):
             controlnet_flow=flow[None],
             height=frame.height,
             width=frame.width,
-            controlnet_cond_scale=settings.conditioning_scale,
+            conditioning_scale=settings.conditioning_scale,
             normalize_clip_input=normalize_clip_input,
             **self.pipeline_kwargs(settings, progress),
         )

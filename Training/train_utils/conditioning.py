@@ -61,7 +61,7 @@ class TrainingConventions:
 def build_added_time_ids(
     batch_size: int,
     order: TimeIdsOrder,
-    fps: int = FPS_ID,
+    fps_id: int = FPS_ID,
     motion_bucket_id: int = MOTION_BUCKET_ID,
     noise_aug_strength: float = NOISE_AUG_STRENGTH,
     dtype: torch.dtype = torch.float32,
@@ -69,9 +69,9 @@ def build_added_time_ids(
 ) -> torch.Tensor:
     """``[batch_size, 3]`` micro-conditioning in the requested order (``svd_xtend`` swaps the last two)."""
     if order == "svd_xtend":
-        values = [fps, noise_aug_strength, motion_bucket_id]
+        values = [fps_id, noise_aug_strength, motion_bucket_id]
     elif order == "svd":
-        values = [fps, motion_bucket_id, noise_aug_strength]
+        values = [fps_id, motion_bucket_id, noise_aug_strength]
     else:
         raise ValueError(f"time_ids_order must be 'svd_xtend' or 'svd', got {order!r}")
     return torch.tensor([values], dtype=dtype, device=device).repeat(batch_size, 1)

@@ -313,7 +313,7 @@ def step_config(args: argparse.Namespace) -> StepConfig:
     return StepConfig(
         stage=args.stage,
         conventions=TrainingConventions.from_flags(args.fix_train_inference_mismatch, args.time_ids_order),
-        fps=args.fps,
+        fps_id=args.fps_id,
         motion_bucket_id=args.motion_bucket_id,
         noise_aug_strength=args.noise_aug_strength,
         s2d_size=args.s2d_size,

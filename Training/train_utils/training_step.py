@@ -31,7 +31,7 @@ class StepConfig:
 
     stage: int
     conventions: TrainingConventions
-    fps: int = FPS_ID
+    fps_id: int = FPS_ID
     motion_bucket_id: int = MOTION_BUCKET_ID
     noise_aug_strength: float = NOISE_AUG_STRENGTH
     s2d_size: int = 384
@@ -163,7 +163,7 @@ class AdapterTrainingStep:
         added_time_ids = build_added_time_ids(
             batch_size,
             config.conventions.time_ids_order,
-            config.fps,
+            config.fps_id,
             config.motion_bucket_id,
             config.noise_aug_strength,
             self.weight_dtype,

@@ -274,16 +274,16 @@ def call_traj(pipe, image, size, frames, steps, decode_chunk):
 
 
 def call_keypoint(pipe, image, size, frames, steps, decode_chunk):
-    landmarks = torch.zeros(1, frames, 3, size, size, device="cuda")
-    return pipe(image, _flow(frames, size), landmarks, num_inference_steps=steps, decode_chunk_size=decode_chunk,
+    pose_images = torch.zeros(1, frames, 3, size, size, device="cuda")
+    return pipe(image, _flow(frames, size), pose_images, num_inference_steps=steps, decode_chunk_size=decode_chunk,
                 output_type="pt")  # fmt: skip
 
 
 def call_hybrid(pipe, image, size, frames, steps, decode_chunk):
-    landmarks = torch.zeros(1, frames, 3, size, size, device="cuda")
+    pose_images = torch.zeros(1, frames, 3, size, size, device="cuda")
     mask = torch.zeros(size, size, dtype=torch.bool)
     mask[: size // 2] = True  # both adapters in use
-    return pipe(image, _flow(frames, size), _flow(frames, size), landmarks, mask, num_inference_steps=steps,
+    return pipe(image, _flow(frames, size), _flow(frames, size), pose_images, mask, num_inference_steps=steps,
                 decode_chunk_size=decode_chunk, output_type="pt")  # fmt: skip
 
 

@@ -26,7 +26,7 @@ def test_tiny_hybrid_pipeline_output_slice_is_unchanged():
         image=torch.rand(3, SIZE, SIZE, generator=generator),
         trajectory_flow=torch.randn(1, FRAMES - 1, 2, SIZE, SIZE, generator=generator) * 3,
         landmark_flow=torch.randn(1, FRAMES - 1, 2, SIZE, SIZE, generator=generator) * 3,
-        landmark_images=torch.rand(1, FRAMES, 3, SIZE, SIZE, generator=generator),
+        pose_images=torch.rand(1, FRAMES, 3, SIZE, SIZE, generator=generator),
         landmark_mask=mask, num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(7),
     ).frames  # fmt: skip
     values = frames[0, :, SIZE // 2, SIZE // 2 : SIZE // 2 + 3, 0].flatten()

@@ -34,7 +34,7 @@ def _inputs(num_frames, seed=0):
         "image": torch.rand(3, SIZE, SIZE, generator=generator),
         "trajectory_flow": torch.randn(1, num_frames - 1, 2, SIZE, SIZE, generator=generator) * 3,
         "landmark_flow": torch.randn(1, num_frames - 1, 2, SIZE, SIZE, generator=generator) * 3,
-        "landmark_images": torch.rand(1, num_frames, 3, SIZE, SIZE, generator=generator),
+        "pose_images": torch.rand(1, num_frames, 3, SIZE, SIZE, generator=generator),
     }
 
 
@@ -66,12 +66,12 @@ def test_video_has_the_requested_frames_and_returns_its_conditions(pipe):
 
 def test_empty_mask_gives_the_trajectory_pipeline(pipe, parts):
     inputs = _inputs(4)
-    hybrid = _run(pipe, mask="empty", inputs=inputs, trajectory_cond_scale=0.6).frames
+    hybrid = _run(pipe, mask="empty", inputs=inputs, trajectory_conditioning_scale=0.6).frames
     trajectory_only = FlowControlNetPipeline(**parts)
     trajectory_only.set_progress_bar_config(disable=True)
     reference = trajectory_only(
         inputs["image"], inputs["trajectory_flow"], num_inference_steps=2, output_type="np",
-        controlnet_cond_scale=0.6, generator=torch.Generator().manual_seed(7),
+        conditioning_scale=0.6, generator=torch.Generator().manual_seed(7),
     ).frames  # fmt: skip
     # equal up to float rounding: the warped features are computed once per video without the CFG copy
     np.testing.assert_allclose(hybrid, reference, rtol=0, atol=1e-4)
@@ -113,7 +113,7 @@ class Capture:
 
 def test_unet_receives_face_residuals_left_and_trajectory_residuals_right(pipe):
     with Capture(pipe) as capture:
-        _run(pipe, "left", trajectory_cond_scale=0.5, landmark_cond_scale=0.9)
+        _run(pipe, "left", trajectory_conditioning_scale=0.5, landmark_conditioning_scale=0.9)
     assert len(capture.unet) == len(capture.traj) == len(capture.face) == 2  # one window, two steps
     for (face_down, face_mid), (traj_down, traj_mid), (down, mid) in zip(capture.face, capture.traj, capture.unet):
         assert len(down) == len(face_down) == 6  # the tiny UNet's encoder skips
@@ -127,7 +127,7 @@ def test_both_cfg_halves_get_the_same_adapter_conditions(pipe):
     with Recorder(pipe.ldmk_controlnet) as recorder:
         _run(pipe, "left")
     kwargs = recorder.calls[0]
-    for name in ("controlnet_flow", "landmarks", "controlnet_cond"):
+    for name in ("controlnet_flow", "pose_images", "controlnet_cond"):
         uncond, cond = kwargs[name].chunk(2)
         torch.testing.assert_close(uncond, cond)
     assert kwargs["conditioning_scale"] == 1.0
@@ -157,9 +157,9 @@ def test_fifty_frames_run_by_periodic_sampling_with_windows_of_the_right_conditi
     assert len(recorder.calls) == 4
     inputs = _inputs(50)
     last = recorder.calls[-1]
-    assert last["landmarks"].shape == (1, 25, 3, SIZE, SIZE)
-    torch.testing.assert_close(last["landmarks"][0, 1:], inputs["landmark_images"][0, 26:50])
-    torch.testing.assert_close(last["landmarks"][0, 0], inputs["landmark_images"][0, 0])
+    assert last["pose_images"].shape == (1, 25, 3, SIZE, SIZE)
+    torch.testing.assert_close(last["pose_images"][0, 1:], inputs["pose_images"][0, 26:50])
+    torch.testing.assert_close(last["pose_images"][0, 0], inputs["pose_images"][0, 0])
     torch.testing.assert_close(last["controlnet_flow"][0], inputs["landmark_flow"][0, 25:49])
 
 
@@ -167,7 +167,7 @@ def test_fifty_frames_run_by_periodic_sampling_with_windows_of_the_right_conditi
     "change, message",
     [
         ({"landmark_flow": torch.zeros(1, 2, 2, SIZE, SIZE)}, "`landmark_flow` must have the drag flow's shape"),
-        ({"landmark_images": torch.zeros(1, 3, 3, SIZE, SIZE)}, r"`landmark_images` must be \(B, T, 3, H, W\)"),
+        ({"pose_images": torch.zeros(1, 3, 3, SIZE, SIZE)}, r"`pose_images` must be \(B, T, 3, H, W\)"),
         ({"trajectory_flow": torch.zeros(1, 3, 2, SIZE, 18)}, "`height` and `width` must be multiples of 4"),
     ],
 )

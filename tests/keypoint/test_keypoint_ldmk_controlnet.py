@@ -44,7 +44,7 @@ def _inputs(seed: int = 0) -> dict:
         "added_time_ids": torch.tensor([[6.0, 128.0, 0.02]]),
         "controlnet_cond": torch.rand(BATCH, 3, SIZE, SIZE, generator=generator) * 2 - 1,
         "controlnet_flow": torch.randn(BATCH, FRAMES - 1, 2, SIZE, SIZE, generator=generator) * 3,
-        "landmarks": torch.rand(BATCH, FRAMES, 3, SIZE, SIZE, generator=generator),
+        "pose_images": torch.rand(BATCH, FRAMES, 3, SIZE, SIZE, generator=generator),
     }
 
 
@@ -70,7 +70,7 @@ def test_residuals_scale_with_conditioning_scale(controlnet):
 @torch.no_grad()
 def test_pose_images_enter_at_conv_in(controlnet):
     inputs = _inputs()
-    changed = dict(inputs, landmarks=torch.zeros_like(inputs["landmarks"]))
+    changed = dict(inputs, pose_images=torch.zeros_like(inputs["pose_images"]))
     first, other = controlnet(**inputs), controlnet(**changed)
     # the first skip is the conv_in output after the injections
     assert not torch.allclose(first.down_block_res_samples[0], other.down_block_res_samples[0])
@@ -90,14 +90,14 @@ def test_quirk_pose_embedding_is_added_after_conv_in_and_nearest_halved_after_bl
         with torch.no_grad():
             controlnet(**inputs)
             base = dict(recorded)
-            delta = torch.zeros_like(inputs["landmarks"])
-            controlnet(**dict(inputs, landmarks=delta))
+            delta = torch.zeros_like(inputs["pose_images"])
+            controlnet(**dict(inputs, pose_images=delta))
     finally:
         for handle in handles:
             handle.remove()
     with torch.no_grad():
-        full, half = controlnet.encode_landmarks(inputs["landmarks"])
-        zero_full, zero_half = controlnet.encode_landmarks(delta)
+        full, half = controlnet.encode_pose_images(inputs["pose_images"])
+        zero_full, zero_half = controlnet.encode_pose_images(delta)
     torch.testing.assert_close(base["block0_in"] - recorded["block0_in"], full - zero_full, atol=1e-5, rtol=1e-4)
     assert torch.equal(half, full[..., ::2, ::2])
     # the block-0 output differs through the block itself; its input to block 1 also carries the half copy
@@ -138,10 +138,10 @@ def test_released_config_json_with_the_trajectory_class_name_loads(tmp_path, con
         torch.testing.assert_close(loaded.state_dict()[key], value)
 
 
-def test_landmarks_with_the_wrong_shape_are_rejected(controlnet):
+def test_pose_images_with_the_wrong_shape_are_rejected(controlnet):
     inputs = _inputs()
-    inputs["landmarks"] = inputs["landmarks"][:, 1:]
-    with pytest.raises(ValueError, match="landmarks must be"):
+    inputs["pose_images"] = inputs["pose_images"][:, 1:]
+    with pytest.raises(ValueError, match="pose_images must be"):
         controlnet(**inputs)
 
 

@@ -27,7 +27,7 @@ def test_each_window_gets_its_own_frames_pose_images_in_both_guidance_halves(ani
     pipe = animator.pipe
     seen = []
     handle = pipe.controlnet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["landmarks"][:, :, 0, 0, 0].clone()), with_kwargs=True
+        lambda module, args, kwargs: seen.append(kwargs["pose_images"][:, :, 0, 0, 0].clone()), with_kwargs=True
     )
     try:
         pipe(
@@ -51,7 +51,7 @@ def test_each_window_gets_its_own_frames_pose_images_in_both_guidance_halves(ani
 def test_without_guidance_the_adapter_sees_one_copy_of_the_pose_images(animator):
     seen = []
     handle = animator.pipe.controlnet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["landmarks"][:, :, 0, 0, 0].clone()), with_kwargs=True
+        lambda module, args, kwargs: seen.append(kwargs["pose_images"][:, :, 0, 0, 0].clone()), with_kwargs=True
     )
     try:
         animator.pipe(
@@ -122,7 +122,7 @@ def test_fast_adapter_schedule_and_several_videos_per_image(animator):
 
     seen = []
     handle = animator.pipe.controlnet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["landmarks"][:, :, 0, 0, 0].clone()), with_kwargs=True
+        lambda module, args, kwargs: seen.append(kwargs["pose_images"][:, :, 0, 0, 0].clone()), with_kwargs=True
     )
     try:
         frames = animator.pipe(

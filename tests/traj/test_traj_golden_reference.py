@@ -137,7 +137,7 @@ def run_golden_loop(temporal_context: str) -> torch.Tensor:
         pipe.predict_window,
         conditioning=conditioning,
         guidance_scale=pipe.guidance_ramp(*loop["guidance"].tolist(), num_frames, torch.device("cpu")),
-        controlnet_cond_scale=load_golden("adapter")[0]["conditioning_scale"].item(),
+        conditioning_scale=load_golden("adapter")[0]["conditioning_scale"].item(),
     )
     with torch.no_grad():
         return pipe.denoise(latents, timesteps, pipe.plan_windows(num_frames, 25, None), predict, None, ["latents"],

@@ -73,7 +73,7 @@ def test_guidance_at_most_one_runs_without_the_unconditional_batch(pipe, record_
 def test_quirk_time_ids_default_to_6_128_0_02_and_follow_the_arguments(pipe, record_calls):
     with record_calls(pipe.unet) as unet:
         _run(pipe, num_inference_steps=1)
-        _run(pipe, num_inference_steps=1, fps=10, motion_bucket_id=60, noise_aug_strength=0.1)
+        _run(pipe, num_inference_steps=1, fps_id=9, motion_bucket_id=60, noise_aug_strength=0.1)
     default, changed = (kwargs["added_time_ids"][0].tolist() for _, kwargs in unet.calls)
     assert default == pytest.approx([6, 128, 0.02])
     assert changed == pytest.approx([9, 60, 0.1])
