@@ -1,8 +1,12 @@
 """HybridFlowControlNetPipeline end to end with tiny models: two adapters, fused residuals, any length."""
 
+from contextlib import contextmanager
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+from call_recording import CallRecorder
 
 from pipeline.animator_base import tiny_svd_parts
 from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
@@ -89,30 +93,26 @@ def test_each_adapter_only_matters_where_the_mask_gives_it_weight(pipe):
     assert np.abs(half - full).max() > 1e-3 and np.abs(half - empty).max() > 1e-3
 
 
-class Capture:
-    """Records the outputs of both adapters and the residuals the UNet receives, for every call."""
-
-    def __init__(self, pipe):
-        self.traj, self.face, self.unet = [], [], []
-        self.handles = [
-            pipe.controlnet.register_forward_hook(lambda module, args, output: self.traj.append(output[:2])),
-            pipe.ldmk_controlnet.register_forward_hook(lambda module, args, output: self.face.append(output[:2])),
-            pipe.unet.register_forward_pre_hook(self.record_unet, with_kwargs=True),
-        ]
-
-    def record_unet(self, module, args, kwargs):
-        self.unet.append((kwargs["down_block_additional_residuals"], kwargs["mid_block_additional_residual"]))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
+@contextmanager
+def capture_residuals(pipe):
+    """Records the residuals of both adapters (``.traj``, ``.face``) and those the UNet receives (``.unet``), as
+    ``(down, mid)`` per call, filled when the block ends."""
+    captured = SimpleNamespace(traj=[], face=[], unet=[])
+    with (
+        CallRecorder(pipe.controlnet) as traj,
+        CallRecorder(pipe.ldmk_controlnet) as face,
+        CallRecorder(pipe.unet) as unet,
+    ):
+        yield captured
+    captured.traj = [output[:2] for output in traj.outputs]
+    captured.face = [output[:2] for output in face.outputs]
+    captured.unet = [
+        (kwargs["down_block_additional_residuals"], kwargs["mid_block_additional_residual"]) for _, kwargs in unet.calls
+    ]
 
 
 def test_unet_receives_face_residuals_left_and_trajectory_residuals_right(pipe):
-    with Capture(pipe) as capture:
+    with capture_residuals(pipe) as capture:
         _run(pipe, "left", trajectory_conditioning_scale=0.5, landmark_conditioning_scale=0.9)
     assert len(capture.unet) == len(capture.traj) == len(capture.face) == 2  # one window, two steps
     for (face_down, face_mid), (traj_down, traj_mid), (down, mid) in zip(capture.face, capture.traj, capture.unet):
@@ -124,39 +124,23 @@ def test_unet_receives_face_residuals_left_and_trajectory_residuals_right(pipe):
 
 
 def test_both_cfg_halves_get_the_same_adapter_conditions(pipe):
-    with Recorder(pipe.ldmk_controlnet) as recorder:
+    with CallRecorder(pipe.ldmk_controlnet) as recorder:
         _run(pipe, "left")
-    kwargs = recorder.calls[0]
+    kwargs = recorder.calls[0][1]
     for name in ("controlnet_flow", "pose_images", "controlnet_cond"):
         uncond, cond = kwargs[name].chunk(2)
         torch.testing.assert_close(uncond, cond)
     assert kwargs["conditioning_scale"] == 1.0
 
 
-class Recorder:
-    """Keeps the keyword inputs of every call of a module."""
-
-    def __init__(self, module):
-        self.calls = []
-        self.handle = module.register_forward_pre_hook(
-            lambda m, args, kwargs: self.calls.append(kwargs), with_kwargs=True
-        )
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
 def test_fifty_frames_run_by_periodic_sampling_with_windows_of_the_right_conditions(pipe):
-    with Recorder(pipe.ldmk_controlnet) as recorder:
+    with CallRecorder(pipe.ldmk_controlnet) as recorder:
         output = _run(pipe, "left", num_frames=50, num_inference_steps=1, max_guidance_scale=1.0)
     assert output.frames.shape == (1, 50, SIZE, SIZE, 3)
     # views for 50 frames and windows of 25: (1, 25) (13, 37) (25, 49) (26, 50)
     assert len(recorder.calls) == 4
     inputs = _inputs(50)
-    last = recorder.calls[-1]
+    last = recorder.calls[-1][1]
     assert last["pose_images"].shape == (1, 25, 3, SIZE, SIZE)
     torch.testing.assert_close(last["pose_images"][0, 1:], inputs["pose_images"][0, 26:50])
     torch.testing.assert_close(last["pose_images"][0, 0], inputs["pose_images"][0, 0])
@@ -208,7 +192,7 @@ def test_faithful_schedule_gives_the_default_video_bit_for_bit(pipe):
 
 def test_fast_schedule_runs_both_adapters_every_fourth_step_and_reuses_the_fused_residuals(pipe):
     inputs = _inputs(4)
-    with Capture(pipe) as capture:
+    with capture_residuals(pipe) as capture:
         fast = _run(pipe, "left", inputs=inputs, num_inference_steps=6, adapter_schedule=FAST).frames
     assert fast.shape == (1, 4, SIZE, SIZE, 3)
     assert len(capture.traj) == len(capture.face) == 2  # steps 0 and 4 of 6
@@ -229,7 +213,7 @@ def test_fast_schedule_runs_both_adapters_every_fourth_step_and_reuses_the_fused
 
 def test_fast_schedule_keeps_the_fused_residuals_of_every_window_apart(pipe):
     views = 4  # 10 frames in windows of 5: (1, 5) (3, 7) (5, 9) (6, 10)
-    with Capture(pipe) as capture:
+    with capture_residuals(pipe) as capture:
         output = _run(
             pipe, "left", num_frames=10, num_inference_steps=5, window_size=5, max_guidance_scale=1.0,
             adapter_schedule=FAST,
@@ -260,7 +244,7 @@ def test_unet_residuals_are_the_original_blend_through_the_nearest_resized_mask(
     rows, cols = np.mgrid[:SIZE, :SIZE]
     mask = (((rows - 13.3) / 9.1) ** 2 + ((cols - 18.7) / 6.4) ** 2 < 1).astype(np.uint8) * 255  # off-grid ellipse
     inputs = _inputs(4)
-    with Capture(pipe) as capture:
+    with capture_residuals(pipe) as capture:
         pipe(**inputs, landmark_mask=mask, num_inference_steps=2, output_type="np",
              generator=torch.Generator().manual_seed(7))  # fmt: skip
     assert len(capture.unet) == 2

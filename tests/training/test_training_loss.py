@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from call_recording import CallRecorder
 
 from train_utils.conditioning import (
     ConditioningDropout,
@@ -111,13 +112,12 @@ def test_quirk_training_clip_input_is_normalised_unlike_inference():
     assert torch.allclose(pixels[:, 2], torch.tensor(-0.2), atol=1e-5)
 
 
-class RecordingVAE(torch.nn.Module):
+class PoolingVAE(torch.nn.Module):
     """Encodes an image to its 2x2 average pool (4 channels); the posterior sample adds nothing."""
 
     def __init__(self):
         super().__init__()
         self.config = SimpleNamespace(scaling_factor=0.5)
-        self.inputs = []
         self.anchor = torch.nn.Parameter(torch.zeros(()))
 
     @property
@@ -125,7 +125,6 @@ class RecordingVAE(torch.nn.Module):
         return self.anchor.dtype
 
     def encode(self, images):
-        self.inputs.append(images)
         mean = torch.nn.functional.avg_pool2d(images, 2)
         mean = torch.cat([mean, mean[:, :1]], dim=1)
         return SimpleNamespace(latent_dist=SimpleNamespace(sample=lambda generator=None: mean, mode=lambda: mean))
@@ -133,37 +132,40 @@ class RecordingVAE(torch.nn.Module):
 
 def test_quirk_training_vae_input_is_0_1_frames_unless_fixed():
     frames = torch.rand(2, 3, 3, 4, 4)
-    vae = RecordingVAE()
-    latents = encode_video_latents(vae, frames, signed_input=False, chunk_size=4)
+    with CallRecorder(PoolingVAE(), method="encode") as encode:
+        latents = encode_video_latents(encode.targets[0], frames, signed_input=False, chunk_size=4)
     assert latents.shape == (2, 3, 4, 2, 2)
-    assert [x.shape[0] for x in vae.inputs] == [4, 2]
+    assert [arguments["images"].shape[0] for arguments in encode.arguments] == [4, 2]
     assert torch.allclose(
         latents[:, :, :3], torch.nn.functional.avg_pool2d(frames.flatten(0, 1), 2).unflatten(0, (2, 3)) * 0.5
     )
-    signed = encode_video_latents(RecordingVAE(), frames, signed_input=True)
+    signed = encode_video_latents(PoolingVAE(), frames, signed_input=True)
     assert torch.allclose(signed, latents * 2 - 0.5, atol=1e-6)  # (2x-1) pooled, times 0.5
 
 
 def test_quirk_first_frame_latents_reuse_frame_0_of_the_diffusion_noise():
-    vae = RecordingVAE()
+    vae = PoolingVAE()
     latents, noise = torch.randn(1, 3, 4, 2, 2), torch.randn(1, 3, 4, 2, 2)
-    first = first_frame_latents(vae, latents, noise, torch.rand(1, 3, 4, 4), TrainingConventions())
+    with CallRecorder(vae, method="encode") as encode:
+        first = first_frame_latents(vae, latents, noise, torch.rand(1, 3, 4, 4), TrainingConventions())
     assert torch.allclose(first, (latents[:, 0] + 0.02 * noise[:, 0]) / 0.5)
-    assert vae.inputs == []
+    assert encode.calls == []
 
 
 def test_fixed_first_frame_latents_encode_the_noised_signed_image_mode():
-    vae = RecordingVAE()
+    vae = PoolingVAE()
     image = torch.rand(1, 3, 4, 4)
-    first = first_frame_latents(
-        vae,
-        torch.zeros(1, 2, 4, 2, 2),
-        torch.zeros(1, 2, 4, 2, 2),
-        image,
-        TrainingConventions.from_flags(True),
-        generator=torch.Generator().manual_seed(0),
-    )
-    (encoded,) = vae.inputs
+    with CallRecorder(vae, method="encode") as encode:
+        first = first_frame_latents(
+            vae,
+            torch.zeros(1, 2, 4, 2, 2),
+            torch.zeros(1, 2, 4, 2, 2),
+            image,
+            TrainingConventions.from_flags(True),
+            generator=torch.Generator().manual_seed(0),
+        )
+    (arguments,) = encode.arguments
+    encoded = arguments["images"]
     pixel_noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(encoded, image * 2 - 1 + 0.02 * pixel_noise)
     assert first.shape == (1, 4, 2, 2)

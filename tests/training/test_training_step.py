@@ -3,25 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from call_recording import CallRecorder
 
 from train_utils.arguments import parse_args
 from train_utils.components import freeze, load_components
 from train_utils.conditioning import ConditioningDropout, TrainingConventions
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
-
-
-class RecordingAdapter(nn.Module):
-    """Calls the real adapter and keeps its keyword inputs."""
-
-    def __init__(self, adapter):
-        super().__init__()
-        self.adapter = adapter
-        self.calls = []
-
-    def forward(self, sample, timestep, encoder_hidden_states, added_time_ids, **kwargs):
-        self.calls.append({"sample": sample, "timestep": timestep, "added_time_ids": added_time_ids, **kwargs})
-        return self.adapter(sample, timestep, encoder_hidden_states, added_time_ids, **kwargs)
 
 
 def constant_flow(value):
@@ -49,10 +36,10 @@ def run_step(components, stage, conventions, flow_value=1.0):
         torch.device("cpu"),
         torch.float32,
     )
-    adapter = RecordingAdapter(components.controlnet)
     pixel_values = torch.rand(2, 3, 3, 16, 16) * 0.5 + 0.5  # frames in [0.5, 1]
-    output = step({"pixel_values": pixel_values}, adapter)
-    return output, adapter.calls[0], pixel_values
+    with CallRecorder(components.controlnet) as adapter:
+        output = step({"pixel_values": pixel_values}, components.controlnet)
+    return output, adapter.arguments[0], pixel_values
 
 
 def test_quirk_training_feeds_the_adapter_a_0_1_first_frame(components):

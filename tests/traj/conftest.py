@@ -16,6 +16,7 @@ from suite_setup import set_up_suite  # noqa: E402
 SUBPROJECT = set_up_suite("MOFA-Video-Traj")
 
 import torch  # noqa: E402  (after set_up_suite, which sets torch's thread count)
+from call_recording import CallRecorder  # noqa: E402
 
 if TYPE_CHECKING:
     from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
@@ -61,24 +62,8 @@ def make_adapter_inputs() -> Callable[..., dict[str, torch.Tensor]]:
     return tiny_adapter_inputs
 
 
-class CallRecorder:
-    """Keeps the ``(args, kwargs)`` of every call of ``module`` (a forward pre-hook) until the ``with`` block ends."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.calls: list[tuple[tuple, dict]] = []
-        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
-
-    def hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        self.calls.append((args, kwargs))
-
-    def __enter__(self) -> CallRecorder:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.handle.remove()
-
-
 @pytest.fixture(scope="session")
 def record_calls() -> type[CallRecorder]:
-    """``with record_calls(module) as log:`` keeps each call's ``(args, kwargs)`` in ``log.calls``."""
+    """``with record_calls(module) as log:`` keeps each call's ``(args, kwargs)`` in ``log.calls``
+    (:class:`call_recording.CallRecorder`)."""
     return CallRecorder

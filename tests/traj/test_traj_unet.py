@@ -1,7 +1,10 @@
 """The residual-accepting SVD UNet: stock behaviour without residuals, the released residual multipliers with."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from call_recording import CallRecorder
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 
 from models.unet_spatio_temporal_condition_controlnet import (
@@ -29,39 +32,16 @@ def inputs() -> dict:
     }
 
 
-class SkipRecorder:
-    """Records the skips each up block receives and the hidden state entering the first up block."""
-
-    def __init__(self, unet: UNetSpatioTemporalConditionControlNetModel):
-        self.unet = unet
-        self.skips_per_block: list[tuple[torch.Tensor, ...]] = []
-        self.mid_output = None
-
-    def __enter__(self):
-        self.handles = [
-            block.register_forward_pre_hook(self._record, with_kwargs=True) for block in self.unet.up_blocks
-        ]
-        return self
-
-    def _record(self, module, args, kwargs):
-        if not self.skips_per_block:
-            self.mid_output = kwargs["hidden_states"]
-        self.skips_per_block.append(kwargs["res_hidden_states_tuple"])
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-
-    @property
-    def skips(self) -> list[torch.Tensor]:
-        """Skips in encoder order (the up path consumes them last to first)."""
-        return [skip for block in reversed(self.skips_per_block) for skip in block]
-
-
-def run_and_record(unet, inputs, **residuals) -> SkipRecorder:
-    with torch.no_grad(), SkipRecorder(unet) as recorder:
+def run_and_record(unet, inputs, **residuals) -> SimpleNamespace:
+    """Runs the UNet; ``.skips`` are the skips its up blocks received, in encoder order (the up path consumes them
+    last to first), ``.mid_output`` the hidden state entering the first up block."""
+    with torch.no_grad(), CallRecorder(*unet.up_blocks) as up_blocks:
         unet(**inputs, **residuals)
-    return recorder
+    received = [arguments["res_hidden_states_tuple"] for arguments in up_blocks.arguments]
+    return SimpleNamespace(
+        skips=[skip for block in reversed(received) for skip in block],
+        mid_output=up_blocks.arguments[0]["hidden_states"],
+    )
 
 
 def test_released_layout_multipliers_are_4_4_4_4_3_3_3_2_2_2_1_1():
