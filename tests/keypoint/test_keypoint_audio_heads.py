@@ -1,8 +1,11 @@
-"""Audio-to-mesh and audio-to-pose heads with a tiny Wav2Vec2 encoder, and their strict loading."""
+"""Audio-to-mesh and audio-to-pose heads with a tiny Wav2Vec2 encoder (their first layers against hand computation),
+and their strict loading."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from call_recording import CallRecorder
 
 from aniportrait.audio_models import (
     MESH_KEY_MAP,
@@ -168,3 +171,51 @@ def test_landmarks_from_audio_start_with_the_reference_face():
     assert sequence.shape == (1 + 25, 68, 2) and sequence.dtype == np.float64
     np.testing.assert_allclose(sequence[0, 8], landmarks[152, :2] * [320, 256], rtol=1e-6)
     assert np.isfinite(sequence).all()
+
+
+# ------------------------------------------------------------------- values against hand-computed first layers
+
+
+@torch.no_grad()
+def test_mesh_head_resamples_the_conv_features_linearly_then_maps_hidden_states_through_two_linears():
+    head = _tiny_mesh_head()
+    waveform = torch.randn(1, 4000, generator=torch.Generator().manual_seed(1))
+    encoder = head.audio_encoder
+    with CallRecorder(encoder.feature_extractor) as conv, CallRecorder(encoder.feature_projection) as projection:
+        with CallRecorder(encoder.encoder) as transformer:
+            offsets = head(waveform, 7)
+    features = conv.outputs[0][0].numpy()  # (C, T') conv features
+    positions = np.arange(7) * (features.shape[1] - 1) / 6  # align_corners=True: ends on the first and last
+    lower = np.minimum(np.floor(positions).astype(int), features.shape[1] - 2)
+    fraction = positions - lower
+    resampled = features[:, lower] * (1 - fraction) + features[:, lower + 1] * fraction  # (C, 7)
+    np.testing.assert_allclose(projection.arguments[0]["hidden_states"][0].numpy(), resampled.T, rtol=0, atol=1e-5)
+    hidden = transformer.outputs[0].last_hidden_state  # (1, 7, 32)
+    latent = F.linear(hidden, head.audio_to_latent.weight, head.audio_to_latent.bias)
+    expected = F.linear(latent, head.latent_to_offsets.weight, head.latent_to_offsets.bias).reshape(1, 7, 468, 3)
+    torch.testing.assert_close(offsets, expected, rtol=0, atol=1e-6)
+
+
+@torch.no_grad()
+def test_pose_head_starts_from_a_zero_pose_with_position_and_speaker_identity_and_feeds_back_each_pose():
+    head = _tiny_pose_head()
+    waveform = torch.randn(1, 4000, generator=torch.Generator().manual_seed(2))
+    with CallRecorder(head.audio_encoder.encoder) as transformer, CallRecorder(head.decoder) as decoder:
+        poses = head(waveform, 3)
+    assert len(decoder.calls) == 3  # one decoder pass per frame
+    memory = F.linear(transformer.outputs[0].last_hidden_state, head.audio_to_latent.weight, head.audio_to_latent.bias)
+    identity = head.identity_embedding.weight[42]  # the released fixed speaker
+    position_0 = torch.tensor([0.0, 1.0] * 8)  # sin(0), cos(0) on the 16 channels
+    first_input = head.pose_to_latent.bias + position_0 + identity  # the zero pose through pose_to_latent
+    torch.testing.assert_close(decoder.arguments[0]["tgt"], first_input[None, None], rtol=0, atol=1e-6)
+    torch.testing.assert_close(decoder.arguments[0]["memory"], memory, rtol=0, atol=1e-6)
+    first_pose = F.linear(decoder.outputs[0][:, -1], head.latent_to_pose.weight, head.latent_to_pose.bias)
+    fed_back = F.linear(first_pose, head.pose_to_latent.weight, head.pose_to_latent.bias)
+    frequencies = torch.exp(torch.arange(0, 16, 2) * (-np.log(10000.0) / 16))
+    position_1 = torch.stack([torch.sin(frequencies), torch.cos(frequencies)], dim=1).flatten()
+    torch.testing.assert_close(
+        decoder.arguments[1]["tgt"][0, 1], fed_back[0] + position_1 + identity, atol=1e-5, rtol=0
+    )
+    expected = F.linear(decoder.outputs[-1], head.latent_to_pose.weight, head.latent_to_pose.bias)
+    torch.testing.assert_close(poses, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(poses[:, 0], first_pose, rtol=0, atol=1e-6)
