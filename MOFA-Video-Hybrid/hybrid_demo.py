@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
-from pipeline.hybrid_animator import AUDIO_RENDERERS, FPS, TINY_NOTICE, HybridAnimator
+from pipeline.hybrid_animator import FPS, TINY_NOTICE, HybridAnimator
 from utils import hybrid_session, ui_state
 from utils.checkpoints import default_ckpt_dir, fetch_command, require_mode
 from utils.demo_cli import demo_argument_parser
@@ -43,6 +43,7 @@ from utils.demo_page import (
 from utils.driving_preview import browser_preview, read_clip_info
 from utils.errors import CheckpointError, InputError
 from utils.face_mask import describe_mask, describe_mask_choice
+from utils.landmark_renderers import LANDMARK_RENDERERS
 from utils.memory import MEMORY_PRESETS
 from utils.video_io import load_image
 
@@ -66,7 +67,7 @@ MODES = {
         "summary": "A portrait talks along with an audio clip while your drags move the rest of the image.",
         "upload_label": "Upload Audio",
         "file_types": ["audio"],
-        "renderers": list(AUDIO_RENDERERS),
+        "renderers": list(LANDMARK_RENDERERS),
         "synthetic": "a schematic face whose mouth opens with the audio's loudness",
         "example": ["speech.wav", "Drawn portrait + synthetic speech (espeak-ng)"],
         "landmarks_stage": "Landmarks from the audio",
@@ -145,7 +146,7 @@ class HybridDemoHandlers:
         tracks = ui_state.completed_tracks(session)
         if session["image"] is None or not tracks:
             return None
-        return self.animator.preview_flow(session["image"], tracks, ui_state.brush_mask(session))
+        return self.animator.preview_flow(session["image"], tracks, ui_state.brush_mask(session)).last_frame_rgb
 
     @staticmethod
     def view(session: hybrid_session.Session, mode: str) -> np.ndarray | None:

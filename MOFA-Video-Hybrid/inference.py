@@ -40,8 +40,8 @@ from PIL import Image
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
+from utils.landmark_renderers import LANDMARK_RENDERERS
 
-RENDERERS = ("aniportrait", "sadtalker")  # pipeline.hybrid_animator.AUDIO_RENDERERS, without importing torch
 MASK_MODES = ("auto", "painted", "landmarks", "none")  # utils.face_mask's rules
 JOB_OPTIONS = {
     "renderer": str, "mask_mode": str, "num_frames": int, "steps": int, "seed": int,
@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mask_mode", choices=MASK_MODES, default="auto", help="which landmark mask is used")
     parser.add_argument(
         "--renderer",
-        choices=RENDERERS,
+        choices=LANDMARK_RENDERERS,
         default="aniportrait",
         help="audio -> landmarks (a driving video always uses sadtalker)",
     )
@@ -229,7 +229,7 @@ def prepare_job(job: Job, ckpt_dir: str | Path | None) -> dict:
     from utils.video_io import check_output_folder, load_image, read_video, resize_and_center_crop
 
     options = job.options
-    choices = {"renderer": RENDERERS, "mask_mode": MASK_MODES, "temporal_context": TEMPORAL_CONTEXTS}
+    choices = {"renderer": LANDMARK_RENDERERS, "mask_mode": MASK_MODES, "temporal_context": TEMPORAL_CONTEXTS}
     for name, allowed in choices.items():
         if options[name] not in allowed:
             raise InputError(f"{name} must be one of {', '.join(allowed)}, got {options[name]!r}")

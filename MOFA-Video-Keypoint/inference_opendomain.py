@@ -49,8 +49,8 @@ import numpy as np
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
 from utils.batch_jobs import job_options, read_job_lines, run_batch
 from utils.errors import InputError
+from utils.landmark_renderers import LANDMARK_RENDERERS
 
-RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
 JOB_OPTIONS = {"max_frame_len": int, "steps": int, "seed": int, "ldmk_render": str, "fast": bool, "panels": bool}
 JOB_PATHS = ("img_path", "audio_path", "landmarks", "save_root")
 
@@ -87,7 +87,9 @@ class Job:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ldmk_render", choices=RENDERERS, default="aniportrait", help="audio -> landmark generator")
+    parser.add_argument(
+        "--ldmk_render", choices=LANDMARK_RENDERERS, default="aniportrait", help="audio -> landmark generator"
+    )
     parser.add_argument(
         "--ckpt_dir",
         default=None,
@@ -201,8 +203,8 @@ def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where
         if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
             raise InputError(f'{where}: "{key}" must be a non-empty string')
     options = job_options(entry, JOB_OPTIONS, vars(args), where)
-    if options["ldmk_render"] not in RENDERERS:
-        raise InputError(f'{where}: "ldmk_render" must be one of {", ".join(RENDERERS)}')
+    if options["ldmk_render"] not in LANDMARK_RENDERERS:
+        raise InputError(f'{where}: "ldmk_render" must be one of {", ".join(LANDMARK_RENDERERS)}')
     if entry.get("save_root") is None and args.save_root is None:
         raise InputError(f'{where}: no "save_root" (set it in the job or pass --save_root)')
     paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}

@@ -54,13 +54,14 @@ from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipelin
 from utils.checkpoints import require_mode
 from utils.errors import InputError
 from utils.face_mask import LandmarkMask, resolve_landmark_mask
-from utils.flow_viz import flow_to_rgb, flow_video_frames
+from utils.flow_viz import flow_video_frames
 from utils.landmark_conditions import (
     build_landmark_conditions,
     check_landmarks,
     draw_landmark_dots,
     landmark_hint_dtype,
 )
+from utils.landmark_renderers import LandmarkGenerators, check_renderer
 from utils.run_output import RunPaths, RunSettings, save_run
 from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
 from utils.video_io import read_video, resize_and_center_crop
@@ -73,7 +74,6 @@ TINY_NOTICE = (
 )
 TRAJ_ADAPTER_DIR = "mofa/traj_controlnet"
 LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
-AUDIO_RENDERERS = ("aniportrait", "sadtalker")
 FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH = 6, 128, 0.02
 """SVD micro-conditioning, as the released Hybrid demos used it."""
 LANDMARK_MASK_RGBA = (0, 200, 0, 160)
@@ -209,7 +209,7 @@ class HybridAnimator(AnimatorBase):
         show_progress: bool = True,
     ):
         super().__init__(ckpt_dir, device, dtype, memory, tiny, show_progress=show_progress)
-        self._generators: dict[str, Callable] = {}
+        self.landmark_generators = LandmarkGenerators(self.ckpt_dir, self.device)
         self._landmark_cache: dict[tuple, np.ndarray] = {}
         self._detail_frames: dict[bytes, Image.Image] = {}  # tiny frame's bytes -> the same crop at 512 px
 
@@ -261,26 +261,6 @@ class HybridAnimator(AnimatorBase):
             )
         return frame
 
-    def _generator(self, name: str) -> Callable:
-        """A landmark generator loaded on first use: ``aniportrait``, ``sadtalker-audio`` or ``sadtalker-video``.
-
-        Raises:
-            CheckpointError: its weights are missing (the message names the file and the fetch command).
-        """
-        if name not in self._generators:
-            if name == "aniportrait":
-                from aniportrait.generator import AniPortraitLandmarkGenerator
-
-                self._generators[name] = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
-            else:
-                from sadtalker_audio2pose.pipeline import FaceCoefficientLandmarker
-
-                require_mode(self.ckpt_dir, "sadtalker")
-                self._generators[name] = FaceCoefficientLandmarker.from_checkpoints(
-                    self.ckpt_dir, device=self.device, with_audio=name == "sadtalker-audio"
-                )
-        return self._generators[name]
-
     def _cached(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Landmark sequences are reused while the frame, driving file and renderer stay the same."""
         if key not in self._landmark_cache:
@@ -315,8 +295,7 @@ class HybridAnimator(AnimatorBase):
         Raises:
             InputError: an unknown renderer, unreadable or silent audio, no face, or missing checkpoints.
         """
-        if renderer not in AUDIO_RENDERERS:
-            raise InputError(f"renderer must be one of {', '.join(AUDIO_RENDERERS)}; got {renderer!r}")
+        check_renderer(renderer)
         frame = self._check_frame(frame)
         from aniportrait.audio import load_audio
 
@@ -330,11 +309,7 @@ class HybridAnimator(AnimatorBase):
 
         def compute() -> np.ndarray:
             waveform = load_audio(audio_path)  # 16 kHz mono, from any common format
-            if renderer == "sadtalker":
-                from sadtalker_audio2pose.pipeline import audio_to_landmarks
-
-                return audio_to_landmarks(pixels, waveform, landmarker=self._generator("sadtalker-audio"))
-            return self._generator("aniportrait")(pixels, waveform, image_name)
+            return self.landmark_generators.from_audio(pixels, waveform, renderer, image_name)
 
         return self._cached(self._key(frame, audio_path, renderer), compute)
 
@@ -363,7 +338,9 @@ class HybridAnimator(AnimatorBase):
         def compute() -> np.ndarray:
             from sadtalker_video2pose.pipeline import video_to_landmarks
 
-            return video_to_landmarks(np.asarray(frame), video_path, landmarker=self._generator("sadtalker-video"))
+            return video_to_landmarks(
+                np.asarray(frame), video_path, landmarker=self.landmark_generators.get("sadtalker-video")
+            )
 
         return self._cached(self._key(frame, video_path, "sadtalker-video"), compute)
 
@@ -380,22 +357,6 @@ class HybridAnimator(AnimatorBase):
         if not tracks:
             return torch.zeros(num_frames - 1, 2, frame.height, frame.width, device=self.device), []
         return self.dense_flow(frame, tracks, brush_mask, num_frames)
-
-    def preview_flow(
-        self,
-        frame: Image.Image | np.ndarray,
-        tracks: Sequence[Sequence[Sequence[float]]],
-        brush_mask: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Colour-coded drag flow at the last frame, ``(H, W, 3)`` uint8 (white without tracks)."""
-        frame = self._check_frame(frame)
-        tracks = [track for track in tracks if len(track) > 0]
-        if not tracks:
-            return np.full((frame.height, frame.width, 3), 255, np.uint8)
-        validate_tracks(tracks, frame.width, frame.height)
-        # the last frame's flow depends only on each track's first and last clicks, so two frames suffice
-        flow, _ = self.trajectory_flow(frame, tracks, brush_mask, 2)
-        return flow_to_rgb(flow[-1])
 
     def landmark_flow(self, frame: Image.Image, landmarks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pose images (T, 3, H, W) in [0, 1] on the CPU, landmark flow (T-1, 2, H, W) float32 on the CMP's

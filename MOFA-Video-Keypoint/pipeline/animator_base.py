@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -30,9 +31,10 @@ from models.cmp import CMP, CMP_GRID_SIZE
 from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import CMP_CHECKPOINT, SVD_DIR, default_ckpt_dir
 from utils.errors import InputError
+from utils.flow_viz import flow_to_rgb
 from utils.memory import apply_memory_preset, dtype_name, memory_plan
 from utils.run_output import RunSettings
-from utils.trajectories import trajectories_to_flow
+from utils.trajectories import trajectories_to_flow, validate_tracks
 
 SHORT_SIDE = 512
 """Short side of the generation frame with the released weights (as the released demos)."""
@@ -46,6 +48,21 @@ ProgressFn = Callable[[int, int], None]
 StepEndCallback = Callable[[Any, int, Any, dict], dict]
 """A diffusers ``callback_on_step_end``."""
 Settings = TypeVar("Settings", bound=RunSettings)
+
+
+@dataclass
+class FlowPreview:
+    """The dense drag flow for the current tracks (:meth:`AnimatorBase.preview_flow`).
+
+    Attributes:
+        flow: ``(T-1, 2, H, W)`` float32 pixels, or None when there is no usable track.
+        last_frame_rgb: ``(H, W, 3)`` uint8 colour-coded flow of the last frame (white when no motion).
+        warnings: e.g. drags CMP cannot express.
+    """
+
+    flow: torch.Tensor | None
+    last_frame_rgb: np.ndarray
+    warnings: list[str] = field(default_factory=list)
 
 
 def default_device() -> torch.device:
@@ -305,6 +322,28 @@ class AnimatorBase(ABC):
         if int(steps) != steps or steps < 1:
             raise InputError(f"steps must be a positive integer, got {steps}")
         return steps
+
+    def preview_flow(
+        self,
+        frame: Image.Image | np.ndarray,
+        tracks: Sequence[Sequence[Sequence[float]]],
+        brush_mask: np.ndarray | None = None,
+        num_frames: int = 2,
+    ) -> FlowPreview:
+        """The drag flow the current tracks ask for, for a live preview (empty tracks are ignored).
+
+        ``frame`` must already be the generation frame (the animator's ``prepare_image``); the tracks and the
+        ``(H, W)`` brush (non-zero inside) are in its pixels. The last frame's flow depends only on each track's
+        first and last clicks, so the default two frames suffice for ``last_frame_rgb``.
+        """
+        frame = as_rgb_image(frame)
+        tracks = [track for track in tracks if len(track) > 0]
+        if not tracks:
+            return FlowPreview(None, np.full((frame.height, frame.width, 3), 255, np.uint8))
+        validate_tracks(tracks, frame.width, frame.height)
+        brush = None if brush_mask is None else np.where(np.asarray(brush_mask) > 0, 255, 0).astype(np.uint8)
+        flow, messages = self.dense_flow(frame, tracks, brush, num_frames)
+        return FlowPreview(flow.float().cpu(), flow_to_rgb(flow[-1]), messages)
 
     def dense_flow(
         self,

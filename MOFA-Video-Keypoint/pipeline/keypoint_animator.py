@@ -21,7 +21,6 @@ face model (:mod:`sadtalker_audio2pose.tiny`); either motion is carried onto the
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from pipeline.animator_base import (
     to_uint8_video,
 )
 from pipeline.pipeline_landmark_flow_controlnet import LandmarkFlowControlNetPipeline
-from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files, require_mode
+from utils.checkpoints import ADAPTER_FILES, SOURCES, require_files
 from utils.errors import InputError
 from utils.flow_viz import flow_video_frames
 from utils.landmark_conditions import (
@@ -54,6 +53,7 @@ from utils.landmark_conditions import (
     landmark_hint_dtype,
     landmark_preview_frames,
 )
+from utils.landmark_renderers import LandmarkGenerators, check_renderer, require_landmark_files
 from utils.run_output import RunPaths, RunSettings, save_run
 from utils.video_io import resize_and_center_crop
 
@@ -65,7 +65,6 @@ FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH = 6, 128, 0.02
 """SVD micro-conditioning, as the released Keypoint demo used it."""
 TINY_SHORT_SIDE = 32  # long videos: keep tiny runs to about a minute on a CPU
 ADAPTER_DIR = SOURCES["ldmk_adapter"].local_dir
-LANDMARK_RENDERERS = ("aniportrait", "sadtalker")
 TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
 TINY_LANDMARK_NOTICES = {
     "aniportrait": "tiny mode: the portrait's own face landmarks (MediaPipe) moved by a synthetic schematic face "
@@ -156,22 +155,6 @@ OUTPUT_SLOTS = ("video", "flow", "landmark_video", "landmarks", "input", "compar
 """Every file a Keypoint run folder may hold (:data:`utils.run_output.FILE_NAMES`), besides ``settings.json``."""
 
 
-def require_landmark_files(ckpt_dir: Path, renderer: str) -> None:
-    """Raise :class:`CheckpointError` naming the first missing file of a landmark renderer and its fetch command
-    (``make fetch MODE=keypoint`` for ``aniportrait``, ``make fetch MODE=sadtalker`` for ``sadtalker``)."""
-    check_renderer(renderer)
-    if renderer == "sadtalker":
-        require_mode(ckpt_dir, "sadtalker")
-    else:
-        require_files(ckpt_dir, SOURCES["aniportrait"].local_paths(), "keypoint")
-
-
-def check_renderer(renderer: str) -> None:
-    """Raise InputError unless ``renderer`` is one of :data:`LANDMARK_RENDERERS`."""
-    if renderer not in LANDMARK_RENDERERS:
-        raise InputError(f"landmark renderer must be one of {', '.join(LANDMARK_RENDERERS)}, got {renderer!r}")
-
-
 class KeypointAnimator(AnimatorBase):
     """Loads the Keypoint models once and turns (portrait, landmarks) into videos.
 
@@ -207,7 +190,7 @@ class KeypointAnimator(AnimatorBase):
         self.adapter_dir = None if adapter_dir is None else Path(adapter_dir)
         self.landmark_renderers = landmark_renderers
         super().__init__(ckpt_dir, device, dtype, memory, tiny, show_progress=show_progress)
-        self._landmark_generators: dict[str, Callable[..., np.ndarray]] = {}
+        self.landmark_generators = LandmarkGenerators(self.ckpt_dir, self.device, tiny=tiny)
         self._detail_frames: dict[bytes, Image.Image] = {}  # tiny frame's bytes -> the same crop at 512 px
 
     def _build_tiny_components(self) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
@@ -268,35 +251,14 @@ class KeypointAnimator(AnimatorBase):
         """
         check_renderer(renderer)
         if not self.is_tiny:
-            generator = self._landmark_generator(renderer)
-            if renderer == "sadtalker":
-                return generator(np.asarray(frame), waveform)
-            return generator(np.asarray(frame), waveform, image_name)
+            return self.landmark_generators.from_audio(np.asarray(frame), waveform, renderer, image_name)
         reference = self.face_landmarks(frame, image_name)
         if renderer == "aniportrait":
             return anchor_on_face(synthetic_landmarks(frame.width, frame.height, waveform), reference)
         with warnings.catch_warnings():  # tiny frames are 32 pixels: the synthetic face is always small
             warnings.filterwarnings("ignore", message="the face is small")
-            return anchor_on_face(self._landmark_generator(renderer)(np.asarray(frame), waveform), reference)
-
-    def _landmark_generator(self, renderer: str) -> Callable[..., np.ndarray]:
-        """The renderer's generator, loaded on first use (checking its files first) and cached."""
-        if renderer not in self._landmark_generators:
-            if renderer == "sadtalker" and self.is_tiny:
-                from sadtalker_audio2pose.tiny import tiny_landmarker
-
-                generator = tiny_landmarker(self.device)
-            elif renderer == "sadtalker":
-                from sadtalker_audio2pose import FaceCoefficientLandmarker
-
-                require_landmark_files(self.ckpt_dir, renderer)
-                generator = FaceCoefficientLandmarker.from_checkpoints(self.ckpt_dir, device=self.device)
-            else:
-                from aniportrait.generator import AniPortraitLandmarkGenerator
-
-                generator = AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
-            self._landmark_generators[renderer] = generator
-        return self._landmark_generators[renderer]
+            landmarks = self.landmark_generators.from_audio(np.asarray(frame), waveform, renderer, image_name)
+        return anchor_on_face(landmarks, reference)
 
     @torch.no_grad()
     def animate(

@@ -9,7 +9,7 @@
     paths = animator.save(result, "runs/clip", fps=20, overwrite=False)   # a run folder (utils.run_output)
     # paths.video runs/clip/output.mp4, paths.flow .../flow.mp4, paths.hint .../hint.png,
     # paths.input .../input.png, paths.settings .../settings.json (with name="clip": clip.mp4, clip_flow.mp4, ...)
-    preview = animator.preview_flow(frame, tracks, brush_mask=None, num_frames=25)
+    preview = animator.preview_flow(frame, tracks, brush_mask=None)   # AnimatorBase.preview_flow
     # preview.last_frame_rgb (H, W, 3) uint8 for a live preview, preview.flow, preview.warnings
 
 Coordinates: ``tracks`` is a list of tracks, each a list of ``(x, y)`` clicks in pixels of ``image`` as given
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ from pipeline.animator_base import (
 from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
 from utils.checkpoints import require_mode
 from utils.errors import InputError
-from utils.flow_viz import flow_to_rgb, flow_video_frames
+from utils.flow_viz import flow_video_frames
 from utils.run_output import RunPaths, RunSettings, save_run
 from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
 
@@ -152,21 +152,6 @@ def fit_geometry(
 
 
 # ------------------------------------------------------------------------------------------------- results
-
-
-@dataclass
-class FlowPreview:
-    """The dense flow for the current tracks (``preview_flow``).
-
-    Attributes:
-        flow: ``(T-1, 2, H, W)`` float32 pixels, or None when there is no usable track.
-        last_frame_rgb: ``(H, W, 3)`` uint8 colour-coded flow of the last frame (white when no motion).
-        warnings: e.g. drags CMP cannot express.
-    """
-
-    flow: torch.Tensor | None
-    last_frame_rgb: np.ndarray
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,27 +292,6 @@ class TrajectoryAnimator(AnimatorBase):
             brush = Image.fromarray(np.where(brush_mask > 0, 255, 0).astype(np.uint8))
             mapped_brush = np.asarray(geometry.map_image(brush, Image.Resampling.NEAREST))
         return frame, geometry.map_tracks(tracks), mapped_brush, geometry
-
-    def preview_flow(
-        self,
-        image: Image.Image | np.ndarray,
-        tracks: Sequence[Sequence[Sequence[float]]],
-        brush_mask: np.ndarray | None = None,
-        num_frames: int = 25,
-    ) -> FlowPreview:
-        """The flow the current tracks ask for, for a live preview (empty tracks are ignored).
-
-        ``image`` must already be the generation frame (e.g. from :meth:`prepare_image`); tracks and brush
-        are in its pixels.
-        """
-        frame = as_rgb_image(image)
-        tracks = [track for track in tracks if len(track) > 0]
-        if not tracks:
-            return FlowPreview(None, np.full((frame.height, frame.width, 3), 255, np.uint8))
-        validate_tracks(tracks, frame.width, frame.height)
-        brush = None if brush_mask is None else np.where(np.asarray(brush_mask) > 0, 255, 0).astype(np.uint8)
-        flow, messages = self.dense_flow(frame, tracks, brush, num_frames)
-        return FlowPreview(flow.float().cpu(), flow_to_rgb(flow[-1]), messages)
 
     def prepare_image(
         self, image: Image.Image | np.ndarray, height: int | None = None, width: int | None = None

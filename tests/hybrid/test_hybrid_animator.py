@@ -166,9 +166,11 @@ def test_bad_inputs_are_refused_with_messages(animator, frame, tmp_path):
 )
 def test_real_landmark_generators_name_their_missing_weights(frame, tmp_path, generate, fetch):
     from utils.errors import CheckpointError
+    from utils.landmark_renderers import LandmarkGenerators
 
     animator = HybridAnimator.tiny(device="cpu", show_progress=False)
-    animator.is_tiny, animator.ckpt_dir = False, tmp_path / "no_weights"  # the real generators, without weights
+    animator.is_tiny = False  # the real generators, without weights
+    animator.landmark_generators = LandmarkGenerators(tmp_path / "no_weights", "cpu")
     video = write_video(tmp_path / "drive.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=25)
     with pytest.raises(CheckpointError, match=f"make fetch MODE={fetch}"):
         generate(animator, frame, _speech(tmp_path / "a.wav"), video)
