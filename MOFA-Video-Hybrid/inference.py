@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
-from utils.batch_jobs import job_options, read_job_lines, run_batch
+from utils.batch_jobs import check_distinct_outputs, read_jobs, run_batch
 from utils.errors import InputError
 from utils.landmark_renderers import LANDMARK_RENDERERS
 
@@ -122,38 +122,24 @@ def new_run_name() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where: str) -> Job:
-    """One jobs-file line as a :class:`Job`; ``where`` names the line in errors."""
-    drivers = 0 if not isinstance(entry, dict) else sum(entry.get(key) is not None for key in ("audio", "video"))
-    if not isinstance(entry, dict) or "image" not in entry or drivers != 1:
-        raise InputError(f'{where}: each job needs "image" and one of "audio" and "video"')
-    unknown = sorted(set(entry) - {*JOB_PATHS, "name", *JOB_OPTIONS})
-    if unknown:
-        raise InputError(f"{where}: unknown keys {unknown}")
-    for key in (*JOB_PATHS, "name"):
-        if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
-            raise InputError(f'{where}: "{key}" must be a non-empty string')
-    paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}
-    name = entry.get("name") or f"{paths['image'].stem}_{(paths['audio'] or paths['video']).stem}"
-    if Path(name).name != name:
-        raise InputError(f'{where}: "name" must be a folder name without other folders, got {name!r}')
-    return Job(**paths, run_dir=args.output_dir / name, options=job_options(entry, JOB_OPTIONS, vars(args), where))
-
-
 def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     """Parse a jobs file (schema in the module docstring); two jobs may not share a run folder.
 
     Raises:
         InputError: a missing file, a line that is not a valid job, or two jobs with the same folder.
     """
-    jobs, lines = [], {}
-    for number, entry in read_job_lines(path):
-        job = _job_from_entry(entry, path.parent, args, f"{path}, line {number}")
-        if job.run_dir in lines:
-            raise InputError(f"{path}, line {number}: writes {job.run_dir} as line {lines[job.run_dir]} does; "
-                             "give the jobs different \"name\"s")  # fmt: skip
-        lines[job.run_dir] = number
-        jobs.append(job)
+
+    def has_inputs(line: dict) -> bool:
+        return line.get("image") is not None and (line.get("audio") is None) != (line.get("video") is None)
+
+    needs = (has_inputs, '"image" and one of "audio" and "video"')
+    entries = read_jobs(path, JOB_PATHS, JOB_OPTIONS, vars(args), needs)
+    jobs = []
+    for entry in entries:
+        paths = entry.paths
+        name = entry.name or f"{paths['image'].stem}_{(paths['audio'] or paths['video']).stem}"
+        jobs.append(Job(**paths, run_dir=args.output_dir / name, options=entry.options))
+    check_distinct_outputs(entries, [job.run_dir for job in jobs])
     return jobs
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
-from utils.batch_jobs import job_options, read_job_lines, run_batch
+from utils.batch_jobs import JobEntry, check_distinct_outputs, read_jobs, run_batch
 from utils.errors import InputError
 from utils.landmark_renderers import LANDMARK_RENDERERS
 
@@ -190,29 +190,17 @@ def reserved_run(job: Job) -> Iterator[Job]:
         raise
 
 
-def _job_from_entry(entry: object, folder: Path, args: argparse.Namespace, where: str) -> Job:
-    """One jobs-file line as a :class:`Job`; ``where`` names the line in errors."""
-    if not isinstance(entry, dict) or "img_path" not in entry:
-        raise InputError(f'{where}: each job needs "img_path" and "audio_path" and/or "landmarks"')
-    if entry.get("audio_path") is None and entry.get("landmarks") is None:
-        raise InputError(f'{where}: each job needs "audio_path" and/or "landmarks"')
-    unknown = sorted(set(entry) - {*JOB_PATHS, "name", *JOB_OPTIONS})
-    if unknown:
-        raise InputError(f"{where}: unknown keys {unknown}")
-    for key in (*JOB_PATHS, "name"):
-        if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
-            raise InputError(f'{where}: "{key}" must be a non-empty string')
-    options = job_options(entry, JOB_OPTIONS, vars(args), where)
-    if options["ldmk_render"] not in LANDMARK_RENDERERS:
-        raise InputError(f'{where}: "ldmk_render" must be one of {", ".join(LANDMARK_RENDERERS)}')
-    if entry.get("save_root") is None and args.save_root is None:
-        raise InputError(f'{where}: no "save_root" (set it in the job or pass --save_root)')
-    paths = {key: None if entry.get(key) is None else folder / entry[key] for key in JOB_PATHS}
+def _job_from_entry(entry: JobEntry, args: argparse.Namespace) -> Job:
+    """One checked jobs-file line as a :class:`Job` (its run folder ``<save_root>/<name>``)."""
+    if entry.options["ldmk_render"] not in LANDMARK_RENDERERS:
+        raise InputError(f'{entry.where}: "ldmk_render" must be one of {", ".join(LANDMARK_RENDERERS)}')
+    paths = entry.paths
+    if paths["save_root"] is None and args.save_root is None:
+        raise InputError(f'{entry.where}: no "save_root" (set it in the job or pass --save_root)')
+    driver = paths["audio_path"] or paths["landmarks"]
+    name = entry.name or f"{paths['img_path'].stem}_{driver.stem}"
     paths["save_root"] = paths["save_root"] or Path(args.save_root)
-    name = entry.get("name") or f"{paths['img_path'].stem}_{(paths['audio_path'] or paths['landmarks']).stem}"
-    if Path(name).name != name:
-        raise InputError(f'{where}: "name" must be a folder name without other folders, got {name!r}')
-    return Job(**paths, name=name, options=options)
+    return Job(**paths, name=name, options=entry.options)
 
 
 def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
@@ -221,17 +209,15 @@ def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
     Raises:
         InputError: missing file, a line that is not a valid job, or two jobs writing the same run folder.
     """
-    jobs: list[Job] = []
-    lines: dict[Path, int] = {}
-    for number, entry in read_job_lines(path):
-        where = f"{path}, line {number}"
-        job = _job_from_entry(entry, path.parent, args, where)
-        if job.run_dir in lines:
-            raise InputError(
-                f'{where}: writes {job.run_dir} as line {lines[job.run_dir]} does; give the jobs different "name"s'
-            )
-        lines[job.run_dir] = number
-        jobs.append(job)
+
+    def has_inputs(line: dict) -> bool:
+        driven = line.get("audio_path") is not None or line.get("landmarks") is not None
+        return line.get("img_path") is not None and driven
+
+    needs = (has_inputs, '"img_path" and "audio_path" and/or "landmarks"')
+    entries = read_jobs(path, JOB_PATHS, JOB_OPTIONS, vars(args), needs)
+    jobs = [_job_from_entry(entry, args) for entry in entries]
+    check_distinct_outputs(entries, [job.run_dir for job in jobs])
     return jobs
 
 

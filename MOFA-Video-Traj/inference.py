@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, TEMPORAL_CONTEXTS
-from utils.batch_jobs import job_options, read_job_lines, run_batch
+from utils.batch_jobs import check_distinct_outputs, read_jobs, run_batch
 from utils.errors import InputError
 from utils.memory import DTYPES, MEMORY_PRESETS
 from utils.trajectory_files import load_trajectories
@@ -51,6 +51,7 @@ JOB_OPTIONS = {
     "height": int, "width": int, "fps": float, "fast": bool,
 }  # fmt: skip
 """The options a job may set (null or absent: the command line's), with their JSON types."""
+JOB_PATHS = ("image", "trajectories", "output")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -140,26 +141,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_jobs(path: Path, args: argparse.Namespace) -> list[Job]:
-    """Parse a jobs file; relative paths are resolved against its folder, missing options from ``args``.
+    """Parse a jobs file (:func:`utils.batch_jobs.read_jobs`); relative paths are resolved against its folder,
+    missing options come from ``args``.
 
     Raises:
         InputError: missing file, a line that is not a JSON object, a job without image/trajectories/output
-            paths, or an option of the wrong type.
+            paths, an option of the wrong type, or two jobs writing the same run folder.
     """
-    jobs = []
-    for number, entry in read_job_lines(path):
-        where = f"{path}, line {number}"
-        if not isinstance(entry, dict) or any(key not in entry for key in ("image", "trajectories", "output")):
-            raise InputError(f'{where}: each job needs "image", "trajectories" and "output"')
-        unknown = sorted(set(entry) - {"image", "trajectories", "output", *JOB_OPTIONS})
-        if unknown:
-            raise InputError(f"{where}: unknown keys {unknown}")
-        for key in ("image", "trajectories", "output"):
-            if not isinstance(entry[key], str) or not entry[key]:
-                raise InputError(f'{where}: "{key}" must be a non-empty path string, got {entry[key]!r}')
-        options = job_options(entry, JOB_OPTIONS, vars(args), where)
-        paths = [path.parent / entry[key] for key in ("image", "trajectories", "output")]
-        jobs.append(Job(*paths, options))
+    needs = (lambda line: all(line.get(key) is not None for key in JOB_PATHS), '"image", "trajectories" and "output"')
+    entries = read_jobs(path, JOB_PATHS, JOB_OPTIONS, vars(args), needs, named=False)
+    jobs = [Job(**entry.paths, options=entry.options) for entry in entries]
+    check_distinct_outputs(entries, [job.output for job in jobs])
     return jobs
 
 

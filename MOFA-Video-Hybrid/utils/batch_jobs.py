@@ -6,7 +6,9 @@ across the processes of ``accelerate launch`` (or ``torchrun``), one bad job rep
         animator = build_animator(device)                # the models, loaded once per process
         return lambda job: run_job(animator, job)        # raises InputError for a bad job
 
-    jobs = [make_job(number, entry) for number, entry in read_job_lines(path)]
+    entries = read_jobs(path, ("image", "output"), {"seed": int}, vars(args), needs=(has_image, '"image"'))
+    jobs = [make_job(entry) for entry in entries]           # entry.paths, entry.name, entry.options
+    check_distinct_outputs(entries, [job.output for job in jobs])
     status = run_batch(jobs, lambda job: job.settings.exists(), start_worker, lambda job: job.output, device)
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,6 +77,86 @@ def job_options(
             raise InputError(f'{where}: "{name}" must be {TYPE_NAMES[kind]}, got {value!r}')
         options[name] = value
     return options
+
+
+@dataclass
+class JobEntry:
+    """One checked line of a jobs file.
+
+    Attributes:
+        number: its line number (from 1); ``where`` names it in errors (``"jobs.jsonl, line 3"``).
+        paths: each path key -> the path resolved against the jobs file's folder, None where the line sets none.
+        name: the line's ``name``, or None.
+        options: each option -> the line's value, else the command line's (:func:`job_options`).
+    """
+
+    number: int
+    where: str
+    paths: dict[str, Path | None]
+    name: str | None
+    options: dict[str, object]
+
+
+def read_jobs(
+    path: Path,
+    path_keys: Sequence[str],
+    kinds: Mapping[str, type],
+    defaults: Mapping[str, object],
+    needs: tuple[Callable[[Mapping[str, object]], bool], str],
+    named: bool = True,
+) -> list[JobEntry]:
+    """Every line of a jobs file, checked: a JSON object of known keys (``path_keys``, ``name`` when ``named``, and
+    the options of ``kinds``), each path and the name a non-empty string (the name without folders), the options
+    typed.
+
+    Args:
+        path: the jobs file.
+        path_keys: the keys holding paths (relative ones are relative to the jobs file).
+        kinds: the options a line may set (:func:`job_options`), over ``defaults``.
+        defaults: the command line's values.
+        needs: ``(test, what)``: ``test(line)`` says whether a line has the inputs a job needs, ``what`` names
+            them in the error (``'"image" and one of "audio" and "video"'``).
+        named: whether a line may set ``name``.
+
+    Raises:
+        InputError: :func:`read_job_lines`' errors, ``<where>: each job needs <what>``, ``<where>: unknown keys
+            [...]``, ``<where>: "<key>" must be a non-empty string, got ...``, ``<where>: "name" must be a name
+            without folders, got ...``, or a wrongly typed option.
+    """
+    test, what = needs
+    strings = (*path_keys, "name") if named else tuple(path_keys)
+    entries = []
+    for number, entry in read_job_lines(path):
+        where = f"{path}, line {number}"
+        if not isinstance(entry, dict) or not test(entry):
+            raise InputError(f"{where}: each job needs {what}")
+        unknown = sorted(set(entry) - {*strings, *kinds})
+        if unknown:
+            raise InputError(f"{where}: unknown keys {unknown}")
+        for key in strings:
+            if entry.get(key) is not None and (not isinstance(entry[key], str) or not entry[key]):
+                raise InputError(f'{where}: "{key}" must be a non-empty string, got {entry[key]!r}')
+        name = entry.get("name")
+        if name is not None and Path(name).name != name:
+            raise InputError(f'{where}: "name" must be a name without folders, got {name!r}')
+        paths = {key: None if entry.get(key) is None else path.parent / entry[key] for key in path_keys}
+        entries.append(JobEntry(number, where, paths, name, job_options(entry, kinds, defaults, where)))
+    return entries
+
+
+def check_distinct_outputs(entries: Sequence[JobEntry], outputs: Sequence[Path]) -> None:
+    """Refuse two jobs writing the same output (``outputs[i]``, e.g. the run folder of ``entries[i]``'s job).
+
+    Raises:
+        InputError: ``<where>: writes <output> as line N does; give the jobs different "name"s``.
+    """
+    lines: dict[Path, int] = {}
+    for entry, output in zip(entries, outputs):
+        if output in lines:
+            raise InputError(
+                f'{entry.where}: writes {output} as line {lines[output]} does; give the jobs different "name"s'
+            )
+        lines[output] = entry.number
 
 
 def run_batch(

@@ -107,7 +107,7 @@ def test_jobs_run_with_models_loaded_once_and_a_restart_skips_finished_ones(cli_
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([{"img_path": "a.png"}], 'line 1: each job needs "audio_path" and/or "landmarks"'),
+        ([{"img_path": "a.png"}], 'line 1: each job needs "img_path" and "audio_path" and/or "landmarks"'),
         ([{"img_path": "a.png", "audio_path": "a.wav", "steps": "two"}], "\"steps\" must be an integer, got 'two'"),
         ([{"img_path": "a.png", "audio_path": "a.wav", "ldmk_render": "x"}], '"ldmk_render" must be one of'),
         ([{"img_path": "a.png", "audio_path": "a.wav", "colour": 1}], "unknown keys ['colour']"),

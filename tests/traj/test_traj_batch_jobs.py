@@ -2,10 +2,11 @@
 after a bad one."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from utils.batch_jobs import job_options, read_job_lines, run_batch
+from utils.batch_jobs import check_distinct_outputs, job_options, read_job_lines, read_jobs, run_batch
 from utils.errors import InputError
 
 
@@ -104,3 +105,51 @@ def test_a_finished_batch_loads_nothing(capsys):
     assert run_batch(["a", "b"], lambda job: True, worker.start, str, "cpu") == 0
     assert worker.started == []
     assert "skipping 2 finished job(s)" in capsys.readouterr().err
+
+
+NEEDS = (lambda line: line.get("image") is not None, '"image"')
+
+
+def _jobs_file(tmp_path, *lines):
+    path = tmp_path / "sub" / "jobs.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_read_jobs_resolves_paths_against_the_jobs_file_and_types_the_options(tmp_path):
+    path = _jobs_file(tmp_path, {"image": "a.png", "name": "first", "frames": 3}, {"image": "/abs/b.png", "out": "o"})
+    first, second = read_jobs(path, ("image", "out"), KINDS, DEFAULTS, NEEDS)
+    assert (first.number, first.where, first.name) == (1, f"{path}, line 1", "first")
+    assert first.paths == {"image": tmp_path / "sub" / "a.png", "out": None}
+    assert first.options == {**DEFAULTS, "frames": 3}
+    assert second.paths == {"image": Path("/abs/b.png"), "out": tmp_path / "sub" / "o"} and second.name is None
+
+
+@pytest.mark.parametrize(
+    ("line", "named", "message"),
+    [
+        ({"out": "o"}, True, 'line 1: each job needs "image"'),
+        ({"image": "a.png", "colour": 1}, True, "line 1: unknown keys ['colour']"),
+        ({"image": "a.png", "name": "x"}, False, "line 1: unknown keys ['name']"),
+        ({"image": 5}, True, 'line 1: "image" must be a non-empty string, got 5'),
+        ({"image": "a.png", "name": ""}, True, """line 1: "name" must be a non-empty string, got ''"""),
+        ({"image": "a.png", "name": "a/b"}, True, """line 1: "name" must be a name without folders, got 'a/b'"""),
+        ({"image": "a.png", "frames": "3"}, True, """line 1: "frames" must be an integer, got '3'"""),
+    ],
+)
+def test_read_jobs_refuses_a_bad_line_with_its_number(tmp_path, line, named, message):
+    with pytest.raises(InputError) as error:
+        read_jobs(_jobs_file(tmp_path, line), ("image", "out"), KINDS, DEFAULTS, NEEDS, named=named)
+    assert str(error.value).endswith(message)
+
+
+def test_two_jobs_writing_the_same_output_are_refused(tmp_path):
+    path = _jobs_file(tmp_path, {"image": "a.png"}, {"image": "b.png"}, {"image": "a.png"})
+    entries = read_jobs(path, ("image",), KINDS, DEFAULTS, NEEDS)
+    check_distinct_outputs(entries[:2], [entry.paths["image"] for entry in entries[:2]])
+    with pytest.raises(InputError) as error:
+        check_distinct_outputs(entries, [entry.paths["image"] for entry in entries])
+    assert str(error.value) == (
+        f'{path}, line 3: writes {tmp_path / "sub" / "a.png"} as line 1 does; give the jobs different "name"s'
+    )

@@ -177,7 +177,7 @@ def test_a_jobs_line_without_an_output_is_refused(tmp_path, capsys):
     [
         ({"fps": "20"}, "line 1: \"fps\" must be a number, got '20'"),
         ({"num_frames": 3.5}, 'line 1: "num_frames" must be an integer, got 3.5'),
-        ({"output": 5}, 'line 1: "output" must be a non-empty path string, got 5'),
+        ({"output": 5}, 'line 1: "output" must be a non-empty string, got 5'),
     ],
 )
 def test_a_jobs_line_with_a_wrongly_typed_value_is_refused_before_any_run(tmp_path, capsys, job, message):
