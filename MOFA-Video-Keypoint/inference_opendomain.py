@@ -299,7 +299,7 @@ def run_job(animator, job: Job, inputs: tuple, args: argparse.Namespace, say: Ca
     for warning in result.warnings:
         say(warning)
     extra = {**job.settings(), "device": str(animator.device)}
-    paths = animator.save(result, job.run_dir, job.audio_path, options["panels"], args.overwrite, extra)
+    paths = animator.save(result, job.run_dir, job.audio_path, options["panels"], extra, overwrite=args.overwrite)
     sound = "with audio" if job.audio_path is not None else "silent"
     say(f"landmarks: {paths.landmarks}")
     say(f"video: {paths.video} ({len(result.frames)} frames, {frame.width}x{frame.height}, 25 fps, {sound})")

@@ -128,7 +128,7 @@ class HybridResult:
         landmarks: ``(T, 68, 2)`` float64 pixels, the landmarks the video followed.
         trajectory_flow: ``(T-1, 2, H, W)`` float32 drag flow (pixels; zeros without trajectories).
         landmark_flow: ``(T-1, 2, H, W)`` float32 landmark (CMP) flow.
-        pose_frames: ``(T, H, W, 3)`` uint8 rendered pose images.
+        pose_images: ``(T, H, W, 3)`` uint8 rendered pose images.
         landmark_mask: the mask in force and its source (:class:`utils.face_mask.LandmarkMask`).
         hint_image: RGBA PIL image: the frame at 50 % alpha, the drags, the motion brush and the landmark mask.
         warnings: human-readable warnings (tiny mode, held landmarks, drags CMP cannot express).
@@ -140,7 +140,7 @@ class HybridResult:
     landmarks: np.ndarray
     trajectory_flow: torch.Tensor
     landmark_flow: torch.Tensor
-    pose_frames: np.ndarray
+    pose_images: np.ndarray
     landmark_mask: LandmarkMask
     hint_image: Image.Image
     warnings: list[str]
@@ -153,7 +153,7 @@ class HybridResult:
             "video": self.frames,
             "trajectory_flow": flow_video_frames(self.trajectory_flow),
             "landmark_flow": flow_video_frames(self.landmark_flow),
-            "landmark_video": self.pose_frames,
+            "landmark_video": self.pose_images,
             "video_with_landmarks": dotted,
             "hint": self.hint_image,
             "landmark_mask": self.landmark_mask.mask,  # greyscale 0/255
@@ -175,7 +175,7 @@ def comparison_frames(result: HybridResult) -> np.ndarray:
     panels = []
     for index in range(num_frames):
         dotted = draw_landmark_dots(result.frames[index], result.landmarks[index])
-        row = [first, hint, trajectory[index], landmark[index], result.pose_frames[index], dotted, result.frames[index]]
+        row = [first, hint, trajectory[index], landmark[index], result.pose_images[index], dotted, result.frames[index]]
         panels.append(np.concatenate(row, axis=1))
     return np.stack(panels)
 
@@ -464,7 +464,7 @@ class HybridAnimator(AnimatorBase):
             landmarks=landmarks,
             trajectory_flow=trajectory_flow.float().cpu(),
             landmark_flow=landmark_flow.float().cpu(),
-            pose_frames=to_uint8_video(pose_images.permute(0, 2, 3, 1).float().numpy()),
+            pose_images=to_uint8_video(pose_images.permute(0, 2, 3, 1).float().numpy()),
             landmark_mask=landmark_mask,
             hint_image=hint_image(frame, tracks, brush_mask, landmark_mask.mask),
             warnings=settings.warnings,

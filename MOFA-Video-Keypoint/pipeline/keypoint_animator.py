@@ -372,9 +372,9 @@ class KeypointAnimator(AnimatorBase):
         run_dir: str | Path,
         audio_path: str | Path | None = None,
         comparison: bool = False,
-        overwrite: bool = False,
         extra_settings: dict | None = None,
         name: str | None = None,
+        overwrite: bool = False,
     ) -> RunPaths:
         """Write the run folder ``run_dir`` (:func:`utils.run_output.save_run`): ``output.mp4`` (with ``audio_path``
         muxed in, padded with silence or cut to the video), ``flow.mp4``, ``landmarks.mp4`` (reference | drawn
