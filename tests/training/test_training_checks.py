@@ -14,40 +14,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train_utils.trainer as trainer
 from train_utils.arguments import TINY_DEFAULTS, parse_args
 from train_utils.checkpointing import finish_checkpoint, list_checkpoints, prune_checkpoints, resolve_resume_checkpoint
-from train_utils.synthetic import make_synthetic_dataset
 from utils.errors import InputError
-
-TINY_CLIP_ARGS = [
-    "--tiny",
-    "--height",
-    "16",
-    "--width",
-    "16",
-    "--num_frames",
-    "3",
-    "--sample_stride",
-    "2",
-    "--report_to",
-    "none",
-]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    """Two 12-frame clips plus broken files: (data_root, training CSV)."""
-    root = tmp_path_factory.mktemp("clips")
-    csv_path = make_synthetic_dataset(root, num_videos=2, num_frames=12, height=32, width=32)
+def clips(clips):
+    """The shared clips plus broken files in their folder: (data_root, training CSV)."""
+    root, _ = clips
     (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom not really a video" * 20)
     (root / "empty.mp4").write_bytes(b"")
     (root / "a_file").write_text("")
-    return root, csv_path
+    return clips
 
 
 def write_csv(path, rows):
@@ -124,13 +101,13 @@ def bad_cases(root, csv_path):
     ]
 
 
-def test_bad_arguments_and_data_are_one_line_before_any_network_is_built(clips, capsys, monkeypatch):
+def test_bad_arguments_and_data_are_one_line_before_any_network_is_built(clips, capsys, monkeypatch, tiny_clip_args):
     root, csv_path = clips
     built = []
     monkeypatch.setattr(trainer, "load_components", lambda *args, **kwargs: built.append(args) or pytest.fail("built"))
     for argv, expected in bad_cases(root, csv_path):
         AcceleratorState._reset_state(reset_partial_state=True)
-        code = trainer.main(1, [*TINY_CLIP_ARGS, *argv])
+        code = trainer.main(1, [*tiny_clip_args, *argv])
         error = capsys.readouterr().err
         assert code == 2 and error.startswith(f"error: {expected}") and error.count("\n") == 1, (argv, error)
     assert built == []  # no network was built
@@ -176,7 +153,9 @@ def ground_truth_column(path, size=16):
         )
 
 
-def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resume(tmp_path, clips, caplog):
+def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resume(
+    tmp_path, clips, caplog, tiny_clip_args
+):
     root, _ = clips
     val_csv = write_csv(
         root / "val_mixed.csv",
@@ -189,7 +168,7 @@ def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resum
         ],
     )
     argv = [
-        *TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(root),
+        *tiny_clip_args, "--output_dir", str(tmp_path), "--data_root", str(root),
         "--train_csv", str(root / "train.csv"), "--val_csv", str(val_csv),
         "--num_validation_images", "2", "--validation_steps", "1", "--checkpointing_steps", "2",
         "--report_to", "tensorboard",
@@ -217,13 +196,13 @@ def test_validation_clips_are_fixed_readable_distinct_and_the_same_after_a_resum
     assert images == {1: (2 * 16, 4 * 16), 2: (2 * 16, 4 * 16), 3: (2 * 16, 4 * 16)}  # 2 clips x 4 columns of 16 px
 
 
-def test_the_summary_names_the_skipped_files_and_epochs_count_readable_clips(tmp_path, clips, caplog):
+def test_the_summary_names_the_skipped_files_and_epochs_count_readable_clips(tmp_path, clips, caplog, tiny_clip_args):
     root, _ = clips
     train_csv = write_csv(
         root / "train_mixed.csv",
         ["videos/synthetic/clip000.mp4", "missing.mp4", "corrupt.mp4", "empty.mp4", "videos/synthetic/clip001.mp4"],
     )
-    argv = [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path), "--data_root", str(root), "--train_csv", str(train_csv),
+    argv = [*tiny_clip_args, "--output_dir", str(tmp_path), "--data_root", str(root), "--train_csv", str(train_csv),
             "--validation_steps", "0", "--max_train_steps", "6", "--checkpointing_steps", "100"]  # fmt: skip
     with caplog.at_level(logging.INFO):
         result = trainer.train(parse_args(1, argv))

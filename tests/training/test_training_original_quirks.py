@@ -5,29 +5,15 @@ The other ``test_quirk_*`` tests of this suite sit next to the code they check (
 
 import accelerate
 import numpy as np
-import pytest
 import torch
 from accelerate.state import AcceleratorState
 
 from train_utils.arguments import parse_args
 from train_utils.sparse_to_dense import cmp_flow_from_hints
 from train_utils.synthetic import make_synthetic_dataset
-from train_utils.trainer import train
-
-TINY_CLIP_ARGS = [
-    "--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--sample_stride", "2",
-    "--validation_steps", "0", "--report_to", "none", "--max_train_steps", "1", "--checkpointing_steps", "5",
-]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def test_quirk_gradients_are_never_clipped_by_default(tmp_path, monkeypatch):
+def test_quirk_gradients_are_never_clipped_by_default(tmp_path, monkeypatch, train_on_clips):
     """The original parses ``max_grad_norm=1.0`` but never clips; here 0 (off) is the default, > 0 clips."""
     csv_path = make_synthetic_dataset(tmp_path / "clips", num_videos=1, num_frames=8, height=16, width=16)
     clipped = []
@@ -39,14 +25,15 @@ def test_quirk_gradients_are_never_clipped_by_default(tmp_path, monkeypatch):
             clipped.append(max_norm) or clip(self, parameters, max_norm, *a, **k)
         ),
     )
-    argv = [*TINY_CLIP_ARGS, "--data_root", str(tmp_path / "clips"), "--train_csv", str(csv_path)]
+    one_step = ("--max_train_steps", 1, "--checkpointing_steps", 5)
+    clips = (tmp_path / "clips", csv_path)
 
     assert parse_args(1, ["--output_dir", "unused"]).max_grad_norm == 0
-    assert train(parse_args(1, [*argv, "--output_dir", str(tmp_path / "default")])).global_step == 1
+    assert train_on_clips(1, tmp_path / "default", clips, *one_step).global_step == 1
     assert clipped == []
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    train(parse_args(1, [*argv, "--output_dir", str(tmp_path / "clipped"), "--max_grad_norm", "1.0"]))
+    train_on_clips(1, tmp_path / "clipped", clips, *one_step, "--max_grad_norm", "1.0")
     assert clipped == [1.0]
 
 

@@ -12,7 +12,6 @@ import av
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from models.flow_controlnet import FlowControlNet
@@ -22,62 +21,18 @@ from train_utils.checkpointing import prune_checkpoints
 from train_utils.components import freeze, load_components, set_trainable_parameters
 from train_utils.conditioning import ConditioningDropout, TrainingConventions
 from train_utils.dataset import VideoClipDataset, read_video_csv
-from train_utils.synthetic import make_synthetic_dataset
-from train_utils.trainer import main, train
+from train_utils.trainer import main
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
-
-TINY_CLIP_ARGS = [
-    "--tiny",
-    "--height",
-    "16",
-    "--width",
-    "16",
-    "--num_frames",
-    "3",
-    "--sample_stride",
-    "2",
-    "--validation_steps",
-    "0",
-    "--report_to",
-    "none",
-]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each run gets its own accelerate state."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> tuple[Path, Path]:
-    """Two 12-frame moving-square mp4s and their WebVid-style CSV: (data_root, csv)."""
-    root = tmp_path_factory.mktemp("clips")
-    return root, make_synthetic_dataset(root, num_videos=2, num_frames=12, height=32, width=32)
-
-
-def run(stage, output_dir, clips, *extra):
-    data_root, csv_path = clips
-    argv = [
-        *TINY_CLIP_ARGS,
-        "--output_dir",
-        str(output_dir),
-        "--data_root",
-        str(data_root),
-        "--train_csv",
-        str(csv_path),
-    ]
-    return train(parse_args(stage, argv + [str(arg) for arg in extra]))
 
 
 def adapter_state(folder):
     return load_file(Path(folder) / "diffusion_pytorch_model.safetensors")
 
 
-def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(tmp_path, clips):
-    result = run(1, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 2, "--report_to", "tensorboard")
+def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(tmp_path, clips, train_on_clips):
+    result = train_on_clips(
+        1, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 2, "--report_to", "tensorboard"
+    )
     assert result.global_step == 2 and sorted(result.losses) == [1, 2]
     assert all(np.isfinite(loss) for loss in result.losses.values())
     checkpoint = tmp_path / "checkpoint-2"
@@ -100,10 +55,10 @@ def test_stage1_two_steps_checkpoint_holds_only_the_adapter_and_training_state(t
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
 
 
-def test_resume_from_latest_continues_at_the_same_step_with_identical_state(tmp_path, clips):
-    uninterrupted = run(1, tmp_path / "straight", clips, "--max_train_steps", 4, "--checkpointing_steps", 2)
-    run(1, tmp_path / "resumed", clips, "--max_train_steps", 2, "--checkpointing_steps", 2)
-    resumed = run(
+def test_resume_from_latest_continues_at_the_same_step_with_identical_state(tmp_path, clips, train_on_clips):
+    uninterrupted = train_on_clips(1, tmp_path / "straight", clips, "--max_train_steps", 4, "--checkpointing_steps", 2)
+    train_on_clips(1, tmp_path / "resumed", clips, "--max_train_steps", 2, "--checkpointing_steps", 2)
+    resumed = train_on_clips(
         1,
         tmp_path / "resumed",
         clips,
@@ -135,8 +90,8 @@ def frame_count_and_size(path):
         return sum(1 for _ in container.decode(stream)), stream.width, stream.height
 
 
-def test_quirk_validation_runs_at_step_1_and_every_n_steps(tmp_path, clips):
-    run(2, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 100, "--validation_steps", 2)
+def test_quirk_validation_runs_at_step_1_and_every_n_steps(tmp_path, clips, train_on_clips):
+    train_on_clips(2, tmp_path, clips, "--max_train_steps", 2, "--checkpointing_steps", 100, "--validation_steps", 2)
     videos = sorted(path.relative_to(tmp_path).as_posix() for path in (tmp_path / "validation_images").rglob("*.mp4"))
     assert videos == [
         "validation_images/step_1_val_img/000-synthetic_clip000.mp4",
@@ -146,8 +101,8 @@ def test_quirk_validation_runs_at_step_1_and_every_n_steps(tmp_path, clips):
     assert frame_count_and_size(tmp_path / videos[0]) == (3, 6 * 16, 16)
 
 
-def test_bf16_mixed_precision_trains_and_validates_with_the_fixed_conventions(tmp_path, clips):
-    result = run(
+def test_bf16_mixed_precision_trains_and_validates_with_the_fixed_conventions(tmp_path, clips, train_on_clips):
+    result = train_on_clips(
         2,
         tmp_path,
         clips,
@@ -168,9 +123,9 @@ def test_bf16_mixed_precision_trains_and_validates_with_the_fixed_conventions(tm
     assert FlowControlNet.from_pretrained(tmp_path / "controlnet").dtype == torch.float32  # fp32 master weights
 
 
-def test_saved_adapter_loads_into_the_traj_pipeline(tmp_path, clips):
-    run(1, tmp_path, clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
-    args = parse_args(1, [*TINY_CLIP_ARGS, "--output_dir", str(tmp_path)])
+def test_saved_adapter_loads_into_the_traj_pipeline(tmp_path, clips, train_on_clips, tiny_clip_args):
+    train_on_clips(1, tmp_path, clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
+    args = parse_args(1, [*tiny_clip_args, "--output_dir", str(tmp_path)])
     components = load_components(args)
     pipeline = FlowControlNetPipeline(
         vae=components.vae,
@@ -190,8 +145,10 @@ def test_saved_adapter_loads_into_the_traj_pipeline(tmp_path, clips):
     assert frames.shape == (1, 3, 16, 16, 3) and np.isfinite(frames).all()
 
 
-def test_checkpoint_limit_keeps_the_last_n(tmp_path, clips):
-    run(1, tmp_path, clips, "--max_train_steps", 3, "--checkpointing_steps", 1, "--checkpoints_total_limit", 2)
+def test_checkpoint_limit_keeps_the_last_n(tmp_path, clips, train_on_clips):
+    train_on_clips(
+        1, tmp_path, clips, "--max_train_steps", 3, "--checkpointing_steps", 1, "--checkpoints_total_limit", 2
+    )
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     for step in (5, 10, 7):
         shutil.copytree(tmp_path / "checkpoint-3", tmp_path / f"checkpoint-{step}")
@@ -199,10 +156,10 @@ def test_checkpoint_limit_keeps_the_last_n(tmp_path, clips):
     assert [path.name for path in removed] == ["checkpoint-2", "checkpoint-3", "checkpoint-5"]
 
 
-def test_stage2_trains_the_fusion_encoder_and_leaves_the_reference_encoder_untouched(tmp_path, clips):
-    run(1, tmp_path / "stage1", clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
+def test_stage2_trains_the_fusion_encoder_and_leaves_the_reference_encoder_untouched(tmp_path, clips, train_on_clips):
+    train_on_clips(1, tmp_path / "stage1", clips, "--max_train_steps", 1, "--checkpointing_steps", 100)
     start = adapter_state(tmp_path / "stage1/controlnet")
-    result = run(
+    result = train_on_clips(
         2,
         tmp_path / "stage2",
         clips,
@@ -226,7 +183,7 @@ def test_stage2_trains_the_fusion_encoder_and_leaves_the_reference_encoder_untou
     assert "conv_in.weight" in changed and "controlnet_mid_block.weight" in changed
 
 
-def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, clips, caplog):
+def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, clips, caplog, train_on_clips):
     data_root, _ = clips
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom not really a video" * 20)
     with (tmp_path / "list.csv").open("w", newline="") as handle:
@@ -241,7 +198,7 @@ def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, c
             ]
         )
     with caplog.at_level(logging.INFO):
-        result = run(
+        result = train_on_clips(
             1,
             tmp_path / "out",
             (data_root, tmp_path / "list.csv"),
@@ -258,9 +215,9 @@ def test_missing_and_corrupt_videos_are_skipped_counted_and_reported(tmp_path, c
     assert caplog.text.rstrip().endswith(f"): {tmp_path / 'corrupt.mp4'}, missing.mp4")
 
 
-def test_overfitting_one_clip_lowers_the_loss(clips):
+def test_overfitting_one_clip_lowers_the_loss(clips, tiny_clip_args):
     data_root, csv_path = clips
-    args = parse_args(1, [*TINY_CLIP_ARGS, "--output_dir", "unused", "--data_root", str(data_root)])
+    args = parse_args(1, [*tiny_clip_args, "--output_dir", "unused", "--data_root", str(data_root)])
     components = load_components(args)
     freeze(components.vae, components.image_encoder, components.unet)
     set_trainable_parameters(components.controlnet, stage=1)
@@ -313,12 +270,12 @@ def test_entry_point_reports_missing_weights_as_one_error_line(tmp_path, clips, 
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 training works on a GPU")
-def test_fp16_without_a_gpu_is_refused_with_one_line(tmp_path, clips, capsys):
+def test_fp16_without_a_gpu_is_refused_with_one_line(tmp_path, clips, capsys, tiny_clip_args):
     data_root, csv_path = clips
     code = main(
         1,
         [
-            *TINY_CLIP_ARGS,
+            *tiny_clip_args,
             "--output_dir",
             str(tmp_path),
             "--data_root",

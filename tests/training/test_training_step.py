@@ -6,7 +6,7 @@ import torch
 from call_recording import CallRecorder
 
 from train_utils.arguments import parse_args
-from train_utils.components import freeze, load_components
+from train_utils.components import load_components
 from train_utils.conditioning import ConditioningDropout, TrainingConventions
 from train_utils.training_step import AdapterTrainingStep, StepConfig, TrainingRandomness
 
@@ -19,11 +19,8 @@ def constant_flow(value):
 
 
 @pytest.fixture(scope="module")
-def components():
-    """Tiny stage-2 networks."""
-    parts = load_components(parse_args(2, ["--tiny", "--output_dir", "unused"]))
-    freeze(parts.vae, parts.image_encoder, parts.unet, parts.cmp)
-    return parts
+def components(tiny_stage2_components):
+    return tiny_stage2_components
 
 
 def run_step(components, stage, conventions, flow_value=1.0):
