@@ -47,7 +47,6 @@ from pipeline.animator_base import (
     load_svd_parts,
     mask_to_rgba,
     points_as_lists,
-    tiny_svd_parts,
     to_uint8_video,
 )
 from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
@@ -588,7 +587,7 @@ def hint_image(
 
 def build_tiny_components(seed: int = 0) -> tuple[HybridFlowControlNetPipeline, CMP]:
     """A pipeline of random tiny models (both adapters) and a tiny CMP (seeded; outputs are noise)."""
-    from utils.tiny import tiny_flow_controlnet
+    from utils.tiny import tiny_flow_controlnet, tiny_svd_parts
     from utils.tiny_keypoint import tiny_ldmk_controlnet
 
     parts = tiny_svd_parts(seed)

@@ -252,7 +252,7 @@ def audio_to_landmarks(
         seed: seeds the blinks and the pose latents.
         pose_style: head-motion style in [0, 46).
         detector: face landmark detector; default :class:`FaceAlignmentDetector` with local weights.
-        landmarker: use these networks instead of loading ``ckpt_dir`` (e.g. ``tiny.tiny_landmarker()``).
+        landmarker: use these networks instead of loading ``ckpt_dir`` (e.g. ``utils.tiny_keypoint.tiny_landmarker()``).
     Returns:
         (1 + T, 68, 2) float64 pixels of ``image``; frame 0 is the portrait's own fit, frame i ≥ 1 is audio
         frame i − 1 at 25 fps (T = floor(duration · 25)).

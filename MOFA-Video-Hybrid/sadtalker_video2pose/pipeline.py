@@ -97,7 +97,7 @@ def video_to_landmarks(
         pose_smoothing: ``zero_padded`` (as released; end frames pulled towards 0), ``unbiased`` or ``none``.
         detector: face landmark detector; default ``FaceAlignmentDetector`` with local weights.
         landmarker: use these networks instead of loading ``ckpt_dir`` (e.g.
-            ``sadtalker_audio2pose.tiny.tiny_landmarker()``).
+            ``utils.tiny_keypoint.tiny_landmarker()``).
     Returns:
         (1 + N, 68, 2) float64 pixels of ``image``; frame 0 is the portrait's own fit, frame i ≥ 1 follows
         video frame i − 1.

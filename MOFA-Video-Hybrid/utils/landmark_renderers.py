@@ -75,7 +75,7 @@ class LandmarkGenerators:
 
             return AniPortraitLandmarkGenerator.from_checkpoints(self.ckpt_dir, self.device)
         if self.tiny:
-            from sadtalker_audio2pose.tiny import tiny_landmarker
+            from utils.tiny_keypoint import tiny_landmarker
 
             return tiny_landmarker(self.device)
         from sadtalker_audio2pose import FaceCoefficientLandmarker

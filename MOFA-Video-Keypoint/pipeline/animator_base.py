@@ -11,7 +11,7 @@ An animator subclasses :class:`AnimatorBase` and says how its models are built::
             ...
 
 The SVD parts every pipeline holds come from :func:`load_svd_parts` (released weights) or
-:func:`tiny_svd_parts` (random tiny models); each animator adds its own adapters.
+:func:`utils.tiny.tiny_svd_parts` (random tiny models); each animator adds its own adapters.
 """
 
 from __future__ import annotations
@@ -130,20 +130,6 @@ def step_end_callback(progress: ProgressFn | None, steps: int) -> StepEndCallbac
 
 
 # ------------------------------------------------------------------------------------------------ builders
-
-
-def tiny_svd_parts(seed: int = 0, layout: str = "small") -> dict[str, Any]:
-    """Random tiny ``vae``, ``image_encoder``, ``unet`` (``layout`` as :func:`utils.tiny.tiny_unet`),
-    ``scheduler`` and ``feature_extractor``, as pipeline keyword arguments (seeded)."""
-    from utils import tiny
-
-    return {
-        "vae": tiny.tiny_vae(seed),
-        "image_encoder": tiny.tiny_image_encoder(seed),
-        "unet": tiny.tiny_unet(seed, layout),
-        "scheduler": tiny.tiny_scheduler(),
-        "feature_extractor": tiny.tiny_feature_extractor(),
-    }
 
 
 def load_svd_parts(ckpt_dir: Path, dtype: torch.dtype) -> dict[str, Any]:

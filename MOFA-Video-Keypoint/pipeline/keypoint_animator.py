@@ -14,7 +14,7 @@ Landmarks come from one of two renderers: ``aniportrait`` (MediaPipe face + audi
 Tiny mode builds random tiny models but still finds the real face (MediaPipe, offline; a faceless portrait is
 refused as in real mode): ``aniportrait`` is replaced by a deterministic schematic face driven by the audio's
 loudness (:mod:`aniportrait.synthetic`) and ``sadtalker`` runs its real code on random weights and a synthetic
-face model (:mod:`sadtalker_audio2pose.tiny`); either motion is carried onto the detected face
+face model (:mod:`utils.tiny_keypoint`); either motion is carried onto the detected face
 (:func:`aniportrait.face_check.anchor_on_face`). The whole chain runs offline; its videos are noise.
 """
 
@@ -39,7 +39,6 @@ from pipeline.animator_base import (
     image_to_tensor,
     load_released_cmp,
     load_svd_parts,
-    tiny_svd_parts,
     to_uint8_video,
 )
 from pipeline.pipeline_landmark_flow_controlnet import LandmarkFlowControlNetPipeline
@@ -240,7 +239,7 @@ class KeypointAnimator(AnimatorBase):
         25 fps frame counts), ``sadtalker`` ``1 + floor(L / 640)`` (whole frames only), as each was released.
         Its generator is loaded on first use and kept. Tiny mode moves the portrait's own landmarks
         (:meth:`face_landmarks`) with :func:`aniportrait.synthetic.synthetic_landmarks` for ``aniportrait`` and
-        :func:`sadtalker_audio2pose.tiny.tiny_landmarker` for ``sadtalker`` (no weights).
+        :func:`utils.tiny_keypoint.tiny_landmarker` for ``sadtalker`` (no weights).
 
         Returns:
             ``(1 + N, 68, 2)`` float64.
@@ -392,6 +391,7 @@ class KeypointAnimator(AnimatorBase):
 
 def build_tiny_components(seed: int = 0) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
     """A landmark pipeline of random tiny models and a tiny CMP (seeded; outputs are noise)."""
+    from utils.tiny import tiny_svd_parts
     from utils.tiny_keypoint import tiny_ldmk_controlnet
 
     parts = tiny_svd_parts(seed)

@@ -47,7 +47,6 @@ from pipeline.animator_base import (
     load_svd_parts,
     mask_to_rgba,
     points_as_lists,
-    tiny_svd_parts,
     to_uint8_video,
 )
 from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
@@ -476,7 +475,7 @@ def run_paths(run_dir: str | Path, name: str | None = None) -> RunPaths:
 def build_tiny_components(seed: int = 0, layout: str = "small") -> tuple[FlowControlNetPipeline, CMP]:
     """A pipeline of random tiny models (UNet ``layout`` as :func:`utils.tiny.tiny_unet`) and a tiny CMP
     (seeded; outputs are noise)."""
-    from utils.tiny import tiny_flow_controlnet
+    from utils.tiny import tiny_flow_controlnet, tiny_svd_parts
 
     parts = tiny_svd_parts(seed, layout)
     pipe = FlowControlNetPipeline(**parts, controlnet=tiny_flow_controlnet(seed, parts["unet"]))

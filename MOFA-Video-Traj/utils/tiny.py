@@ -14,7 +14,7 @@ levels (strides 2 to 16, sides multiples of 16).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -165,3 +165,15 @@ def tiny_scheduler() -> EulerDiscreteScheduler:
     from utils.scheduling import build_svd_scheduler
 
     return build_svd_scheduler()
+
+
+def tiny_svd_parts(seed: int = 0, layout: str = "small") -> dict[str, Any]:
+    """Random tiny ``vae``, ``image_encoder``, ``unet`` (``layout`` as :func:`tiny_unet`),
+    ``scheduler`` and ``feature_extractor``, as pipeline keyword arguments (seeded)."""
+    return {
+        "vae": tiny_vae(seed),
+        "image_encoder": tiny_image_encoder(seed),
+        "unet": tiny_unet(seed, layout),
+        "scheduler": tiny_scheduler(),
+        "feature_extractor": tiny_feature_extractor(),
+    }

@@ -77,9 +77,10 @@ def load_components(args: argparse.Namespace, weight_dtype: torch.dtype = torch.
 
 
 def _tiny_svd(seed: int) -> tuple:
-    from utils.tiny import tiny_feature_extractor, tiny_image_encoder, tiny_scheduler, tiny_unet, tiny_vae
+    from utils.tiny import tiny_svd_parts
 
-    return tiny_vae(seed), tiny_image_encoder(seed), tiny_feature_extractor(), tiny_unet(seed), tiny_scheduler()
+    parts = tiny_svd_parts(seed)
+    return tuple(parts[name] for name in ("vae", "image_encoder", "feature_extractor", "unet", "scheduler"))
 
 
 def _pretrained_svd(svd_path: Path, weight_dtype: torch.dtype) -> tuple:

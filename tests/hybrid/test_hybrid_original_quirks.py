@@ -6,9 +6,8 @@ The other ``test_quirk_*`` tests of this suite sit next to the code they check (
 import numpy as np
 import torch
 
-from pipeline.animator_base import tiny_svd_parts
 from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
-from utils.tiny import tiny_flow_controlnet
+from utils.tiny import tiny_flow_controlnet, tiny_svd_parts
 from utils.tiny_keypoint import tiny_ldmk_controlnet
 
 SIZE = 32

@@ -8,12 +8,11 @@ import pytest
 import torch
 from call_recording import CallRecorder
 
-from pipeline.animator_base import tiny_svd_parts
 from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline
 from pipeline.pipeline_hybrid_flow_controlnet import HybridFlowControlNetPipeline
 from utils.adapter_schedule import FAITHFUL, FAST
 from utils.errors import InputError
-from utils.tiny import tiny_flow_controlnet
+from utils.tiny import tiny_flow_controlnet, tiny_svd_parts
 from utils.tiny_keypoint import tiny_ldmk_controlnet
 
 SIZE = 32  # frame side: tiny latents are 16x16

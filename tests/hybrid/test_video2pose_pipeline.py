@@ -10,9 +10,9 @@ import torch
 
 from sadtalker_audio2pose.face_crop import CROP_SIZE, face_box
 from sadtalker_audio2pose.pipeline import FaceCoefficientLandmarker
-from sadtalker_audio2pose.tiny import face_in_image, synthetic_bfm, synthetic_template
 from sadtalker_video2pose import video_coefficients, video_to_landmarks
 from utils.errors import CheckpointError, InputError
+from utils.tiny_keypoint import face_in_image, synthetic_bfm, synthetic_template
 from utils.video_io import read_video
 
 WIDTH, HEIGHT = 160, 120

@@ -143,7 +143,7 @@ def test_fast_adapter_schedule_and_several_videos_per_image(animator):
 
 
 def test_sadtalker_renderer_counts_whole_frames_and_is_loaded_once(animator, monkeypatch):
-    import sadtalker_audio2pose.tiny as sadtalker_tiny
+    import utils.tiny_keypoint as sadtalker_tiny
 
     tiny_landmarker, built = sadtalker_tiny.tiny_landmarker, []
 

@@ -13,7 +13,7 @@ from sadtalker_audio2pose.face_recon import (
     solve_scale_translation,
     split_coefficients,
 )
-from sadtalker_audio2pose.tiny import mean_face
+from utils.tiny_keypoint import mean_face
 
 
 def test_five_points_are_eye_centres_nose_tip_and_mouth_corners():

@@ -6,8 +6,8 @@ import soundfile
 
 from sadtalker_audio2pose import audio_to_landmarks
 from sadtalker_audio2pose.face_crop import CROP_SIZE, face_box
-from sadtalker_audio2pose.tiny import CenteredFaceDetector, face_in_image, tiny_landmarker
 from utils.errors import InputError
+from utils.tiny_keypoint import CenteredFaceDetector, face_in_image, tiny_landmarker
 
 WIDTH, HEIGHT = 320, 240
 

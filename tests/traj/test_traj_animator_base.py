@@ -12,11 +12,11 @@ from pipeline.animator_base import (
     image_to_tensor,
     mask_to_rgba,
     step_end_callback,
-    tiny_svd_parts,
     to_uint8_video,
 )
 from pipeline.trajectory_animator import TrajectoryAnimator
 from utils.errors import InputError
+from utils.tiny import tiny_svd_parts
 
 
 def test_float_frames_become_clipped_rounded_uint8():
