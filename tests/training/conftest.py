@@ -14,10 +14,9 @@ from suite_setup import set_up_suite  # noqa: E402
 SUBPROJECT = set_up_suite("Training")
 
 TINY_CLIP_ARGS = (
-    "--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--sample_stride", "2",
-    "--validation_steps", "0", "--report_to", "none",
+    "--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--sample_stride", "2", "--report_to", "none",
 )  # fmt: skip
-"""A tiny run on 16 px clips of 3 frames (stride 2), no validation, no logger: add data, output and steps."""
+"""A tiny run on 16 px clips of 3 frames (stride 2), no logger: add data, output and steps."""
 
 
 @pytest.fixture
@@ -53,14 +52,22 @@ def tiny_clip_args() -> list[str]:
 
 @pytest.fixture
 def train_on_clips() -> Callable:
-    """``train_on_clips(stage, output_dir, (data_root, csv), *extra)``: a tiny training run (``extra`` flags and
-    values, any type) returning the trainer's result."""
+    """``train_on_clips(stage, output_dir, (data_root, csv), *extra)``: a tiny training run without validation
+    unless ``extra`` (flags and values, any type) asks for it; returns the trainer's result."""
     from train_utils.arguments import parse_args
     from train_utils.trainer import train
 
     def run(stage: int, output_dir: Path, clips: tuple[Path, Path], *extra: object):
         data_root, csv_path = clips
-        argv = [*TINY_CLIP_ARGS, "--output_dir", str(output_dir), "--data_root", str(data_root)]
+        argv = [
+            *TINY_CLIP_ARGS,
+            "--validation_steps",
+            "0",
+            "--output_dir",
+            str(output_dir),
+            "--data_root",
+            str(data_root),
+        ]
         return train(parse_args(stage, [*argv, "--train_csv", str(csv_path), *(str(arg) for arg in extra)]))
 
     return run
