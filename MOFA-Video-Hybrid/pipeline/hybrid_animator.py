@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aniportrait.face_check import DETECTION_SHORT_SIDE, anchor_on_face, face_landmarks, tiny_frame
+from aniportrait.face_check import anchor_on_face, face_landmarks, tiny_face_landmarks, tiny_frame
 from models.cmp import CMP, build_tiny_cmp
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
@@ -245,11 +245,7 @@ class HybridAnimator(AnimatorBase):
         frame = as_rgb_image(frame)
         if not self.is_tiny:
             return face_landmarks(frame, image_name, self.ckpt_dir)
-        factor = DETECTION_SHORT_SIDE / min(frame.size)
-        detail = self._detail_frames.get(frame.tobytes())
-        if detail is None:
-            detail = frame.resize((round(frame.width * factor), round(frame.height * factor)), Image.Resampling.BICUBIC)
-        return face_landmarks(detail, image_name) * (np.array(frame.size) / np.array(detail.size))
+        return tiny_face_landmarks(frame, self._detail_frames.get(frame.tobytes()), image_name)
 
     def _check_frame(self, frame: Image.Image | np.ndarray) -> Image.Image:
         frame = as_rgb_image(frame)

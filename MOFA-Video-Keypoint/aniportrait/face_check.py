@@ -70,6 +70,20 @@ def tiny_frame(image: Image.Image, short_side: int, multiple: int) -> tuple[Imag
     return frame, detail
 
 
+def tiny_face_landmarks(frame: Image.Image, detail: Image.Image | None, image_name: str = "image") -> np.ndarray:
+    """The ``(68, 2)`` landmarks of a tiny frame's face in its pixels, found at ``DETECTION_SHORT_SIDE``: in
+    ``detail`` (the same crop from :func:`tiny_frame`) when given, else in ``frame`` scaled up (BICUBIC).
+
+    Raises:
+        InputError: ``no face detected in <image_name>``.
+    """
+    if detail is None:
+        factor = DETECTION_SHORT_SIDE / min(frame.size)
+        size = (round(frame.width * factor), round(frame.height * factor))
+        detail = frame.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    return face_landmarks(detail, image_name) * (np.array(frame.size) / np.array(detail.size))
+
+
 def anchor_on_face(sequence: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Carry a landmark sequence's motion onto a detected face.
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aniportrait.face_check import DETECTION_SHORT_SIDE, anchor_on_face, face_landmarks, tiny_frame
+from aniportrait.face_check import anchor_on_face, face_landmarks, tiny_face_landmarks, tiny_frame
 from aniportrait.synthetic import synthetic_landmarks
 from models.cmp import CMP, build_tiny_cmp
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
@@ -223,12 +223,7 @@ class KeypointAnimator(AnimatorBase):
         """
         if not self.is_tiny:
             return face_landmarks(frame, image_name, self.ckpt_dir)
-        factor = DETECTION_SHORT_SIDE / min(frame.size)
-        detail = self._detail_frames.get(frame.tobytes())
-        if detail is None:
-            size = (round(frame.width * factor), round(frame.height * factor))
-            detail = frame.convert("RGB").resize(size, Image.Resampling.BICUBIC)
-        return face_landmarks(detail, image_name) * (np.array(frame.size) / np.array(detail.size))
+        return tiny_face_landmarks(frame, self._detail_frames.get(frame.tobytes()), image_name)
 
     def landmarks_from_audio(
         self, frame: Image.Image, waveform: np.ndarray, image_name: str = "image", renderer: str = "aniportrait"
