@@ -1,10 +1,10 @@
-"""The demos' shared command-line options (utils/demo_cli.py)."""
+"""The demos' shared command-line options (demo/demo_cli.py)."""
 
 from pathlib import Path
 
 import pytest
 
-from utils.demo_cli import demo_argument_parser
+from demo.demo_cli import demo_argument_parser
 
 
 def _parser():

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 from ui_helpers import select, served_demo
 
-from utils import ui_state
+from demo import demo_state
 from utils.video_io import read_video
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Traj"
 
 
-def _session(width: int = 128, height: int = 64) -> ui_state.Session:
-    return ui_state.start_session(np.full((height, width, 3), 100, np.uint8))
+def _session(width: int = 128, height: int = 64) -> demo_state.Session:
+    return demo_state.start_session(np.full((height, width, 3), 100, np.uint8))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -24,98 +24,98 @@ def _session(width: int = 128, height: int = 64) -> ui_state.Session:
 
 
 def test_actions_before_an_upload_answer_with_a_message_and_change_nothing():
-    session = ui_state.new_session()
+    session = demo_state.new_session()
     actions = [
-        lambda s: ui_state.add_click(s, 3, 4),
-        ui_state.add_trajectory,
-        ui_state.delete_last_trajectory,
-        lambda s: ui_state.add_brush_stamp(s, 3, 4, 10),
-        ui_state.clear_brush,
+        lambda s: demo_state.add_click(s, 3, 4),
+        demo_state.add_trajectory,
+        demo_state.delete_last_trajectory,
+        lambda s: demo_state.add_brush_stamp(s, 3, 4, 10),
+        demo_state.clear_brush,
     ]
     for action in actions:
         after, message = action(session)
         assert after == session
-        assert message == ui_state.NO_IMAGE_MESSAGE
-    assert ui_state.drawing_view(session) is None
-    assert ui_state.brush_view(session) is None
-    assert ui_state.undo_click(session) == (session, ui_state.NO_IMAGE_MESSAGE)
-    assert ui_state.reset(session) == (session, ui_state.NO_IMAGE_MESSAGE)
+        assert message == demo_state.NO_IMAGE_MESSAGE
+    assert demo_state.drawing_view(session) is None
+    assert demo_state.brush_view(session) is None
+    assert demo_state.undo_click(session) == (session, demo_state.NO_IMAGE_MESSAGE)
+    assert demo_state.reset(session) == (session, demo_state.NO_IMAGE_MESSAGE)
 
 
 def test_run_before_an_upload_says_to_upload_an_image():
-    tracks, message = ui_state.tracks_for_run(ui_state.new_session())
+    tracks, message = demo_state.tracks_for_run(demo_state.new_session())
     assert tracks == []
     assert message.startswith("Upload an image first.")
 
 
 def test_run_without_clicks_asks_for_a_trajectory():
-    tracks, message = ui_state.tracks_for_run(_session())
+    tracks, message = demo_state.tracks_for_run(_session())
     assert tracks == []
-    assert message == ui_state.NO_TRACK_MESSAGE
+    assert message == demo_state.NO_TRACK_MESSAGE
 
 
 def test_clicks_append_to_the_trajectory_being_drawn():
     session = _session()
     assert session["tracks"] == [[]]
-    session, message = ui_state.add_click(session, 10, 20)
+    session, message = demo_state.add_click(session, 10, 20)
     assert message is None
-    session, _ = ui_state.add_click(session, 30.5, 25)
+    session, _ = demo_state.add_click(session, 30.5, 25)
     assert session["tracks"] == [[[10.0, 20.0], [30.5, 25.0]]]
-    assert ui_state.tracks_for_run(session) == ([[[10.0, 20.0], [30.5, 25.0]]], None)
+    assert demo_state.tracks_for_run(session) == ([[[10.0, 20.0], [30.5, 25.0]]], None)
 
 
 def test_actions_do_not_modify_the_session_they_are_given():
-    session, _ = ui_state.add_click(_session(), 10, 20)
+    session, _ = demo_state.add_click(_session(), 10, 20)
     before = [list(track) for track in session["tracks"]]
-    ui_state.add_click(session, 11, 21)
-    ui_state.add_trajectory(session)
-    ui_state.delete_last_trajectory(session)
-    ui_state.add_brush_stamp(session, 5, 5, 3)
+    demo_state.add_click(session, 11, 21)
+    demo_state.add_trajectory(session)
+    demo_state.delete_last_trajectory(session)
+    demo_state.add_brush_stamp(session, 5, 5, 3)
     assert session["tracks"] == before
     assert session["brush"] == []
 
 
 def test_add_trajectory_starts_a_new_track_for_the_next_clicks():
-    session, _ = ui_state.add_click(_session(), 10, 20)
-    session, message = ui_state.add_trajectory(session)
+    session, _ = demo_state.add_click(_session(), 10, 20)
+    session, message = demo_state.add_trajectory(session)
     assert message is None
-    session, _ = ui_state.add_click(session, 50, 40)
+    session, _ = demo_state.add_click(session, 50, 40)
     assert session["tracks"] == [[[10.0, 20.0]], [[50.0, 40.0]]]
 
 
 def test_add_trajectory_on_an_empty_track_explains_and_keeps_one_empty_track():
     session = _session()
-    after, message = ui_state.add_trajectory(session)
+    after, message = demo_state.add_trajectory(session)
     assert after["tracks"] == [[]]
     assert "no points yet" in message
 
 
 def test_click_outside_the_image_is_refused_with_its_coordinates():
     session = _session(width=128, height=64)
-    after, message = ui_state.add_click(session, 128, 10)
+    after, message = demo_state.add_click(session, 128, 10)
     assert after == session
     assert message == "Click (128, 10) is outside the 128x64 image."
 
 
 def test_delete_last_trajectory_removes_the_latest_drawn_track():
-    session, _ = ui_state.add_click(_session(), 1, 1)
-    session, _ = ui_state.add_trajectory(session)
-    session, _ = ui_state.add_click(session, 2, 2)
-    session, _ = ui_state.add_trajectory(session)  # trailing empty track
-    session, message = ui_state.delete_last_trajectory(session)
+    session, _ = demo_state.add_click(_session(), 1, 1)
+    session, _ = demo_state.add_trajectory(session)
+    session, _ = demo_state.add_click(session, 2, 2)
+    session, _ = demo_state.add_trajectory(session)  # trailing empty track
+    session, message = demo_state.delete_last_trajectory(session)
     assert message is None
     assert session["tracks"] == [[[1.0, 1.0]], []]
-    session, _ = ui_state.delete_last_trajectory(session)
+    session, _ = demo_state.delete_last_trajectory(session)
     assert session["tracks"] == [[]]
-    after, message = ui_state.delete_last_trajectory(session)
+    after, message = demo_state.delete_last_trajectory(session)
     assert after == session
     assert message == "There is no trajectory to delete."
 
 
 def test_brush_stamp_fills_a_circle_of_the_chosen_radius():
-    session, message = ui_state.add_brush_stamp(_session(width=128, height=64), 40, 30, 10)
+    session, message = demo_state.add_brush_stamp(_session(width=128, height=64), 40, 30, 10)
     assert message is None
-    mask = ui_state.brush_mask(session)
+    mask = demo_state.brush_mask(session)
     assert mask.shape == (64, 128) and mask.dtype == np.uint8
     assert set(np.unique(mask)) == {0, 255}
     assert mask[30, 40] == 255 and mask[30, 50] == 255 and mask[20, 40] == 255
@@ -124,48 +124,48 @@ def test_brush_stamp_fills_a_circle_of_the_chosen_radius():
 
 
 def test_brush_stamps_accumulate_and_clear():
-    session, _ = ui_state.add_brush_stamp(_session(), 10, 10, 3)
-    session, _ = ui_state.add_brush_stamp(session, 100, 50, 5)
-    mask = ui_state.brush_mask(session)
+    session, _ = demo_state.add_brush_stamp(_session(), 10, 10, 3)
+    session, _ = demo_state.add_brush_stamp(session, 100, 50, 5)
+    mask = demo_state.brush_mask(session)
     assert mask[10, 10] == 255 and mask[50, 100] == 255 and mask[30, 60] == 0
-    session, message = ui_state.clear_brush(session)
+    session, message = demo_state.clear_brush(session)
     assert message is None
-    assert ui_state.brush_mask(session) is None
-    assert ui_state.clear_brush(session)[1] == "There is no motion brush to clear."
+    assert demo_state.brush_mask(session) is None
+    assert demo_state.clear_brush(session)[1] == "There is no motion brush to clear."
 
 
 def test_brush_view_tints_only_the_brushed_pixels_blue():
-    session, _ = ui_state.add_brush_stamp(_session(), 40, 30, 5)
-    view = ui_state.brush_view(session)
+    session, _ = demo_state.add_brush_stamp(_session(), 40, 30, 5)
+    view = demo_state.brush_view(session)
     assert view.shape == (64, 128, 3)
     assert tuple(view[30, 40]) == (50, 50, 178)  # 100 * 0.5 + (0, 0, 255) * 0.5, rounded
     assert tuple(view[0, 0]) == (100, 100, 100)
 
 
 def test_drawing_view_shows_each_track_in_its_own_colour_over_the_brush():
-    session, _ = ui_state.add_click(_session(), 20, 32)
-    session, _ = ui_state.add_click(session, 100, 32)
-    session, _ = ui_state.add_trajectory(session)
-    session, _ = ui_state.add_click(session, 60, 10)
-    session, _ = ui_state.add_brush_stamp(session, 120, 55, 3)
-    view = ui_state.drawing_view(session)
+    session, _ = demo_state.add_click(_session(), 20, 32)
+    session, _ = demo_state.add_click(session, 100, 32)
+    session, _ = demo_state.add_trajectory(session)
+    session, _ = demo_state.add_click(session, 60, 10)
+    session, _ = demo_state.add_brush_stamp(session, 120, 55, 3)
+    view = demo_state.drawing_view(session)
     assert view.shape == (64, 128, 3)
-    assert tuple(view[32, 60]) == ui_state.TRACK_PALETTE[0]
-    assert tuple(view[10, 60]) == ui_state.TRACK_PALETTE[1]  # the second track's pin
+    assert tuple(view[32, 60]) == demo_state.TRACK_PALETTE[0]
+    assert tuple(view[10, 60]) == demo_state.TRACK_PALETTE[1]  # the second track's pin
     assert tuple(view[55, 120]) == (50, 50, 178)  # the brush, blue at 50 %
     assert tuple(view[5, 5]) == (100, 100, 100)
 
 
 def test_drawing_view_magnifies_by_whole_pixels_and_draws_clicks_at_their_block_centres():
     session = _session(width=64, height=48)
-    assert ui_state.display_scale(session) == 8  # 64 -> 512
-    assert ui_state.display_scale(_session(width=640, height=512)) == 1
-    session, _ = ui_state.add_click(session, 63, 0)
-    view = ui_state.drawing_view(session, scale=8)
+    assert demo_state.display_scale(session) == 8  # 64 -> 512
+    assert demo_state.display_scale(_session(width=640, height=512)) == 1
+    session, _ = demo_state.add_click(session, 63, 0)
+    view = demo_state.drawing_view(session, scale=8)
     assert view.shape == (384, 512, 3)
-    assert tuple(view[4, 508]) == ui_state.TRACK_PALETTE[0]  # the pin in the centre of block (63, 0)
+    assert tuple(view[4, 508]) == demo_state.TRACK_PALETTE[0]  # the pin in the centre of block (63, 0)
     assert tuple(view[40, 40]) == (100, 100, 100)
-    assert ui_state.magnify(np.arange(4).reshape(2, 2), 2).tolist() == [
+    assert demo_state.magnify(np.arange(4).reshape(2, 2), 2).tolist() == [
         [0, 0, 1, 1],
         [0, 0, 1, 1],
         [2, 2, 3, 3],
@@ -174,52 +174,52 @@ def test_drawing_view_magnifies_by_whole_pixels_and_draws_clicks_at_their_block_
 
 
 def test_undo_click_removes_the_last_click_and_goes_back_into_the_previous_track():
-    session, _ = ui_state.add_click(_session(), 10, 20)
-    session, _ = ui_state.add_click(session, 30, 20)
-    session, _ = ui_state.add_trajectory(session)
-    session, message = ui_state.undo_click(session)
+    session, _ = demo_state.add_click(_session(), 10, 20)
+    session, _ = demo_state.add_click(session, 30, 20)
+    session, _ = demo_state.add_trajectory(session)
+    session, message = demo_state.undo_click(session)
     assert message is None and session["tracks"] == [[[10.0, 20.0]]]
-    session, _ = ui_state.add_click(session, 40, 25)  # continues the first track
+    session, _ = demo_state.add_click(session, 40, 25)  # continues the first track
     assert session["tracks"] == [[[10.0, 20.0], [40.0, 25.0]]]
-    session, _ = ui_state.undo_click(session)
-    session, _ = ui_state.undo_click(session)
+    session, _ = demo_state.undo_click(session)
+    session, _ = demo_state.undo_click(session)
     assert session["tracks"] == [[]]
-    assert ui_state.undo_click(session) == (session, "There is no trajectory click to undo.")
+    assert demo_state.undo_click(session) == (session, "There is no trajectory click to undo.")
 
 
 def test_undo_brush_stamp_and_reset():
-    session, _ = ui_state.add_brush_stamp(_session(), 10, 20, 4)
-    session, _ = ui_state.add_brush_stamp(session, 30, 20, 4)
-    session, _ = ui_state.add_click(session, 5, 5)
-    session, message = ui_state.undo_brush_stamp(session)
+    session, _ = demo_state.add_brush_stamp(_session(), 10, 20, 4)
+    session, _ = demo_state.add_brush_stamp(session, 30, 20, 4)
+    session, _ = demo_state.add_click(session, 5, 5)
+    session, message = demo_state.undo_brush_stamp(session)
     assert message is None and session["brush"] == [[10.0, 20.0, 4]]
-    session, message = ui_state.reset({**session, "name": "photo"})
+    session, message = demo_state.reset({**session, "name": "photo"})
     assert message is None
     assert session["tracks"] == [[]] and session["brush"] == [] and session["name"] == "photo"
-    assert ui_state.undo_brush_stamp(session) == (session, "There is no motion-brush stamp to undo.")
+    assert demo_state.undo_brush_stamp(session) == (session, "There is no motion-brush stamp to undo.")
 
 
 def test_long_drag_warning_when_the_last_click_is_beyond_the_adapters_reach():
     session = _session(width=1024, height=512)  # short side 512: the limit is 60 px
-    session, _ = ui_state.add_click(session, 100, 100)
-    assert ui_state.long_drag_warning(session) is None
-    session, _ = ui_state.add_click(session, 160, 100)
-    assert ui_state.long_drag_warning(session) is None  # exactly 60 px
-    session, _ = ui_state.add_click(session, 100, 200)
-    assert ui_state.long_drag_warning(session).startswith(
+    session, _ = demo_state.add_click(session, 100, 100)
+    assert demo_state.long_drag_warning(session) is None
+    session, _ = demo_state.add_click(session, 160, 100)
+    assert demo_state.long_drag_warning(session) is None  # exactly 60 px
+    session, _ = demo_state.add_click(session, 100, 200)
+    assert demo_state.long_drag_warning(session).startswith(
         "This drag reaches 100 px from its start; the adapter follows about 60 px"
     )
     small = _session(width=64, height=64)  # the limit scales with the image: 7.5 px
-    small, _ = ui_state.add_click(small, 0, 0)
-    small, _ = ui_state.add_click(small, 8, 0)
-    assert "the adapter follows about 8 px" in ui_state.long_drag_warning(small)
+    small, _ = demo_state.add_click(small, 0, 0)
+    small, _ = demo_state.add_click(small, 8, 0)
+    assert "the adapter follows about 8 px" in demo_state.long_drag_warning(small)
 
 
 def test_describe_summarises_the_session():
-    session, _ = ui_state.add_click(_session(), 1, 1)
-    session, _ = ui_state.add_click(session, 2, 2)
-    session, _ = ui_state.add_brush_stamp(session, 5, 5, 3)
-    assert ui_state.describe(session) == "Image 128x64: 1 trajectories (2 clicks), 1 brush stamps."
+    session, _ = demo_state.add_click(_session(), 1, 1)
+    session, _ = demo_state.add_click(session, 2, 2)
+    session, _ = demo_state.add_brush_stamp(session, 5, 5, 3)
+    assert demo_state.describe(session) == "Image 128x64: 1 trajectories (2 clicks), 1 brush stamps."
 
 
 def test_painted_area_is_where_any_layer_is_opaque():
@@ -227,29 +227,29 @@ def test_painted_area_is_where_any_layer_is_opaque():
     second = np.zeros((4, 6, 4), np.uint8)
     first[1, 2, 3] = 255
     second[3, 5, 3] = 10
-    area = ui_state.painted_area([first, second])
+    area = demo_state.painted_area([first, second])
     assert area.dtype == bool and area.sum() == 2 and area[1, 2] and area[3, 5]
-    assert ui_state.painted_area([]) is None
+    assert demo_state.painted_area([]) is None
 
 
 def test_painted_brush_joins_the_stamped_circles_in_the_mask():
-    stamped, _ = ui_state.add_brush_stamp(_session(), 10, 10, 2)
-    stamped_pixels = (ui_state.brush_mask(stamped) == 255).sum()
+    stamped, _ = demo_state.add_brush_stamp(_session(), 10, 10, 2)
+    stamped_pixels = (demo_state.brush_mask(stamped) == 255).sum()
     painted = np.zeros((64, 128), bool)
     painted[40:50, 90:100] = True
-    session, message = ui_state.set_painted_brush(stamped, painted)
+    session, message = demo_state.set_painted_brush(stamped, painted)
     assert message is None
-    mask = ui_state.brush_mask(session)
+    mask = demo_state.brush_mask(session)
     assert (mask[40:50, 90:100] == 255).all() and mask[10, 10] == 255
     assert (mask == 255).sum() == 100 + stamped_pixels
-    session, _ = ui_state.clear_brush(session)
-    assert ui_state.brush_mask(session) is None
+    session, _ = demo_state.clear_brush(session)
+    assert demo_state.brush_mask(session) is None
 
 
 def test_painting_nothing_or_the_wrong_size_leaves_no_painted_brush():
-    session, message = ui_state.set_painted_brush(_session(), np.zeros((64, 128), bool))
+    session, message = demo_state.set_painted_brush(_session(), np.zeros((64, 128), bool))
     assert message is None and session["painted"] is None
-    after, message = ui_state.set_painted_brush(session, np.ones((10, 10), bool))
+    after, message = demo_state.set_painted_brush(session, np.ones((10, 10), bool))
     assert after == session
     assert message == "The painted brush is 10x10, not 128x64 like the image."
 

@@ -1,11 +1,9 @@
-# Copied from MOFA-Video-Traj/utils/demo_cli.py
 """The command-line options every Gradio demo takes (where to serve, which weights, device and memory)."""
 
 import argparse
-import os
 from pathlib import Path
 
-from .memory import DTYPES, MEMORY_PRESETS
+from utils.cli_arguments import add_device_arguments, add_tiny_argument
 
 
 def demo_argument_parser(description: str, tiny_help: str, default_memory: str) -> argparse.ArgumentParser:
@@ -21,15 +19,8 @@ def demo_argument_parser(description: str, tiny_help: str, default_memory: str) 
     parser.add_argument("--host", default="127.0.0.1", help="interface to serve on (0.0.0.0: the whole network)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
-    parser.add_argument(
-        "--tiny",
-        action="store_true",
-        default=os.environ.get("MOFA_TINY") == "1",
-        help=f"{tiny_help} (also MOFA_TINY=1)",
-    )
+    add_tiny_argument(parser, f"{tiny_help} (also MOFA_TINY=1)")
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="weights folder (default: ckpts/ or MOFA_CKPT_DIR)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda, else mps, else cpu)")
-    parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="weight dtype (auto: fp16 on GPUs)")
-    parser.add_argument("--memory", choices=MEMORY_PRESETS, default=default_memory, help="initial memory preset")
+    add_device_arguments(parser, default_memory, "initial memory preset")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="parent folder of per-run outputs")
     return parser

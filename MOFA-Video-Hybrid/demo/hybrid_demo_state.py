@@ -1,13 +1,13 @@
 """Per-session state of the Hybrid demos: the trajectory demo's state plus a landmark mask and a driving file.
 
-A session is the trajectory demo's dict (:mod:`utils.ui_state`: image, tracks, motion brush) with three more keys:
+A session is the trajectory demo's dict (:mod:`demo.demo_state`: image, tracks, motion brush) with three more keys:
 
     {"landmark_brush": [[x, y, radius], ...],   # stamped landmark-mask circles, image pixels
      "face": (68, 2) float array or None,       # the face's landmarks found at upload, image pixels
      "driving": str or None}                    # path of the uploaded driving audio / video (kept when it
                                                 # arrives before the image)
 
-Every action returns ``(new_session, message)`` like :mod:`utils.ui_state`: ``message`` is None on success and
+Every action returns ``(new_session, message)`` like :mod:`demo.demo_state`: ``message`` is None on success and
 otherwise says why nothing changed. Nothing here knows about Gradio.
 """
 
@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import ui_state
-from .face_mask import resolve_landmark_mask
-from .trajectories import empty_brush, stamp_brush
+from utils.face_mask import resolve_landmark_mask
+from utils.trajectories import empty_brush, stamp_brush
+
+from . import demo_state
 
 Session = dict
 LANDMARK_TINT = (0, 200, 0)
@@ -31,7 +32,7 @@ FACE_DOT_RGB = (255, 255, 255)
 
 def new_session() -> Session:
     """The state before any upload."""
-    return {**ui_state.new_session(), "landmark_brush": [], "face": None, "driving": None}
+    return {**demo_state.new_session(), "landmark_brush": [], "face": None, "driving": None}
 
 
 def start_session(
@@ -46,7 +47,7 @@ def start_session(
         face: ``(68, 2)`` landmarks of the face in ``image`` (pixels), or None.
     """
     driving = previous.get("driving") if previous else None
-    return {**ui_state.start_session(image, name), "landmark_brush": [], "face": face, "driving": driving}
+    return {**demo_state.start_session(image, name), "landmark_brush": [], "face": face, "driving": driving}
 
 
 def set_driving(session: Session, path: str | Path) -> Session:
@@ -59,14 +60,14 @@ def reset(session: Session) -> tuple[Session, str | None]:
     """Back to the freshly uploaded image: tracks, motion brush and landmark mask removed; the face and the
     driving file stay."""
     if session["image"] is None:
-        return session, ui_state.NO_IMAGE_MESSAGE
+        return session, demo_state.NO_IMAGE_MESSAGE
     return start_session(session["image"], session, session["name"], session["face"]), None
 
 
 def undo_landmark_stamp(session: Session) -> tuple[Session, str | None]:
     """Removes the last stamped landmark-mask circle."""
     if session["image"] is None:
-        return session, ui_state.NO_IMAGE_MESSAGE
+        return session, demo_state.NO_IMAGE_MESSAGE
     if not session["landmark_brush"]:
         return session, "There is no landmark-mask stamp to undo."
     return {**session, "landmark_brush": session["landmark_brush"][:-1]}, None
@@ -74,7 +75,7 @@ def undo_landmark_stamp(session: Session) -> tuple[Session, str | None]:
 
 def add_landmark_stamp(session: Session, x: float, y: float, radius: int) -> tuple[Session, str | None]:
     """Stamps a filled landmark-mask circle of ``radius`` pixels centred on the click ``(x, y)``."""
-    stamped, message = ui_state.add_brush_stamp({**session, "brush": session["landmark_brush"]}, x, y, radius)
+    stamped, message = demo_state.add_brush_stamp({**session, "brush": session["landmark_brush"]}, x, y, radius)
     if message:
         return session, message
     return {**session, "landmark_brush": stamped["brush"]}, None
@@ -83,7 +84,7 @@ def add_landmark_stamp(session: Session, x: float, y: float, radius: int) -> tup
 def clear_landmark_mask(session: Session) -> tuple[Session, str | None]:
     """Removes every landmark-mask circle (the automatic mask then applies in ``auto`` mode)."""
     if session["image"] is None:
-        return session, ui_state.NO_IMAGE_MESSAGE
+        return session, demo_state.NO_IMAGE_MESSAGE
     if not session["landmark_brush"]:
         return session, "There is no painted landmark mask to clear."
     return {**session, "landmark_brush": []}, None
@@ -126,8 +127,8 @@ def drawing_view(session: Session, mode: str, scale: int = 1, mask: np.ndarray |
         return None
     if mask is None:
         mask = planned_landmark_mask(session, mode)
-    base = overlay(ui_state.brush_view(session), mask, LANDMARK_TINT)
-    view = np.array(ui_state.drawing_view({**session, "image": base, "brush": [], "painted": None}, scale))
+    base = overlay(demo_state.brush_view(session), mask, LANDMARK_TINT)
+    view = np.array(demo_state.drawing_view({**session, "image": base, "brush": [], "painted": None}, scale))
     if session["face"] is not None:
         radius = max(1, scale // 3)
         for x, y in np.asarray(session["face"]) * scale + scale // 2:
@@ -141,7 +142,7 @@ def run_problem(session: Session, kind: str) -> str | None:
     Trajectories are optional: without any, the trajectory adapter is asked to keep the scene still.
     """
     if session["image"] is None:
-        return f"{ui_state.NO_IMAGE_MESSAGE} Then upload the driving {kind}, draw trajectories and press Run."
+        return f"{demo_state.NO_IMAGE_MESSAGE} Then upload the driving {kind}, draw trajectories and press Run."
     if not session["driving"]:
         return f"Upload the driving {kind} first."
     return None
@@ -149,7 +150,7 @@ def run_problem(session: Session, kind: str) -> str | None:
 
 def describe(session: Session, kind: str) -> str:
     """A one-line summary of the session for the status box."""
-    summary = ui_state.describe(session)
+    summary = demo_state.describe(session)
     if session["image"] is None and session["driving"]:
         return f"{summary} The driving {kind} {Path(session['driving']).name} is kept for it."
     if session["image"] is None:

@@ -20,7 +20,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from .trajectories import BRUSH_RGBA, TRACK_PALETTE, draw_tracks, empty_brush, stamp_brush
+from utils.trajectories import BRUSH_RGBA, TRACK_PALETTE, draw_tracks, empty_brush, stamp_brush
 
 NO_IMAGE_MESSAGE = "Upload an image first."
 NO_TRACK_MESSAGE = (

@@ -1,4 +1,4 @@
-# Copied from MOFA-Video-Traj/utils/ui_state.py
+# Copied from MOFA-Video-Traj/demo/demo_state.py
 """Per-session state of the trajectory demo, as plain dicts changed by pure functions.
 
 A session holds the preprocessed first frame, the tracks clicked so far and the motion brush:
@@ -21,7 +21,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from .trajectories import BRUSH_RGBA, TRACK_PALETTE, draw_tracks, empty_brush, stamp_brush
+from utils.trajectories import BRUSH_RGBA, TRACK_PALETTE, draw_tracks, empty_brush, stamp_brush
 
 NO_IMAGE_MESSAGE = "Upload an image first."
 NO_TRACK_MESSAGE = (

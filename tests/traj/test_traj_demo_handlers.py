@@ -1,11 +1,11 @@
-"""utils.demo_page: run folders, output names, click positions and stop signals shared by the drag demos."""
+"""demo.demo_handlers: run folders, output names, click positions and stop signals shared by the drag demos."""
 
 import re
 from types import SimpleNamespace
 
 import pytest
 
-from utils.demo_page import RunStopped, StopSignals, click_position, new_run_dir, output_stem
+from demo.demo_handlers import RunStopped, StopSignals, click_position, new_run_dir, output_stem
 
 
 def test_every_run_gets_a_new_folder_under_the_output_folder(tmp_path):
