@@ -234,3 +234,19 @@ def save_screenshot(page, path: Path) -> None:
 def wait_for_toasts_to_fade(page) -> None:
     """Waits until no warning toast is shown (they fade after a few seconds)."""
     page.wait_for_function("() => !document.querySelector('[data-testid=toast-body]')", timeout=EVENT_TIMEOUT_MS)
+
+
+def stop_a_run(page, steps: int, timeout_ms: int = EVENT_TIMEOUT_MS) -> None:
+    """Sets **Denoising Steps** (``#steps``, in the open Advanced settings) to ``steps``, presses **Run**, waits
+    for a denoising step, presses **Stop** and waits until ``#status`` says the run stopped without writing.
+
+    Any step will do: on an idle machine the progress line may skip step 1.
+    """
+    set_number(page, "#steps", steps)
+    page.locator("#run-button").click()
+    page.wait_for_function(
+        "steps => new RegExp(`Denoising step \\\\d+/${steps}`).test(document.body.innerText)", arg=steps,
+        timeout=timeout_ms,
+    )  # fmt: skip
+    page.locator("#stop-button").click()
+    wait_for_text(page, "#status", "Stopped: nothing was written.", timeout_ms)  # at the end of a step

@@ -18,6 +18,7 @@ from ui_helpers import (
     save_screenshot,
     served_demo,
     set_number,
+    stop_a_run,
     wait_for_image_width,
     wait_for_text,
     wait_for_toasts_to_fade,
@@ -127,14 +128,8 @@ def test_example_stop_then_run_shows_every_result_and_a_new_upload_clears_them(t
     wait_for_text(page, "#status", "Image 64x64: 0 trajectories (0 clicks), face found; driving")
     wait_for_text(page, "#clip-info", "speech.wav: 1.19 s of audio" if kind == "audio" else "driving.mp4: 0.96 s")
     page.locator("#advanced").get_by_text("Advanced settings").click()
-    set_number(page, "#steps", 40)
     files_before = _files_under(tiny_demo.outputs)
-
-    page.locator("#run-button").click()
-    # any step: on an idle machine the progress line may skip step 1
-    page.wait_for_function("() => /Denoising step \\d+\\/40/.test(document.body.innerText)", timeout=RUN_TIMEOUT_MS)
-    page.locator("#stop-button").click()
-    wait_for_text(page, "#status", "Stopped: nothing was written.", RUN_TIMEOUT_MS)  # at the end of a step
+    stop_a_run(page, 40, RUN_TIMEOUT_MS)
     assert _files_under(tiny_demo.outputs) == files_before
 
     set_number(page, "#steps", 2)  # back to the tiny mode's default
