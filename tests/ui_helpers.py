@@ -219,10 +219,18 @@ def click_pixel(page, selector: str, x: int, y: int, status_selector: str, expec
 
 
 def set_number(page, selector: str, value: int) -> None:
-    """Types ``value`` into the number box of the slider or number field ``selector`` and confirms it."""
+    """Types ``value`` into the number box of the slider or number field ``selector``, confirms it and, for a
+    slider, waits until its range input shows it (the page has taken the value: a Run clicked right after sends it).
+    """
     number = page.locator(f"{selector} input[type=number]")
     number.fill(str(value))
     number.press("Enter")
+    page.wait_for_function(
+        "([selector, value]) => [...document.querySelectorAll(selector + ' input[type=range]')]"
+        ".every(range => Number(range.value) === value)",
+        arg=[selector, value],
+        timeout=EVENT_TIMEOUT_MS,
+    )
 
 
 def save_screenshot(page, path: Path) -> None:

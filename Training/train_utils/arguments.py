@@ -194,9 +194,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         help="temporal cross-attention context of the UNet and adapter: original = diffusers 0.24, as the released "
         "adapters were trained (default); per_video = today's diffusers. Identical at per-GPU batch 1",
     )
-    objective.add_argument(
-        "--fps", dest="fps_id", type=int, default=FPS_ID, help="SVD micro-conditioning frame-rate id (6)"
-    )
+    objective.add_argument("--fps_id", type=int, default=FPS_ID, help="SVD micro-conditioning frame-rate id (6)")
     objective.add_argument("--motion_bucket_id", type=int, default=MOTION_BUCKET_ID)
     objective.add_argument("--noise_aug_strength", type=float, default=NOISE_AUG_STRENGTH)
 
