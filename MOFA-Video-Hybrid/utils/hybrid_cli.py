@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from .cli_arguments import add_device_arguments, add_temporal_context_argument, add_tiny_argument
+from .landmark_renderers import LANDMARK_RENDERERS
 
 DESCRIPTION = (
     "Headless Hybrid animation: portrait + (speech | driving video) [+ drags] -> a run folder like the demos'."
 )
-RENDERERS = ("aniportrait", "sadtalker")  # pipeline.hybrid_animator.AUDIO_RENDERERS, without importing torch
+
 MASK_MODES = ("auto", "painted", "landmarks", "none")  # utils.face_mask's rules
 
 
@@ -26,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mask_mode", choices=MASK_MODES, default="auto", help="which landmark mask is used")
     parser.add_argument(
         "--renderer",
-        choices=RENDERERS,
+        choices=LANDMARK_RENDERERS,
         default="aniportrait",
         help="audio -> landmarks (a driving video always uses sadtalker)",
     )

@@ -6,9 +6,7 @@ import argparse
 from pathlib import Path
 
 from .cli_arguments import add_device_arguments, add_temporal_context_argument, add_tiny_argument
-
-RENDERERS = ("aniportrait", "sadtalker")  # pipeline.keypoint_animator.LANDMARK_RENDERERS, without importing torch
-
+from .landmark_renderers import LANDMARK_RENDERERS
 
 DESCRIPTION = "Portrait + speech -> talking-head video of any length (landmark MOFA-Adapter, periodic sampling)."
 
@@ -17,7 +15,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``inference_opendomain.py``'s options: one run (``--img_path --save_root`` with ``--audio_path`` and/or
     ``--landmarks``) or ``--jobs``."""
     parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument("--ldmk_render", choices=RENDERERS, default="aniportrait", help="audio -> landmark generator")
+    parser.add_argument(
+        "--ldmk_render", choices=LANDMARK_RENDERERS, default="aniportrait", help="audio -> landmark generator"
+    )
     parser.add_argument(
         "--ckpt_dir",
         default=None,
