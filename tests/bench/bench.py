@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch CPU threads in the workers (default 1 on the CPU: steadier on a shared machine)",
     )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--control_scale", type=float, default=1.0, help="adapter strength of (b)")
+    parser.add_argument("--conditioning_scale", type=float, default=1.0, help="adapter strength of (b)")
     parser.add_argument("--worker-timeout", type=float, default=3600, help="seconds before a worker is stopped")
     return parser.parse_args(argv)
 
@@ -119,7 +119,7 @@ def build_config(args: argparse.Namespace) -> dict:
     on_cpu = config["device"].startswith("cpu")
     config["threads"] = args.threads if args.threads is not None else (1 if on_cpu else None)
     config["ckpt_dir"] = str(args.ckpt_dir) if args.ckpt_dir else None
-    config["seed"], config["control_scale"] = args.seed, args.control_scale
+    config["seed"], config["conditioning_scale"] = args.seed, args.conditioning_scale
     for name in ("repeats", "steps", "frames", "size"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)

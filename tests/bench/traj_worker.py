@@ -135,7 +135,7 @@ class Runner:
         frames = self.pipe(
             image=self.frame,
             controlnet_flow=self.flow[None],
-            conditioning_scale=self.config["control_scale"],
+            conditioning_scale=self.config["conditioning_scale"],
             adapter_schedule=schedule,
             generator=self.generator(),
             **settings,
