@@ -1,11 +1,23 @@
-"""demo.demo_handlers: run folders, output names, click positions and stop signals shared by the drag demos."""
+"""demo.demo_handlers: run folders, output names, click positions, uploads, stop signals and the stoppable run
+shared by the drag demos."""
 
 import re
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from demo.demo_handlers import RunStopped, StopSignals, click_position, new_run_dir, output_stem
+from demo.demo_handlers import (
+    OUT_OF_MEMORY_MESSAGE,
+    STOPPED_MESSAGE,
+    DrawingDemoHandlers,
+    RunStopped,
+    StopSignals,
+    click_position,
+    new_run_dir,
+    output_stem,
+)
+from utils.errors import InputError
 
 
 def test_every_run_gets_a_new_folder_under_the_output_folder(tmp_path):
@@ -42,3 +54,54 @@ def test_stop_flags_only_the_run_of_its_session():
     stops.check("a")
     stops.start("a")  # a new run starts unflagged
     stops.check("a")
+
+
+def _handlers(tmp_path):
+    return DrawingDemoHandlers(animator=None, output_dir=tmp_path)
+
+
+def test_a_stoppable_run_returns_its_result_and_forgets_the_session(tmp_path):
+    handlers, request = _handlers(tmp_path), SimpleNamespace(session_hash="a")
+    assert handlers.stoppable_run(request, lambda check: check() or 42) == (42, None)
+    assert handlers.stop(request) == "Nothing is running."  # the finished run no longer listens
+
+
+def test_stop_ends_a_stoppable_run_at_its_next_check(tmp_path):
+    handlers, request = _handlers(tmp_path), SimpleNamespace(session_hash="a")
+
+    def run(check):
+        assert handlers.stop(request) == "Stopping after the current step..."
+        check()
+        raise AssertionError("the check after Stop must end the run")
+
+    assert handlers.stoppable_run(request, run) == (None, STOPPED_MESSAGE)
+
+
+def test_bad_input_and_out_of_memory_end_a_run_with_a_message(tmp_path):
+    handlers = _handlers(tmp_path)
+
+    def bad_input(check):
+        raise InputError("num_frames must be an integer >= 2, got 1")
+
+    def out_of_memory(check):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    assert handlers.stoppable_run(None, bad_input) == (None, "Cannot run: num_frames must be an integer >= 2, got 1")
+    assert handlers.stoppable_run(None, out_of_memory) == (None, OUT_OF_MEMORY_MESSAGE)
+
+
+def test_an_upload_is_read_or_refused_with_a_message(tmp_path):
+    def load(path):
+        if path.endswith(".txt"):
+            raise InputError(f"{path} is not an image")
+        return path.upper()
+
+    assert DrawingDemoHandlers.read_upload("a.png", "an image", load, "Cannot use this file") == ("A.PNG", None)
+    assert DrawingDemoHandlers.read_upload(None, "an image", load, "Cannot use this file") == (
+        None,
+        "No file received; choose an image to upload.",
+    )
+    assert DrawingDemoHandlers.read_upload("a.txt", "an image", load, "Cannot use this file") == (
+        None,
+        "Cannot use this file: a.txt is not an image",
+    )
