@@ -38,6 +38,6 @@ def add_tiny_argument(parser: argparse.ArgumentParser, help: str) -> None:
 
 def add_device_arguments(parser: argparse.ArgumentParser, default_memory: str, memory_help: str) -> None:
     """``--device``, ``--dtype`` and ``--memory`` (one of ``MEMORY_PRESETS``, ``default_memory`` unless given)."""
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPUs, fp32 on CPU")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--memory", choices=MEMORY_PRESETS, default=default_memory, help=memory_help)
