@@ -18,9 +18,9 @@ image of the input's size, white where the face follows the landmarks. ``--mask_
 or ``none``.
 
 Jobs file (JSON lines), paths relative to it; each job needs ``image`` and ``audio`` or ``video``, and may set
-``trajectories``, ``landmark_mask``, ``name`` (default ``<image>_<driver>``) and any of ``JOB_OPTIONS``. A job whose
-``settings.json`` exists is skipped, so an interrupted batch resumes. Bad input prints ``error: <message>`` on one
-line and exits with status 2, before any model loads for a single run.
+``trajectories``, ``landmark_mask``, ``name`` (default ``<image>_<driver>``) and any of
+``utils.hybrid_jobs.JOB_OPTIONS``. A job whose ``settings.json`` exists is skipped, so an interrupted batch resumes.
+Bad input prints ``error: <message>`` on one line and exits with status 2, before any model loads for a single run.
 """
 
 from __future__ import annotations
