@@ -387,12 +387,15 @@ class FlowControlNetPipeline(DiffusionPipeline):
         return flow.to(device, torch.float32)
 
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
-        """``(B, T, 4, h, w)`` latents -> ``(B, 3, T, H, W)`` float32 frames in about [-1, 1]."""
+        """``(B, T, 4, h, w)`` latents -> ``(B, 3, T, H, W)`` float32 frames in about [-1, 1].
+
+        As the released pipelines: the latents are cast to the VAE's dtype first, then multiplied by the
+        reciprocal of the scaling factor (which rounds differently from dividing by it)."""
         batch_size, num_frames = latents.shape[:2]
-        latents = latents.flatten(0, 1) / self.vae.config.scaling_factor
+        latents = 1 / self.vae.config.scaling_factor * latents.flatten(0, 1).to(dtype=self.vae.dtype)
         frames = []
         for start in range(0, latents.shape[0], decode_chunk_size):
-            chunk = latents[start : start + decode_chunk_size].to(dtype=self.vae.dtype)
+            chunk = latents[start : start + decode_chunk_size]
             frames.append(self.vae.decode(chunk, num_frames=chunk.shape[0]).sample)
         frames = torch.cat(frames).reshape(batch_size, num_frames, *frames[0].shape[1:])
         return frames.permute(0, 2, 1, 3, 4).float()

@@ -5,6 +5,7 @@ other ``test_quirk_*`` tests of this suite sit next to the code they check (``py
 """
 
 import inspect
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -109,18 +110,35 @@ def test_quirk_guidance_is_linspace_1_3_over_the_window_positions_not_the_video_
 
 
 def test_quirk_vae_decodes_chunks_of_8_frames_each_as_its_own_clip(pipe, monkeypatch):
-    """Latents / scaling factor, decoded 8 frames at a time, each chunk told it is a clip of its own length;
-    the default memory presets keep the released chunk of 8."""
+    """Latents cast to the VAE's dtype, then multiplied by the reciprocal of the scaling factor (``1 / s * z``,
+    not ``z / s``: the two differ in the last bit), decoded 8 frames at a time, each chunk told it is a clip of
+    its own length; the default memory presets keep the released chunk of 8."""
     assert memory_plan("high", "cpu").decode_chunk_size == memory_plan("balanced", "cpu").decode_chunk_size == 8
     latents = torch.randn(1, 10, 4, SIZE // 2, SIZE // 2, generator=torch.Generator().manual_seed(0))
     calls, decode = [], pipe.vae.decode
-    monkeypatch.setattr(pipe.vae, "decode", lambda z, num_frames: calls.append(num_frames) or decode(z, num_frames))
+    monkeypatch.setattr(pipe.vae, "decode", lambda z, num_frames: calls.append(z) or decode(z, num_frames))
     with torch.no_grad():
         frames = pipe.decode_latents(latents, decode_chunk_size=8)
-        scaled = latents[0] / 0.18215
+        scaled = 1 / 0.18215 * latents[0]
+        assert not torch.equal(scaled, latents[0] / 0.18215)  # the two roundings differ on these latents
         expected = torch.cat([decode(scaled[:8], num_frames=8).sample, decode(scaled[8:], num_frames=2).sample])
-    assert calls[:2] == [8, 2]
-    torch.testing.assert_close(frames[0].permute(1, 0, 2, 3), expected)
+    assert [len(z) for z in calls[:2]] == [8, 2]
+    assert torch.equal(torch.cat(calls[:2]), scaled)
+    torch.testing.assert_close(frames[0].permute(1, 0, 2, 3), expected, rtol=0, atol=0)
+
+
+def test_quirk_decode_casts_latents_to_the_vae_dtype_before_scaling(pipe, monkeypatch):
+    """float32 latents for a float16 VAE are rounded to float16 first, then scaled in float16."""
+    latents = torch.randn(1, 3, 4, 2, 2, generator=torch.Generator().manual_seed(1))
+    seen = []
+    monkeypatch.setattr(type(pipe.vae), "dtype", property(lambda self: torch.float16))
+    monkeypatch.setattr(
+        pipe.vae, "decode", lambda z, num_frames: seen.append(z) or SimpleNamespace(sample=z.float()[:, :3])
+    )
+    pipe.decode_latents(latents, decode_chunk_size=8)
+    expected = 1 / 0.18215 * latents[0].half()
+    assert seen[0].dtype == torch.float16 and torch.equal(seen[0], expected)
+    assert not torch.equal(expected, (1 / 0.18215 * latents[0]).half())  # the order matters on these latents
 
 
 # ------------------------------------------------------------------------------------------------- models
