@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from aniportrait.face_check import anchor_on_face, face_landmarks, tiny_face_landmarks, tiny_frame
-from models.cmp import CMP, build_tiny_cmp
+from models.cmp import CMP, HintInterpolation
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     AnimatorBase,
@@ -69,7 +69,8 @@ FPS = 25
 """Frame rate of every output: the landmarks are timed for 25 fps, so the audio stays in sync."""
 TINY_NOTICE = (
     "tiny mode: random tiny weights and the portrait's own face landmarks moved by a synthetic stand-in, "
-    "the video is noise (fetch the checkpoints for real results)"
+    "the video is noise; the flows spread the hints with a Gaussian in place of CMP (fetch the checkpoints "
+    "for real results)"
 )
 TRAJ_ADAPTER_DIR = "mofa/traj_controlnet"
 LDMK_ADAPTER_DIR = "mofa/ldmk_controlnet"
@@ -212,7 +213,7 @@ class HybridAnimator(AnimatorBase):
         self._landmark_cache: dict[tuple, np.ndarray] = {}
         self._detail_frames: dict[bytes, Image.Image] = {}  # tiny frame's bytes -> the same crop at 512 px
 
-    def _build_tiny_components(self) -> tuple[HybridFlowControlNetPipeline, CMP]:
+    def _build_tiny_components(self) -> tuple[HybridFlowControlNetPipeline, HintInterpolation]:
         return build_tiny_components()
 
     def _load_released_components(self, dtype: torch.dtype) -> tuple[HybridFlowControlNetPipeline, CMP]:
@@ -581,8 +582,9 @@ def hint_image(
 # ------------------------------------------------------------------------------------------------- builders
 
 
-def build_tiny_components(seed: int = 0) -> tuple[HybridFlowControlNetPipeline, CMP]:
-    """A pipeline of random tiny models (both adapters) and a tiny CMP (seeded; outputs are noise)."""
+def build_tiny_components(seed: int = 0) -> tuple[HybridFlowControlNetPipeline, HintInterpolation]:
+    """A pipeline of random tiny models (both adapters; seeded, outputs are noise) and
+    :class:`models.cmp.HintInterpolation` in place of CMP, so that the flows follow drags and landmarks."""
     from utils.tiny import tiny_flow_controlnet, tiny_svd_parts
     from utils.tiny_keypoint import tiny_ldmk_controlnet
 
@@ -592,7 +594,7 @@ def build_tiny_components(seed: int = 0) -> tuple[HybridFlowControlNetPipeline, 
         controlnet=tiny_flow_controlnet(seed, parts["unet"]),
         ldmk_controlnet=tiny_ldmk_controlnet(seed, parts["unet"]),
     )
-    return pipe, build_tiny_cmp(seed)
+    return pipe, HintInterpolation()
 
 
 def load_components(ckpt_dir: Path, dtype: torch.dtype) -> tuple[HybridFlowControlNetPipeline, CMP]:

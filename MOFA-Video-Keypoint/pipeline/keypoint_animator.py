@@ -30,7 +30,7 @@ from PIL import Image
 
 from aniportrait.face_check import anchor_on_face, face_landmarks, tiny_face_landmarks, tiny_frame
 from aniportrait.synthetic import synthetic_landmarks
-from models.cmp import CMP, build_tiny_cmp
+from models.cmp import CMP, HintInterpolation
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     SHORT_SIDE,
@@ -64,7 +64,10 @@ FPS_ID, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH = 6, 128, 0.02
 """SVD micro-conditioning, as the released Keypoint demo used it."""
 TINY_SHORT_SIDE = 32  # long videos: keep tiny runs to about a minute on a CPU
 ADAPTER_DIR = SOURCES["ldmk_adapter"].local_dir
-TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
+TINY_NOTICE = (
+    "tiny mode: random tiny weights, the video is noise; the flow spreads the landmark hints with a Gaussian in "
+    "place of CMP (fetch the checkpoints for real results)"
+)
 TINY_LANDMARK_NOTICES = {
     "aniportrait": "tiny mode: the portrait's own face landmarks (MediaPipe) moved by a synthetic schematic face "
     "driven by the audio's loudness, not by AniPortrait",
@@ -192,7 +195,7 @@ class KeypointAnimator(AnimatorBase):
         self.landmark_generators = LandmarkGenerators(self.ckpt_dir, self.device, tiny=tiny)
         self._detail_frames: dict[bytes, Image.Image] = {}  # tiny frame's bytes -> the same crop at 512 px
 
-    def _build_tiny_components(self) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
+    def _build_tiny_components(self) -> tuple[LandmarkFlowControlNetPipeline, HintInterpolation]:
         return build_tiny_components()
 
     def _load_released_components(self, dtype: torch.dtype) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
@@ -384,14 +387,15 @@ class KeypointAnimator(AnimatorBase):
         return save_run(run_dir, outputs, result.settings, FPS, name, audio_path, overwrite, extra_settings)
 
 
-def build_tiny_components(seed: int = 0) -> tuple[LandmarkFlowControlNetPipeline, CMP]:
-    """A landmark pipeline of random tiny models and a tiny CMP (seeded; outputs are noise)."""
+def build_tiny_components(seed: int = 0) -> tuple[LandmarkFlowControlNetPipeline, HintInterpolation]:
+    """A landmark pipeline of random tiny models (seeded; outputs are noise) and
+    :class:`models.cmp.HintInterpolation` in place of CMP, so that the flow follows the landmarks."""
     from utils.tiny import tiny_svd_parts
     from utils.tiny_keypoint import tiny_ldmk_controlnet
 
     parts = tiny_svd_parts(seed)
     pipe = LandmarkFlowControlNetPipeline(**parts, controlnet=tiny_ldmk_controlnet(seed, parts["unet"]))
-    return pipe, build_tiny_cmp(seed)
+    return pipe, HintInterpolation()
 
 
 def load_components(

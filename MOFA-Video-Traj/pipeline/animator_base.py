@@ -4,7 +4,7 @@ preset, and the small conversions and checks around a pipeline call.
 An animator subclasses :class:`AnimatorBase` and says how its models are built::
 
     class MyAnimator(AnimatorBase):
-        def _build_tiny_components(self):                  # random tiny pipeline and CMP, no files
+        def _build_tiny_components(self):                  # random tiny pipeline, HintInterpolation, no files
             ...
         def _load_released_components(self, dtype):        # check the files, then from_pretrained
             ...
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.cmp import CMP, CMP_GRID_SIZE
+from models.cmp import CMP, CMP_GRID_SIZE, HintInterpolation
 from utils.adapter_schedule import adapter_schedule
 from utils.checkpoints import CMP_CHECKPOINT, SVD_DIR, default_ckpt_dir
 from utils.errors import InputError
@@ -214,8 +214,9 @@ class AnimatorBase(ABC):
         self.pipe.set_progress_bar_config(disable=None if show_progress else True, leave=False)
 
     @abstractmethod
-    def _build_tiny_components(self) -> tuple[Any, CMP]:
-        """``(pipeline, CMP)`` of random tiny models (seeded; outputs are noise)."""
+    def _build_tiny_components(self) -> tuple[Any, HintInterpolation]:
+        """``(pipeline, HintInterpolation)``: random tiny models (seeded; outputs are noise), and the hints spread
+        in place of CMP."""
 
     @abstractmethod
     def _load_released_components(self, dtype: torch.dtype) -> tuple[Any, CMP]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.cmp import CMP, build_tiny_cmp
+from models.cmp import CMP, HintInterpolation
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from pipeline.animator_base import (
     SHORT_SIDE,
@@ -56,7 +56,10 @@ from utils.flow_viz import flow_video_frames
 from utils.run_output import RunPaths, RunSettings, save_run
 from utils.trajectories import BRUSH_RGBA, draw_hint_image, validate_tracks
 
-TINY_NOTICE = "tiny mode: random tiny weights, the video is noise (fetch the checkpoints for real results)"
+TINY_NOTICE = (
+    "tiny mode: random tiny weights, the video is noise; the flow spreads your hints with a Gaussian in place of "
+    "CMP (fetch the checkpoints for real results)"
+)
 ADAPTER_DIR = "controlnet"
 
 
@@ -241,7 +244,7 @@ class TrajectoryAnimator(AnimatorBase):
         self.adapter = None if adapter is None else Path(adapter)
         super().__init__(ckpt_dir, device, dtype, memory, tiny, compile_models, show_progress)
 
-    def _build_tiny_components(self) -> tuple[FlowControlNetPipeline, CMP]:
+    def _build_tiny_components(self) -> tuple[FlowControlNetPipeline, HintInterpolation]:
         pipe, cmp = build_tiny_components(layout=self.tiny_layout)
         if self.adapter is not None:
             pipe.controlnet = load_adapter(self.adapter, pipe.unet, torch.float32, "the tiny SVD (drop --tiny)")
@@ -472,14 +475,14 @@ def run_paths(run_dir: str | Path, name: str | None = None) -> RunPaths:
 # ------------------------------------------------------------------------------------------------- builders
 
 
-def build_tiny_components(seed: int = 0, layout: str = "small") -> tuple[FlowControlNetPipeline, CMP]:
-    """A pipeline of random tiny models (UNet ``layout`` as :func:`utils.tiny.tiny_unet`) and a tiny CMP
-    (seeded; outputs are noise)."""
+def build_tiny_components(seed: int = 0, layout: str = "small") -> tuple[FlowControlNetPipeline, HintInterpolation]:
+    """A pipeline of random tiny models (UNet ``layout`` as :func:`utils.tiny.tiny_unet`; seeded, outputs are
+    noise) and :class:`models.cmp.HintInterpolation` in place of CMP, so that the flow follows the hints."""
     from utils.tiny import tiny_flow_controlnet, tiny_svd_parts
 
     parts = tiny_svd_parts(seed, layout)
     pipe = FlowControlNetPipeline(**parts, controlnet=tiny_flow_controlnet(seed, parts["unet"]))
-    return pipe, build_tiny_cmp(seed)
+    return pipe, HintInterpolation()
 
 
 # adapter settings that must equal the UNet's for its residuals and embeddings to fit

@@ -56,6 +56,16 @@ def test_preview_is_white_without_tracks_and_coloured_with_one(animator):
     assert (preview.last_frame_rgb != 255).any()
 
 
+def test_tiny_flow_follows_each_track_and_stays_still_far_from_them(animator):
+    """Tiny mode spreads the hints (``HintInterpolation``) instead of a random CMP's near-constant field."""
+    frame = animator.prepare_image(_image())
+    flow = animator.preview_flow(frame, [[(10, 10), (30, 20)], [(60, 50), (50, 50)]], num_frames=5).flow[-1]
+    # (x, y) pixels of the 76x64 frame: each start moves by its track's displacement, up to the grid's truncation
+    torch.testing.assert_close(flow[:, 10, 10], torch.tensor([20.0, 10.0]), atol=2.0, rtol=0)
+    torch.testing.assert_close(flow[:, 50, 60], torch.tensor([-10.0, 0.0]), atol=2.0, rtol=0)
+    assert flow[:, 60, 2].abs().max() < 0.5  # the far corner does not move
+
+
 def test_animate_maps_tracks_and_brush_and_records_settings(animator, tmp_path):
     image = _image()
     brush = np.zeros((40, 48), np.uint8)
