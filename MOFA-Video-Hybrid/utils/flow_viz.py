@@ -5,9 +5,6 @@ import numpy as np
 import torch
 from torchvision.utils import flow_to_image
 
-FIRST_FRAMES = ("white", "wheel")
-"""What :func:`flow_video_frames` shows at frame 0."""
-
 
 def flow_to_rgb(flow: torch.Tensor, per_frame: bool = True) -> np.ndarray:
     """Colour-codes flow with the Middlebury wheel: hue = direction, saturation = magnitude.
@@ -30,39 +27,18 @@ def flow_to_rgb(flow: torch.Tensor, per_frame: bool = True) -> np.ndarray:
     return images.movedim(-3, -1).numpy()
 
 
-def colour_wheel(height: int, width: int) -> np.ndarray:
-    """The colour key of :func:`flow_to_rgb`: a disc whose every pixel shows the flow pointing from the centre to
-    it (hue = direction, saturation = magnitude up to the largest on the disc), white outside.
-
-    Returns:
-        uint8 RGB ``(height, width, 3)``.
-    """
-    radius = max(min(height, width) / 2 - 1, 1.0)
-    rows, columns = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    flow = torch.stack([columns - width / 2, rows - height / 2])
-    flow = torch.where(flow.norm(dim=0) <= radius, flow, torch.zeros(()))
-    return flow_to_rgb(flow)
-
-
-def flow_video_frames(flow: torch.Tensor, per_frame: bool = True, first_frame: str = "white") -> np.ndarray:
-    """Frames of a flow video: a first frame for frame 0 (which does not move) followed by the T-1 coloured flows.
+def flow_video_frames(flow: torch.Tensor, per_frame: bool = True) -> np.ndarray:
+    """Frames of a flow video: a white frame (frame 0 does not move) followed by the T-1 coloured flows.
 
     Args:
         flow: ``(T-1, 2, H, W)`` flow from frame 0 to frames 1..T-1, in pixels.
         per_frame: see ``flow_to_rgb``.
-        first_frame: ``"white"`` (zero motion, as the released demo wrote it) or ``"wheel"`` (the colour key,
-            :func:`colour_wheel`, so that a player paused at the start shows how to read the colours).
 
     Returns:
         uint8 RGB ``(T, H, W, 3)``.
     """
     if flow.ndim != 4:
         raise ValueError(f"flow must have shape (T-1, 2, H, W), got {tuple(flow.shape)}")
-    if first_frame not in FIRST_FRAMES:
-        raise ValueError(f"first_frame must be one of {FIRST_FRAMES}, got {first_frame!r}")
     colours = flow_to_rgb(flow, per_frame=per_frame)
-    if first_frame == "wheel":
-        first = colour_wheel(*colours.shape[1:3])[None]
-    else:
-        first = np.full_like(colours[:1], 255)
-    return np.concatenate([first, colours], axis=0)
+    white = np.full_like(colours[:1], 255)
+    return np.concatenate([white, colours], axis=0)

@@ -52,22 +52,3 @@ def test_quirk_flow_video_starts_with_a_white_frame():
 def test_wrong_flow_shape_is_rejected():
     with pytest.raises(ValueError, match="flow must have shape"):
         flow_to_rgb(torch.zeros(3, 4, 6))
-
-
-def test_colour_wheel_frame_shows_each_direction_in_its_colour():
-    flow = torch.stack([_uniform_flow(1.0, 0.0, 33, 33), _uniform_flow(0.0, 3.0, 33, 33)])
-    frames = flow_video_frames(flow, first_frame="wheel")
-    wheel = frames[0]
-    assert frames.shape == (3, 33, 33, 3)
-    np.testing.assert_array_equal(frames[1:], flow_to_rgb(flow))
-    assert (wheel[0, 0] == 255).all() and (wheel[16, 16] >= 250).all()  # outside the disc, centre: no motion
-    right, down = wheel[16, 31], wheel[31, 16]  # the disc's rim to the right of and below the centre
-    # the rim is ~97 % of the largest motion on the disc, so a few levels short of the full colour
-    np.testing.assert_allclose(right, flow_to_rgb(_uniform_flow(1.0, 0.0, 1, 1))[0, 0], atol=8)
-    np.testing.assert_allclose(down, flow_to_rgb(_uniform_flow(0.0, 1.0, 1, 1))[0, 0], atol=8)
-    assert np.abs(right.astype(int) - down.astype(int)).max() > 100  # two directions, two colours
-
-
-def test_unknown_first_frame_is_rejected():
-    with pytest.raises(ValueError, match="first_frame must be one of"):
-        flow_video_frames(torch.zeros(1, 2, 4, 6), first_frame="black")
