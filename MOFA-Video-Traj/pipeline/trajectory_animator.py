@@ -61,6 +61,8 @@ TINY_NOTICE = (
     "CMP (fetch the checkpoints for real results)"
 )
 ADAPTER_DIR = "controlnet"
+RELEASED_SIZE_MULTIPLE = 64
+"""Frame sides of the released adapter are multiples of this (its coarsest feature stride)."""
 
 
 # ------------------------------------------------------------------------------------------------- geometry
@@ -113,13 +115,28 @@ class FrameGeometry:
         return resized.crop((self.left, self.top, self.left + self.width, self.top + self.height))
 
 
+def check_frame_size(height: int | None, width: int | None, multiple: int = RELEASED_SIZE_MULTIPLE) -> None:
+    """Check a requested frame size: both sides or neither, each a positive multiple of ``multiple``.
+
+    The command line checks against :data:`RELEASED_SIZE_MULTIPLE` in every mode, so a size a tiny run accepts
+    is one the released weights accept too.
+
+    Raises:
+        InputError: only one side given, or a side that is not a positive multiple of ``multiple``.
+    """
+    if (width is None) != (height is None):
+        raise InputError("give both --height and --width, or neither")
+    if width is not None and (width <= 0 or height <= 0 or width % multiple or height % multiple):
+        raise InputError(f"height and width must be positive multiples of {multiple}, got {height} and {width}")
+
+
 def fit_geometry(
     source_width: int,
     source_height: int,
     width: int | None = None,
     height: int | None = None,
     short_side: int = SHORT_SIDE,
-    multiple: int = 64,
+    multiple: int = RELEASED_SIZE_MULTIPLE,
 ) -> FrameGeometry:
     """The frame for an input image: ``width`` x ``height`` if both given (resize to cover, centre crop), else
     short side ``short_side`` and each side cropped down to a multiple of ``multiple``.
@@ -127,16 +144,13 @@ def fit_geometry(
     Raises:
         InputError: only one of ``width``/``height`` given, a non-multiple size, or an image too elongated.
     """
-    if (width is None) != (height is None):
-        raise InputError("give both --height and --width, or neither")
+    check_frame_size(height, width, multiple)
     if width is None:
         ratio = short_side / min(source_width, source_height)
         resized_width, resized_height = round(source_width * ratio), round(source_height * ratio)
         width, height = resized_width - resized_width % multiple, resized_height - resized_height % multiple
         if width == 0 or height == 0:
             raise InputError(f"an image of {source_width}x{source_height} is too elongated to crop to {multiple}s")
-    elif width <= 0 or height <= 0 or width % multiple or height % multiple:
-        raise InputError(f"height and width must be positive multiples of {multiple}, got {height} and {width}")
     else:
         ratio = max(width / source_width, height / source_height)
         resized_width, resized_height = round(source_width * ratio), round(source_height * ratio)

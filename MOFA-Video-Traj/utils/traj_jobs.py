@@ -60,11 +60,11 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
         ``(image, tracks, brush_mask)`` for :func:`run_job`.
 
     Raises:
-        InputError: a bad input, frame count or fps, an output folder that cannot be written to, or an existing
-            output without ``overwrite``.
+        InputError: a bad input, frame count, frame size or fps, an output folder that cannot be written to, or an
+            existing output without ``overwrite``.
     """
     from pipeline.animator_base import check_num_frames
-    from pipeline.trajectory_animator import run_paths
+    from pipeline.trajectory_animator import check_frame_size, run_paths
     from utils.run_output import check_run_folder
     from utils.trajectories import validate_tracks
 
@@ -72,6 +72,7 @@ def prepare_job(job: Job, overwrite: bool) -> tuple[Image.Image, list, np.ndarra
         raise InputError(f"the output is a run folder (its video is output.mp4 inside it), not a video: {job.output}")
     check_run_folder(run_paths(job.output), overwrite)
     check_num_frames(job.options["num_frames"])
+    check_frame_size(job.options["height"], job.options["width"])
     if not job.options["fps"] > 0:
         raise InputError(f"fps must be positive, got {job.options['fps']}")
     image = load_image(job.image)

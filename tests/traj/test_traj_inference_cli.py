@@ -12,7 +12,7 @@ from PIL import Image
 
 from utils.video_io import read_video
 
-FAST = ["--tiny", "--height", "32", "--width", "32"]  # tiny models at 32x32, 2 steps
+FAST = ["--tiny", "--height", "64", "--width", "64"]  # tiny models at 64x64, 2 steps
 
 
 def _image(path, width=48, height=40):
@@ -45,11 +45,11 @@ def test_writes_a_run_folder_of_video_flow_hint_input_and_settings_with_25_frame
     written = sorted(path.name for path in (tmp_path / "o").iterdir())
     assert written == ["flow.mp4", "hint.png", "input.png", "output.mp4", "settings.json"]
     video, flow = read_video(tmp_path / "o" / "output.mp4"), read_video(tmp_path / "o" / "flow.mp4")
-    assert video.frames.shape == (25, 32, 32, 3) and video.fps == 20
-    assert flow.frames.shape == (25, 32, 32, 3)
+    assert video.frames.shape == (25, 64, 64, 3) and video.fps == 20
+    assert flow.frames.shape == (25, 64, 64, 3)
     assert (flow.frames[0] > 250).all()  # frame 0 does not move: white
-    assert Image.open(tmp_path / "o" / "hint.png").size == (32, 32)
-    assert Image.open(tmp_path / "o" / "input.png").size == (32, 32)
+    assert Image.open(tmp_path / "o" / "hint.png").size == (64, 64)
+    assert Image.open(tmp_path / "o" / "input.png").size == (64, 64)
     settings = json.loads((tmp_path / "o" / "settings.json").read_text())
     assert settings["num_frames"] == 25 and settings["seed"] == 42 and settings["conditioning_scale"] == 0.6
     assert settings["steps"] == 2 and settings["tiny"] is True and settings["fps"] == 20
@@ -119,9 +119,9 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
         f"error: {tmp_path / 'o' / 'hint.png'} already exists; pass --overwrite to replace it\n"
     )
     assert (tmp_path / "o" / "hint.png").read_text() == "mine" and not (tmp_path / "o" / "output.mp4").exists()
-    assert inference.main(["--tiny", "--height", "16", "--width", "16", "--num_frames", "3", "--overwrite",
+    assert inference.main(["--tiny", "--height", "64", "--width", "64", "--num_frames", "3", "--overwrite",
                            *arguments]) == 0  # fmt: skip
-    assert Image.open(tmp_path / "o" / "hint.png").size == (16, 16)
+    assert Image.open(tmp_path / "o" / "hint.png").size == (64, 64)
     status = inference.main(["--tiny", *arguments])
     assert status == 2 and capsys.readouterr().err.endswith(
         f"error: {tmp_path / 'o'} already holds a finished run; choose another folder or pass --overwrite\n"
@@ -153,11 +153,11 @@ def test_jobs_run_once_with_finished_ones_skipped(tmp_path, capsys):
                       "conditioning_scale": 0.4})
         + "\n"
     )  # fmt: skip
-    arguments = ["--jobs", str(jobs), "--tiny", "--height", "16", "--width", "16"]
+    arguments = ["--jobs", str(jobs), "--tiny", "--height", "64", "--width", "64"]
     assert inference.main(arguments) == 0
     assert "skipping 1 finished job" in capsys.readouterr().err
     assert (tmp_path / "done" / "a" / "output.mp4").read_text() == "finished earlier"
-    assert read_video(tmp_path / "new" / "b" / "output.mp4").frames.shape == (3, 16, 16, 3)
+    assert read_video(tmp_path / "new" / "b" / "output.mp4").frames.shape == (3, 64, 64, 3)
     settings = json.loads((tmp_path / "new" / "b" / "settings.json").read_text())
     assert (settings["seed"], settings["conditioning_scale"]) == (7, 0.4)
 
@@ -190,9 +190,15 @@ def test_a_jobs_line_with_a_wrongly_typed_value_is_refused_before_any_run(tmp_pa
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [(["--fps", "0"], "fps must be positive, got 0.0"), (["--num_frames", "1"], "num_frames must be an integer >= 2")],
+    [
+        (["--fps", "0"], "fps must be positive, got 0.0"),
+        (["--num_frames", "1"], "num_frames must be an integer >= 2"),
+        # the released adapter's rule, also in tiny mode (the tiny models would take multiples of 4)
+        (["--height", "100", "--width", "64"], "height and width must be positive multiples of 64, got 100 and 64"),
+        (["--height", "64"], "give both --height and --width, or neither"),
+    ],
 )
-def test_a_bad_fps_or_frame_count_is_refused_before_the_models_load(tmp_path, capsys, monkeypatch, option, message):
+def test_a_bad_fps_frame_count_or_size_is_refused_before_models_load(tmp_path, capsys, monkeypatch, option, message):
     monkeypatch.setattr(inference, "build_animator", lambda *args: pytest.fail("models loaded"))
     image = _image(tmp_path / "in.png")
     tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
@@ -241,7 +247,7 @@ def test_tiny_runs_a_trained_adapter_folder_that_fits_the_tiny_svd(tmp_path, cap
         "4",
     ]
     assert inference.main([*FAST, "--adapter", str(tmp_path / "controlnet"), *arguments]) == 0
-    assert read_video(tmp_path / "o" / "output.mp4").frames.shape == (4, 32, 32, 3)
+    assert read_video(tmp_path / "o" / "output.mp4").frames.shape == (4, 64, 64, 3)
 
 
 def test_an_adapter_that_does_not_fit_the_tiny_svd_and_an_ignored_ckpt_dir_are_each_one_line(tmp_path, capsys):
