@@ -28,9 +28,9 @@ test: $(STAMP)
 
 # Fetches the Traj weights when the hub is reachable; the demo falls back to tiny mode (with a banner) otherwise.
 demo: $(STAMP)
-	@cd MOFA-Video-Traj && $(PY) -m utils.checkpoints fetch --mode traj \
-		|| echo "make demo: the weights could not be fetched (see above); the demo continues in tiny mode"
-	cd MOFA-Video-Traj && $(PY) run_gradio.py --port $(PORT) $(DEMO_ARGS)
+	@cd MOFA-Video-Traj && if $(PY) -m utils.checkpoints fetch --mode traj --tiny_fallback; \
+		then $(PY) run_gradio.py --port $(PORT) $(DEMO_ARGS); \
+		else $(PY) run_gradio.py --tiny --port $(PORT) $(DEMO_ARGS); fi
 
 demo-tiny: $(STAMP)
 	cd MOFA-Video-Traj && $(PY) run_gradio.py --tiny --port $(PORT) $(DEMO_ARGS)

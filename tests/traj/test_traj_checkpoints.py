@@ -112,6 +112,15 @@ def test_check_cli_reports_missing_and_exit_codes(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: cannot reach the Hugging Face hub")
 
 
+def test_fetch_with_tiny_fallback_prints_one_note_and_exits_3(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    arguments = ["fetch", "--mode", "traj", "--ckpt_dir", str(tmp_path), "--tiny_fallback"]
+    assert checkpoints.main(arguments) == checkpoints.TINY_FALLBACK_EXIT == 3
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("note: cannot reach the Hugging Face hub")
+    assert lines[0].endswith("; starting in tiny mode (random models, outputs are noise)")
+
+
 def test_files_outside_the_hub_are_downloaded_atomically(tmp_path, monkeypatch):
     import torch.hub
 
