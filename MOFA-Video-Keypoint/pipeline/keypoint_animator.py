@@ -128,7 +128,7 @@ class KeypointResult:
     settings: KeypointRunSettings
 
     def panel_frames(self) -> np.ndarray:
-        """The 5-panel strip ``(T, H, 5W, 3)`` uint8: reference | flow colours (frame 0 white) | pose image |
+        """The 5-panel strip ``(T, H, 5W, 3)`` uint8: reference | flow colours (frame 0 the colour wheel) | pose image |
         generated frame with landmark dots | generated frame."""
         reference = np.asarray(self.first_frame)
         flow_colours = flow_video_frames(self.flow)

@@ -1,4 +1,5 @@
-"""Optical flow -> colour images (Middlebury colour wheel; zero motion is white)."""
+"""Optical flow -> colour images (Middlebury colour wheel; zero motion is white) and flow videos that open on the
+colour key."""
 
 import numpy as np
 import torch
@@ -26,8 +27,22 @@ def flow_to_rgb(flow: torch.Tensor, per_frame: bool = True) -> np.ndarray:
     return images.movedim(-3, -1).numpy()
 
 
+def colour_wheel(height: int, width: int) -> np.ndarray:
+    """The colour key of :func:`flow_to_rgb`: a centred disc whose every pixel shows the colour of a flow pointing
+    from the centre to it (hue = direction, saturation = magnitude, full on the rim), white around it.
+
+    Returns:
+        uint8 RGB ``(height, width, 3)``.
+    """
+    radius = max(min(height, width) / 2 - 1, 1.0)
+    rows, columns = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    flow = torch.stack([columns - width / 2, rows - height / 2])
+    return flow_to_rgb(torch.where(flow.norm(dim=0) <= radius, flow, torch.zeros(())))
+
+
 def flow_video_frames(flow: torch.Tensor, per_frame: bool = True) -> np.ndarray:
-    """Frames of a flow video: a white frame (frame 0 does not move) followed by the T-1 coloured flows.
+    """Frames of a flow video: the colour key (:func:`colour_wheel`) as frame 0, which does not move, so that a
+    player paused at the start shows how to read the colours, followed by the T-1 coloured flows.
 
     Args:
         flow: ``(T-1, 2, H, W)`` flow from frame 0 to frames 1..T-1, in pixels.
@@ -39,5 +54,4 @@ def flow_video_frames(flow: torch.Tensor, per_frame: bool = True) -> np.ndarray:
     if flow.ndim != 4:
         raise ValueError(f"flow must have shape (T-1, 2, H, W), got {tuple(flow.shape)}")
     colours = flow_to_rgb(flow, per_frame=per_frame)
-    white = np.full_like(colours[:1], 255)
-    return np.concatenate([white, colours], axis=0)
+    return np.concatenate([colour_wheel(*colours.shape[1:3])[None], colours], axis=0)

@@ -81,7 +81,7 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 def hint_frames(flows: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Hint locations as small squares coloured by the flow there: ``[T, H, W, 3]``, white frame first.
+    """Hint locations as small squares coloured by the flow there: ``[T, H, W, 3]``, the colour wheel first.
 
     Args:
         flows: ``[T-1, 2, G, G]`` dense flow on the hint grid; mask: ``[T-1, 2, G, G]`` 1 at hints.

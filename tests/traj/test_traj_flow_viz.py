@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.utils import flow_to_image
 
-from utils.flow_viz import flow_to_rgb, flow_video_frames
+from utils.flow_viz import colour_wheel, flow_to_rgb, flow_video_frames
 
 
 def _uniform_flow(dx, dy, height=4, width=6):
@@ -41,11 +41,29 @@ def test_half_precision_flow_on_any_device_is_accepted():
     assert rgb.dtype == np.uint8 and not (rgb == 255).all()
 
 
-def test_quirk_flow_video_starts_with_a_white_frame():
+@pytest.mark.parametrize("dx, dy", [(1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1)])
+def test_colour_wheel_shows_each_direction_in_the_colour_of_a_flow_pointing_that_way(dx, dy):
+    wheel = colour_wheel(63, 63).astype(int)  # odd: pixel (31, 31) is the centre, radius 30.5
+    reach = 30 if 0 in (dx, dy) else 21  # a pixel on the rim (|offset| 30 or 29.7) in direction (dx, dy)
+    row, column = 31 + reach * dy, 31 + reach * dx  # image axes: y points down
+    expected = flow_to_rgb(_uniform_flow(float(dx), float(dy))).astype(int)[0, 0]  # full saturation
+    assert np.abs(wheel[row, column] - expected).max() <= 6  # the rim pixel is within 3 % of the largest motion
+
+
+def test_colour_wheel_is_a_disc_on_white_with_still_white_at_its_centre():
+    wheel = colour_wheel(64, 80)
+    assert wheel.shape == (64, 80, 3) and wheel.dtype == np.uint8
+    assert (wheel[:, :8] == 255).all() and (wheel[:, -8:] == 255).all()  # outside the disc of radius 31
+    assert (wheel[31:33, 39:41] > 240).all()  # almost no motion near the centre
+    assert (wheel.min(axis=2) < 60).sum() > 200  # a saturated ring
+
+
+def test_flow_video_opens_on_the_colour_wheel_and_keeps_one_frame_per_video_frame():
     flow = torch.stack([_uniform_flow(1.0, 0.0), _uniform_flow(0.0, 3.0), _uniform_flow(-2.0, 0.0)])
     frames = flow_video_frames(flow)
     assert frames.shape == (4, 4, 6, 3) and frames.dtype == np.uint8
-    assert (frames[0] == 255).all()
+    np.testing.assert_array_equal(frames[0], colour_wheel(4, 6))
+    assert not (frames[0] == 255).all()  # frame 0 does not move, yet is not a blank white frame
     np.testing.assert_array_equal(frames[1:], flow_to_rgb(flow))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.flow_viz import colour_wheel
 from utils.video_io import read_video
 
 FAST = ["--tiny", "--height", "64", "--width", "64"]  # tiny models at 64x64, 2 steps
@@ -47,7 +48,7 @@ def test_writes_a_run_folder_of_video_flow_hint_input_and_settings_with_25_frame
     video, flow = read_video(tmp_path / "o" / "output.mp4"), read_video(tmp_path / "o" / "flow.mp4")
     assert video.frames.shape == (25, 64, 64, 3) and video.fps == 20
     assert flow.frames.shape == (25, 64, 64, 3)
-    assert (flow.frames[0] > 250).all()  # frame 0 does not move: white
+    assert np.abs(flow.frames[0].astype(int) - colour_wheel(64, 64)).mean() < 8  # frame 0: the colour key
     assert Image.open(tmp_path / "o" / "hint.png").size == (64, 64)
     assert Image.open(tmp_path / "o" / "input.png").size == (64, 64)
     settings = json.loads((tmp_path / "o" / "settings.json").read_text())
