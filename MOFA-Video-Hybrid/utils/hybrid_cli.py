@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_arguments import add_device_arguments, add_temporal_context_argument, add_tiny_argument
+from .cli_arguments import HelpFormatter, add_device_arguments, add_temporal_context_argument, add_tiny_argument
 from .landmark_renderers import LANDMARK_RENDERERS
 
 DESCRIPTION = (
@@ -17,7 +17,7 @@ MASK_MODES = ("auto", "painted", "landmarks", "none")  # utils.face_mask's rules
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``inference.py``'s options: one run (``--image`` with ``--audio`` or ``--video``) or ``--jobs``."""
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--image", type=Path, help="portrait (any image; not modified)")
     driver = parser.add_mutually_exclusive_group()
     driver.add_argument("--audio", type=Path, help="speech driving the face (wav, mp3, m4a, flac, ogg, ...)")
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="parent of the run folders")
     parser.add_argument("--num_frames", type=int, default=None, help="frames (default: as long as the driver)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="random seed")
     parser.add_argument("--trajectory_conditioning_scale", type=float, default=0.6, help="drag adapter strength")
     parser.add_argument("--landmark_conditioning_scale", type=float, default=1.0, help="landmark adapter strength")
     parser.add_argument("--fast", action="store_true", help="both adapters at every 4th step, residuals reused")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_arguments import add_device_arguments, add_temporal_context_argument, add_tiny_argument
+from .cli_arguments import HelpFormatter, add_device_arguments, add_temporal_context_argument, add_tiny_argument
 from .landmark_renderers import LANDMARK_RENDERERS
 
 DESCRIPTION = "Portrait + speech -> talking-head video of any length (landmark MOFA-Adapter, periodic sampling)."
@@ -14,7 +14,7 @@ DESCRIPTION = "Portrait + speech -> talking-head video of any length (landmark M
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``inference_opendomain.py``'s options: one run (``--img_path --save_root`` with ``--audio_path`` and/or
     ``--landmarks``) or ``--jobs``."""
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument(
         "--ldmk_render", choices=LANDMARK_RENDERERS, default="aniportrait", help="audio -> landmark generator"
     )
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser, "random tiny models and stand-in landmark motion on the real face (no checkpoints; the video is noise)"
     )
     add_device_arguments(parser, "high", "memory preset")
-    parser.add_argument("--seed", type=int, default=41, help="seed of the diffusion noise (41, as released)")
+    parser.add_argument("--seed", type=int, default=41, help="seed of the diffusion noise, as released")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (25; 2 with --tiny)")
     parser.add_argument(
         "--fast", action="store_true", help="fast mode: the adapter at every 4th step, its residuals reused in between"

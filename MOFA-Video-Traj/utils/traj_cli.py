@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=Path, help="JSON-lines file of runs (replaces --image/--trajectories/--output)")
     parser.add_argument("--num_frames", type=int, default=25, help="frames, first frame included (>25: windows)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 25; 2 in tiny mode)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="random seed")
     parser.add_argument("--conditioning_scale", type=float, default=0.6, help="adapter strength (1.0 tends to distort)")
     parser.add_argument("--height", type=int, default=None, help="frame height (multiple of 64); with --width")
     parser.add_argument(

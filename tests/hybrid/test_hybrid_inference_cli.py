@@ -142,3 +142,11 @@ def test_a_jobs_file_runs_once_and_resumes(cli, media, tmp_path, capsys):
     assert not (tmp_path / "out" / "landscape_speech").exists()
     assert cli.main(argv) == 2
     assert "skipping 1 finished job(s)" in capsys.readouterr().err
+
+
+def test_help_names_each_default_once_and_never_none(cli, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "random seed (default: 42)" in text and "(default: balanced)" in text and "(default: auto)" in text

@@ -329,3 +329,12 @@ def test_runs_started_in_the_same_second_get_different_folders_and_a_failed_one_
     with pytest.raises(RuntimeError), reserved_run(alone):
         raise RuntimeError("generation failed")
     assert not alone.save_root.exists()  # every folder it created is gone
+
+
+def test_help_names_each_default_once_and_never_none(cli_main, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: aniportrait)" in text and "(default: high)" in text
+    assert "the diffusion noise, as released (default: 41)" in text
