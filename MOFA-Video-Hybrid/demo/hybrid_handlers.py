@@ -185,7 +185,7 @@ class HybridDemoHandlers(DrawingDemoHandlers):
         result, paths = done
         show_warnings(result.warnings, skip=TINY_NOTICE)
         files = [getattr(paths, name) for name in RESULTS]
-        status = f"Done: {len(result.frames)} frames written to {shown_path(paths.video.parent)}."
+        status = f"Done: {len(result.frames)} frames written to {shown_path(paths.video.parent, self.output_dir)}."
         view = self.view(session, mode, result.landmark_mask.mask)
         return *[str(file) if file else None for file in files], view, describe_mask(result.landmark_mask), status
 

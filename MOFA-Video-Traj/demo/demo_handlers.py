@@ -8,6 +8,7 @@ stages of its run.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ Result = TypeVar("Result")
 STOPPED_MESSAGE = "Stopped: nothing was written. The models stay loaded; press Run to start again."
 OUT_OF_MEMORY_MESSAGE = "Out of GPU memory: choose the balanced or low memory preset, or fewer frames, and run again."
 WARNING_SECONDS = 8
+FOLDERS = re.compile(r"(?<![\w./~-])/(?:[^/\s]+/)+")
+"""The folders of an absolute POSIX path (``/tmp/gradio/3f2a/``), up to its last part."""
 
 
 class RunStopped(Exception):
@@ -77,9 +80,16 @@ def output_stem(name: str, kind: str) -> str:
     return f"{name or 'image'}_{kind}_{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def shown_path(path: Path) -> Path:
-    """``path`` relative to the working folder when it lies below it (shorter to read), else as is."""
-    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+def shown_path(path: Path, output_dir: Path) -> str:
+    """How the page names ``path``, a run folder under ``output_dir``: from the output folder's name on
+    (``outputs/20250101-120000-ab12cd``), never the server's absolute path."""
+    return str(Path(output_dir.name) / path.relative_to(output_dir))
+
+
+def page_message(message: str) -> str:
+    """``message`` with each absolute path cut to its last part (``/tmp/gradio/3f2a/clip.mp4`` -> ``clip.mp4``): the
+    page names the user's files, never the server's folders (errors from the models' code name whole paths)."""
+    return FOLDERS.sub("", message)
 
 
 def show_warning(message: str | None) -> None:
@@ -169,7 +179,7 @@ class DrawingDemoHandlers:
         try:
             return load(path), None
         except InputError as error:
-            return None, f"{refusal}: {error}"
+            return None, page_message(f"{refusal}: {error}")
 
     def apply_click(self, session: demo_state.Session, click_mode: str, radius: float, evt: gr.SelectData) -> tuple:
         """A click on the drawing panel as a trajectory point or a stamp of ``click_mode``.
@@ -215,7 +225,7 @@ class DrawingDemoHandlers:
         except RunStopped:
             return None, STOPPED_MESSAGE
         except InputError as error:
-            message = f"Cannot run: {error}"
+            message = page_message(f"Cannot run: {error}")
         except torch.OutOfMemoryError:
             message = OUT_OF_MEMORY_MESSAGE
         finally:

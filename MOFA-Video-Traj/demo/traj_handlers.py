@@ -132,5 +132,5 @@ class TrajDemoHandlers(DrawingDemoHandlers):
             return *unchanged, message
         result, paths = done
         show_warnings(result.warnings, skip=TINY_NOTICE)
-        status = f"Done: {len(result.frames)} frames written to {shown_path(paths.video.parent)}."
+        status = f"Done: {len(result.frames)} frames written to {shown_path(paths.video.parent, self.output_dir)}."
         return str(paths.video), str(paths.flow), str(paths.hint), status

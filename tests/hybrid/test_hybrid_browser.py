@@ -135,7 +135,7 @@ def test_example_stop_then_run_shows_every_result_and_a_new_upload_clears_them(t
     set_number(page, "#steps", 2)  # back to the tiny mode's default
     page.locator("#run-button").click()
     frames = 31 if kind == "audio" else 25  # 1.19 s of speech at 25 fps / 24 driving frames, plus the reference
-    wait_for_text(page, "#status", f"Done: {frames} frames written to", RUN_TIMEOUT_MS)
+    wait_for_text(page, "#status", f"Done: {frames} frames written to outputs/", RUN_TIMEOUT_MS)
     source, duration, width = loaded_video(page, "#output-video")
     assert duration == pytest.approx(frames / 25, abs=0.08) and width == 64
     assert Path(source.split("?")[0]).name.startswith("portrait_hybrid_")  # the download is named after the image

@@ -116,10 +116,10 @@ def test_audio_app_refuses_bad_uploads_with_messages(audio_app, tmp_path):
     client.predict(handle_file(_portrait(tmp_path / "face.png")), "auto", api_name="/upload_image")
     soundfile.write(tmp_path / "silence.wav", np.zeros(16000, np.float32), 16000)
     status = client.predict(handle_file(tmp_path / "silence.wav"), api_name="/upload_audio")[-1]
-    assert status.startswith("Cannot use this file:") and "silent" in status
+    assert status == "Cannot use this file: audio file silence.wav is silent"  # the name, not the upload's folder
     (tmp_path / "noise.mp3").write_bytes(b"\x00\x01garbage" * 50)
     status = client.predict(handle_file(tmp_path / "noise.mp3"), api_name="/upload_audio")[-1]
-    assert status.startswith("Cannot use this file:")
+    assert status == "Cannot use this file: noise.mp3 is not a readable audio file (invalid data)"
 
 
 def test_audio_app_upload_trajectory_mask_and_run_write_a_video_with_the_audio(audio_app, tmp_path):
@@ -151,8 +151,9 @@ def test_audio_app_upload_trajectory_mask_and_run_write_a_video_with_the_audio(a
     assert Image.open(hint).size == (64, 80)
     assert re.fullmatch(r"face_hybrid_\d{8}-\d{6}", Path(_path(video)).stem)  # named after the image
     assert Path(_path(overlay)).name == f"{Path(_path(video)).stem}_with_landmarks.mp4"
-    run_dir = Path(status.removeprefix("Done: 4 frames written to ").rstrip("."))
-    assert run_dir.parent == audio_app.outputs
+    shown = status.removeprefix("Done: 4 frames written to ").rstrip(".")
+    assert re.fullmatch(r"outputs/\d{8}-\d{6}-[0-9a-f]{6}", shown)  # no server path on the page
+    run_dir = audio_app.outputs.parent / shown
     settings = json.loads((run_dir / "settings.json").read_text())
     assert settings["num_frames"] == 4 and settings["seed"] == 7 and settings["renderer"] == "aniportrait"
     assert settings["landmark_mask_source"] == "painted" and settings["driving_kind"] == "audio"
@@ -186,7 +187,7 @@ def test_video_app_runs_as_long_as_the_driving_video_and_refuses_a_corrupt_one(v
     outputs = _run(client, "sadtalker", 0, False, "none", True, "per_video")  # Fast Mode on, today's context
     video, _, comparison, *_, mask_status, status = outputs
     assert status.startswith("Done: 6 frames written to ")  # the reference + one frame per driving frame
-    run_dir = Path(status.removeprefix("Done: 6 frames written to ").rstrip("."))
+    run_dir = video_app.outputs.parent / status.removeprefix("Done: 6 frames written to ").rstrip(".")
     settings = json.loads((run_dir / "settings.json").read_text())
     assert settings["fast"] is True and settings["temporal_context"] == "per_video"
     assert _streams(_path(video)) == (["video"], 6)

@@ -109,7 +109,7 @@ def test_example_runs_end_to_end_and_a_new_upload_clears_its_results(page, tiny_
     wait_for_image_width(page, "#drawing-image", 512)
 
     page.locator("#run-button").click()  # default settings: 25 frames, the tiny mode's 2 steps
-    wait_for_text(page, "#status", "Done: 25 frames written to", RUN_TIMEOUT_MS)
+    wait_for_text(page, "#status", "Done: 25 frames written to outputs/", RUN_TIMEOUT_MS)
     source, duration, width = loaded_video(page, "#output-video")
     assert duration == pytest.approx(25 / 20, abs=0.06)  # exported at 20 fps
     assert width == 64  # tiny mode generates at a 64-px short side
@@ -141,7 +141,7 @@ def test_stop_ends_a_run_without_writing_and_the_next_run_works(page, tiny_demo,
     set_number(page, "#steps", 2)
     set_number(page, "#num-frames", 3)
     page.locator("#run-button").click()
-    wait_for_text(page, "#status", "Done: 3 frames written to", RUN_TIMEOUT_MS)
+    wait_for_text(page, "#status", "Done: 3 frames written to outputs/", RUN_TIMEOUT_MS)
     _, duration, _ = loaded_video(page, "#output-video")
     assert duration == pytest.approx(3 / 20, abs=0.03)
     assert len(_files_under(tiny_demo.outputs)) == len(files_before) + 5  # input, video, flow, hint, settings

@@ -16,6 +16,8 @@ from demo.demo_handlers import (
     click_position,
     new_run_dir,
     output_stem,
+    page_message,
+    shown_path,
 )
 from utils.errors import InputError
 
@@ -24,6 +26,38 @@ def test_every_run_gets_a_new_folder_under_the_output_folder(tmp_path):
     first, second = new_run_dir(tmp_path / "outputs"), new_run_dir(tmp_path / "outputs")
     assert first != second
     assert first.is_dir() and second.is_dir() and first.parent == second.parent == tmp_path / "outputs"
+
+
+def test_the_page_names_a_run_folder_from_the_output_folder_on(tmp_path):
+    run_dir = new_run_dir(tmp_path / "outputs")
+    assert shown_path(run_dir, tmp_path / "outputs") == f"outputs/{run_dir.name}"  # not /tmp/.../outputs/...
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("cannot read video /tmp/gradio/3f2a9c/clip.mp4: invalid data", "cannot read video clip.mp4: invalid data"),
+        ("audio file /tmp/gradio/ab12/my talk.wav is silent", "audio file my talk.wav is silent"),
+        ("/tmp/x.wav has no audio stream", "x.wav has no audio stream"),
+        ("/srv/demo/outputs/20250101-120000-ab12cd already holds a finished run",
+         "20250101-120000-ab12cd already holds a finished run"),
+    ],
+)  # fmt: skip
+def test_page_messages_name_the_users_file_never_the_servers_folders(message, shown):
+    assert page_message(message) == shown
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "num_frames must be an integer >= 2, got 1",
+        "see https://huggingface.co/MyNiuuu/MOFA-Video-Hybrid and run `make fetch MODE=hybrid`",
+        "H.264/AAC at 1/2 size, (H, W) / 255",
+        "broken.mp4 is not a readable video (invalid data)",
+    ],
+)
+def test_page_messages_without_server_paths_are_kept_as_they_are(message):
+    assert page_message(message) == message
 
 
 def test_outputs_are_named_after_the_image_the_kind_and_the_time():
@@ -83,11 +117,18 @@ def test_bad_input_and_out_of_memory_end_a_run_with_a_message(tmp_path):
     def bad_input(check):
         raise InputError("num_frames must be an integer >= 2, got 1")
 
+    def unreadable_driving_video(check):
+        raise InputError("cannot read video /tmp/gradio/3f2a9c/drive.mp4: invalid data")
+
     def out_of_memory(check):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     assert handlers.stoppable_run(None, bad_input) == (None, "Cannot run: num_frames must be an integer >= 2, got 1")
     assert handlers.stoppable_run(None, out_of_memory) == (None, OUT_OF_MEMORY_MESSAGE)
+    assert handlers.stoppable_run(None, unreadable_driving_video) == (
+        None,
+        "Cannot run: cannot read video drive.mp4: invalid data",
+    )
 
 
 def test_an_upload_is_read_or_refused_with_a_message(tmp_path):
@@ -104,4 +145,8 @@ def test_an_upload_is_read_or_refused_with_a_message(tmp_path):
     assert DrawingDemoHandlers.read_upload("a.txt", "an image", load, "Cannot use this file") == (
         None,
         "Cannot use this file: a.txt is not an image",
+    )
+    assert DrawingDemoHandlers.read_upload("/tmp/gradio/3f2a/b.txt", "an image", load, "Cannot use this file") == (
+        None,
+        "Cannot use this file: b.txt is not an image",  # the server's upload folder is not shown
     )
