@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from utils.errors import InputError
+from utils.errors import InputError, require_file
 
 SAMPLE_RATE = 16000
 MIN_DURATION_SECONDS = 0.1
@@ -61,8 +61,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     Raises InputError when the file is missing, unreadable, shorter than 0.1 s or silent.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file not found: {path}")
+    require_file(path, "audio")
     try:
         samples, rate = _decode_with_soundfile(path)
     except Exception:  # not a format soundfile reads (mp3, m4a, ...): PyAV's turn

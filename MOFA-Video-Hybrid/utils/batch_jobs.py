@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import InputError
+from .errors import InputError, require_file
 
 Job = TypeVar("Job")
 
@@ -33,12 +33,16 @@ def read_job_lines(path: Path) -> Iterator[tuple[int, object]]:
     """``(line number, JSON value)`` of every non-blank line of a jobs file, read lazily (line numbers from 1).
 
     Raises:
-        InputError: the file is missing, a line is not valid JSON, or the file holds no job (after the last line).
+        InputError: the file is missing or not text, a line is not valid JSON, or the file holds no job (after the
+            last line).
     """
-    if not path.is_file():
-        raise InputError(f"jobs file not found: {path}")
+    require_file(path, "jobs")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a jobs file (not UTF-8 text)") from None
     found = False
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

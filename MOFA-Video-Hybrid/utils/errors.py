@@ -5,6 +5,8 @@ Entry points catch :class:`InputError` and print its message as one line (exit c
 anything else is a programming error and keeps its traceback.
 """
 
+import os
+
 
 class InputError(ValueError):
     """Bad user input: a wrong file format, an empty trajectory, an out-of-range value."""
@@ -12,3 +14,12 @@ class InputError(ValueError):
 
 class CheckpointError(InputError):
     """A checkpoint file is missing or cannot be fetched. The message names the file and the fix."""
+
+
+def require_file(path: str | os.PathLike, kind: str) -> None:
+    """Raise :class:`InputError` unless ``path`` is a file: ``"<kind> file not found: <path>"``, or
+    ``"<kind> path is a folder, not a file: <path>"``."""
+    if os.path.isdir(path):
+        raise InputError(f"{kind} path is a folder, not a file: {path}")
+    if not os.path.isfile(path):
+        raise InputError(f"{kind} file not found: {path}")

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.errors import InputError
+from utils.errors import InputError, require_file
 from utils.video_io import load_image
 
 
 def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise InputError(f"trajectories file not found: {path}")
+    require_file(path, "trajectories")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a trajectories JSON file (not UTF-8 text)") from None
+    except json.JSONDecodeError as error:
         raise InputError(f"{path} is not valid JSON: {error}") from None
 
 

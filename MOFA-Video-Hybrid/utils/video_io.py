@@ -24,7 +24,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, require_file
 
 Frame = np.ndarray | torch.Tensor | Image.Image
 PARTIAL_VIDEO_FRACTION = 0.9
@@ -206,8 +206,7 @@ def read_video(path: str | os.PathLike) -> VideoFrames:
             its container announces (a damaged or cut file; the message names both counts).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"video file not found: {path}")
+    require_file(path, "video")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -277,8 +276,7 @@ def mux_audio(
         InputError: an input is missing or unreadable, or the output exists (and not ``overwrite``).
     """
     for name, source in (("video", video_path), ("audio", audio_path)):
-        if not Path(source).is_file():
-            raise InputError(f"{name} file not found: {source}")
+        require_file(source, name)
     if keep_all_frames:
         length = ["-af", "apad", "-t", f"{video_duration(video_path):.6f}"]
     else:
@@ -332,8 +330,7 @@ def load_image(path: str | os.PathLike, background: tuple[int, int, int] = BACKG
             which may be a server's temporary one).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image file not found: {path}")
+    require_file(path, "image")
     try:
         with Image.open(path) as image:
             image.load()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch_jobs import JobEntry, check_distinct_outputs, read_jobs
-from .errors import InputError
+from .errors import InputError, require_file
 from .landmark_renderers import LANDMARK_RENDERERS
 
 JOB_OPTIONS = {"max_frame_len": int, "steps": int, "seed": int, "ldmk_render": str, "fast": bool, "panels": bool}
@@ -134,8 +134,7 @@ def load_inputs(job: Job, ckpt_dir: Path | None = None) -> tuple:
     waveform = None if job.audio_path is None else load_audio(job.audio_path)
     landmarks = None
     if job.landmarks is not None:
-        if not job.landmarks.is_file():
-            raise InputError(f"landmarks file not found: {job.landmarks}")
+        require_file(job.landmarks, "landmarks")
         try:
             array = np.load(job.landmarks, allow_pickle=False)
         except (OSError, ValueError, EOFError):

@@ -73,6 +73,26 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked to exist on this machine, or :func:`default_device` when None.
+
+    Raises:
+        InputError: a name torch does not know, or a CUDA / MPS device this machine does not have.
+    """
+    if device is None:
+        return default_device()
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        found = torch.cuda.device_count()
+        raise InputError(f"device {str(device)!r} is not available: this machine has {found} CUDA GPU(s); use cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' is not available on this machine; use cpu")
+    return device
+
+
 # ------------------------------------------------------------------------------------------------ conversions
 
 
@@ -180,7 +200,8 @@ class AnimatorBase(ABC):
 
     Raises:
         CheckpointError: a checkpoint file is missing (from :meth:`_load_released_components`).
-        InputError: an unknown preset or dtype (checked before anything is built).
+        InputError: an unknown device, preset or dtype, or a device this machine lacks (checked before anything
+            is built).
     """
 
     tiny_short_side: int = TINY_SHORT_SIDE
@@ -196,7 +217,7 @@ class AnimatorBase(ABC):
         compile_models: bool = False,
         show_progress: bool = True,
     ):
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.is_tiny = tiny
         self.ckpt_dir = None if tiny else Path(ckpt_dir) if ckpt_dir is not None else default_ckpt_dir()
         plan = memory_plan(memory, self.device, dtype)

@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
+    if args.decode_chunk_size is not None and args.decode_chunk_size < 1:
+        parser.error(f"--decode_chunk_size must be a positive integer, got {args.decode_chunk_size}")
     single = (args.image, args.trajectories, args.output)
     if args.jobs is None and None in single:
         parser.error("give --image, --trajectories and --output, or --jobs")

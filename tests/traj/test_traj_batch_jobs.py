@@ -18,11 +18,18 @@ def test_job_lines_skip_blank_lines_and_keep_their_numbers(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [(None, "jobs file not found"), ("\n \n", "holds no jobs"), ('{"a": 1}\n{oops\n', r"line 2: not valid JSON")],
+    [
+        (None, "jobs file not found"),
+        ("\n \n", "holds no jobs"),
+        ('{"a": 1}\n{oops\n', r"line 2: not valid JSON"),
+        (b"RIFF\xfb\x00WAVE", r"jobs.jsonl is not a jobs file \(not UTF-8 text\)$"),  # e.g. a wav given by mistake
+    ],
 )
 def test_bad_jobs_files_are_refused(tmp_path, text, message):
     path = tmp_path / "jobs.jsonl"
-    if text is not None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
         path.write_text(text)
     with pytest.raises(InputError, match=message):
         list(read_job_lines(path))

@@ -88,6 +88,7 @@ def test_a_non_image_file_is_refused_with_one_line_and_status_2(subproject_dir, 
     ("trajectories", "message"),
     [
         ("{not json", "not valid JSON"),
+        (b"RIFF\xfb\x00WAVE", "traj.json is not a trajectories JSON file (not UTF-8 text)"),
         ([], "no trajectories"),
         ([[]], "track 0 is empty"),
         ([[[10, 10], [60, 10]]], "outside the 48x40 image"),
@@ -100,7 +101,10 @@ def test_bad_trajectories_are_refused_with_one_line_and_status_2(tmp_path, capsy
     image = _image(tmp_path / "in.png")
     Image.new("L", (10, 10)).save(tmp_path / "mask.png")  # wrong size for the 48x40 image
     path = tmp_path / "traj.json"
-    path.write_text(trajectories if isinstance(trajectories, str) else json.dumps(trajectories))
+    if isinstance(trajectories, bytes):
+        path.write_bytes(trajectories)
+    else:
+        path.write_text(trajectories if isinstance(trajectories, str) else json.dumps(trajectories))
     arguments = ["--image", str(image), "--trajectories", str(path), "--output", str(tmp_path / "o")]
     status = inference.main(["--tiny", *arguments])
     stderr = capsys.readouterr().err
@@ -305,3 +309,27 @@ def test_help_names_each_default_once_and_never_none(capsys):
     assert "(default: None)" not in text and "(default: False)" not in text
     assert "(default: best available)" in text and "(default: 0.6)" in text
     assert "today's diffusers (default: original)" not in text  # the help already says which is the default
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--device", "banana"], "error: unknown device 'banana'; use cpu, cuda, cuda:N or mps"),
+        (["--device", "cuda:7"], "error: device 'cuda:7' is not available: this machine has"),
+    ],
+)
+def test_an_unknown_or_absent_device_is_one_line(tmp_path, capsys, option, message):
+    image = _image(tmp_path / "in.png")
+    tracks = _json(tmp_path / "traj.json", [[[10, 10], [20, 20]]])
+    arguments = ["--image", str(image), "--trajectories", str(tracks), "--output", str(tmp_path / "o")]
+    assert inference.main(["--tiny", *option, *arguments]) == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith(message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_decode_chunk_size_below_1_is_refused(capsys):
+    with pytest.raises(SystemExit) as info:
+        inference.parse_args(["--jobs", "j.jsonl", "--decode_chunk_size", "0"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("--decode_chunk_size must be a positive integer, got 0")

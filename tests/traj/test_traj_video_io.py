@@ -107,6 +107,13 @@ def test_reading_a_missing_or_broken_video_is_an_input_error(tmp_path):
         read_video(broken)
 
 
+@pytest.mark.parametrize(("read", "kind"), [(read_video, "video"), (load_image, "image")])
+def test_a_folder_or_a_missing_file_is_named_as_such(tmp_path, read, kind):
+    with pytest.raises(InputError, match=f"^{kind} path is a folder, not a file: {tmp_path}$"):
+        read(tmp_path)
+    with pytest.raises(InputError, match=f"^{kind} file not found: {tmp_path / 'missing'}$"):
+        read(tmp_path / "missing")
+
 # ---------------------------------------------------------------------------------------------- audio
 
 
