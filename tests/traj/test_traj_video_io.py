@@ -114,6 +114,7 @@ def test_a_folder_or_a_missing_file_is_named_as_such(tmp_path, read, kind):
     with pytest.raises(InputError, match=f"^{kind} file not found: {tmp_path / 'missing'}$"):
         read(tmp_path / "missing")
 
+
 # ---------------------------------------------------------------------------------------------- audio
 
 
