@@ -43,9 +43,9 @@ from models.flow_controlnet import FlowControlNet
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
-from pipeline.pipeline_flow_controlnet import AdapterState, FlowControlNetPipeline, ImageInput
+from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline, ImageInput
 from pipeline.residual_fusion import Residuals, fuse_residuals, mask_to_tensor
-from utils.adapter_schedule import FAITHFUL, REUSE, AdapterSchedule
+from utils.adapter_schedule import AdapterSchedule
 from utils.errors import InputError
 
 
@@ -173,6 +173,13 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
                 self.prepare_warped_condition(adapter, reference, flow, dtype, chunk_size) if used else None
             )
         return warped
+
+    def release_adapter_state(self, conditioning: dict[str, torch.Tensor]) -> None:
+        """Free the adapter state (:meth:`FlowControlNetPipeline.release_adapter_state`) and both adapters' warped
+        first-frame features (:meth:`warped_conditions`) kept in ``conditioning``."""
+        super().release_adapter_state(conditioning)
+        conditioning.pop("trajectory_warped", None)
+        conditioning.pop("landmark_warped", None)
 
     def fused_residuals(
         self,
@@ -374,36 +381,21 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         if max_guidance_scale > 1.0:
             conditioning = self.double_for_guidance(conditioning, ("added_time_ids", "controlnet_cond"))
 
-        # 2. schedule, noise, windows and guidance (per position inside a window)
-        timesteps, latents = self.prepare_noise(
-            num_inference_steps, self.batch_size_of(image) * num_videos_per_prompt, num_frames, height, width,
-            dtype, device, generator, latents,
+        # 2.-4. noise, denoising with the adapters as the schedule says, decoding; the warped features are released
+        frames = self.denoise_and_decode(
+            conditioning,
+            partial(
+                self.predict_hybrid_window,
+                trajectory_conditioning_scale=trajectory_conditioning_scale,
+                landmark_conditioning_scale=landmark_conditioning_scale,
+            ),
+            batch_size=self.batch_size_of(image) * num_videos_per_prompt,
+            num_frames=num_frames, height=height, width=width, num_inference_steps=num_inference_steps,
+            min_guidance_scale=min_guidance_scale, max_guidance_scale=max_guidance_scale, window_size=window_size,
+            window_stride=window_stride, adapter_schedule=adapter_schedule, generator=generator, latents=latents,
+            output_type=output_type, decode_chunk_size=decode_chunk_size, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, device=device,
         )  # fmt: skip
-        views = self.plan_windows(num_frames, window_size, window_stride)
-        guidance_scale = self.guidance_ramp(
-            min_guidance_scale, max_guidance_scale, min(num_frames, window_size), device
-        )
-
-        # 3. denoising, the adapters running as the schedule says
-        schedule = adapter_schedule or FAITHFUL
-        self._adapter_state = AdapterState(schedule, keeps_residuals=REUSE in schedule.actions(len(timesteps)))
-        predict = partial(
-            self.predict_hybrid_window,
-            conditioning=conditioning,
-            guidance_scale=guidance_scale,
-            trajectory_conditioning_scale=trajectory_conditioning_scale,
-            landmark_conditioning_scale=landmark_conditioning_scale,
-        )
-        try:
-            latents = self.denoise(
-                latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
-                before_step=self.start_adapter_step,
-            )  # fmt: skip
-        finally:  # the warped features and kept residuals are no longer needed, also after an error
-            del conditioning["trajectory_warped"], conditioning["landmark_warped"], self._adapter_state
-
-        # 4. decode
-        frames = self.finish(latents, output_type, decode_chunk_size)
         outputs = (
             frames,
             trajectory_flow.to(flow_device).repeat_interleave(num_videos_per_prompt, dim=0),

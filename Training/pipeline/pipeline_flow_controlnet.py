@@ -26,8 +26,10 @@ residuals at the others.
 
 ``__call__`` is a sequence of steps that subclasses with other adapters reuse: :meth:`encode_conditions` and
 :meth:`double_for_guidance`, :meth:`prepare_noise`, :meth:`plan_windows` and :meth:`guidance_ramp`,
-:meth:`denoise` (given a per-window prediction, usually built on :meth:`guided_prediction`) and :meth:`finish`.
-An adapter that reads more than the first frame and flow gets it from :meth:`adapter_kwargs`.
+:meth:`denoise` (given a per-window prediction, usually built on :meth:`guided_prediction`) and :meth:`finish`;
+:meth:`denoise_and_decode` runs everything after the encoding and releases the cached adapter state
+(:meth:`release_adapter_state`) in ``finally``. An adapter that reads more than the first frame and flow gets it
+from :meth:`adapter_kwargs`.
 """
 
 from __future__ import annotations
@@ -698,6 +700,73 @@ class FlowControlNetPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return frames
 
+    def denoise_and_decode(
+        self,
+        conditioning: dict[str, torch.Tensor],
+        predict_window_fn: Callable[..., torch.Tensor],
+        *,
+        batch_size: int,
+        num_frames: int,
+        height: int,
+        width: int,
+        num_inference_steps: int,
+        min_guidance_scale: float,
+        max_guidance_scale: float,
+        window_size: int,
+        window_stride: int | None,
+        adapter_schedule: AdapterSchedule | None,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        output_type: str,
+        decode_chunk_size: int,
+        callback_on_step_end: Callable[..., dict] | None,
+        callback_on_step_end_tensor_inputs: list[str],
+        device: torch.device,
+    ) -> list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor:
+        """The steps after the conditions are encoded, shared by every pipeline built on this one: the scheduler's
+        steps and the initial noise (:meth:`prepare_noise`), the windows (:meth:`plan_windows`) and the guidance
+        per window position (:meth:`guidance_ramp`), the denoising loop with the adapter state of
+        ``adapter_schedule`` (:meth:`denoise`, :meth:`start_adapter_step`), then :meth:`finish`.
+
+        Whatever happens once the conditions are encoded, the cached adapter state is released
+        (:meth:`release_adapter_state`) before decoding or on an error.
+
+        Args:
+            conditioning: the encoded conditions (see :meth:`predict_window`), ``image_embeddings`` ``(B', 1, D)``
+                giving the latents' dtype; what the subclass caches in it is released here.
+            predict_window_fn: ``fn(frame_indices (L,), scaled_latents (B, L, 4, h, w), timestep, *,
+                conditioning, guidance_scale (1, L, 1, 1, 1)) -> (B, L, 4, h, w)`` the guided model output of one
+                window (:meth:`predict_window` with its adapter strengths bound).
+            batch_size: B, the videos (images times ``num_videos_per_prompt``).
+            device: execution device. Other arguments as for :meth:`__call__`.
+
+        Returns:
+            The frames as ``output_type`` asks (see :class:`FlowControlNetPipelineOutput`).
+        """
+        try:
+            timesteps, latents = self.prepare_noise(
+                num_inference_steps, batch_size, num_frames, height, width, conditioning["image_embeddings"].dtype,
+                device, generator, latents,
+            )  # fmt: skip
+            views = self.plan_windows(num_frames, window_size, window_stride)
+            window_length = min(num_frames, window_size)
+            guidance_scale = self.guidance_ramp(min_guidance_scale, max_guidance_scale, window_length, device)
+            schedule = adapter_schedule or FAITHFUL
+            self._adapter_state = AdapterState(schedule, keeps_residuals=REUSE in schedule.actions(len(timesteps)))
+            predict = partial(predict_window_fn, conditioning=conditioning, guidance_scale=guidance_scale)
+            latents = self.denoise(
+                latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                before_step=self.start_adapter_step,
+            )  # fmt: skip
+        finally:
+            self.release_adapter_state(conditioning)  # before decoding, or on an error
+        return self.finish(latents, output_type, decode_chunk_size)
+
+    def release_adapter_state(self, conditioning: dict[str, torch.Tensor]) -> None:
+        """Free the per-video adapter work kept across steps: the :class:`AdapterState` (warped features, kept
+        residuals). A subclass that caches more in ``conditioning`` removes it here too."""
+        vars(self).pop("_adapter_state", None)  # absent when preparing the noise failed
+
     @torch.no_grad()
     def __call__(
         self,
@@ -792,35 +861,17 @@ class FlowControlNetPipeline(DiffusionPipeline):
             same_in_both_halves = ("added_time_ids", "controlnet_cond", "controlnet_flow")
             conditioning = self.double_for_guidance(conditioning, same_in_both_halves)
 
-        # 2. schedule, noise, windows and guidance (per position inside a window)
-        batch_size = self.batch_size_of(image) * num_videos_per_prompt
-        timesteps, latents = self.prepare_noise(
-            num_inference_steps, batch_size, num_frames, height, width, conditioning["image_embeddings"].dtype,
-            device, generator, latents,
+        # 2.-4. noise, denoising with the adapter as the schedule says, decoding
+        frames = self.denoise_and_decode(
+            conditioning,
+            partial(self.predict_window, conditioning_scale=conditioning_scale),
+            batch_size=self.batch_size_of(image) * num_videos_per_prompt,
+            num_frames=num_frames, height=height, width=width, num_inference_steps=num_inference_steps,
+            min_guidance_scale=min_guidance_scale, max_guidance_scale=max_guidance_scale, window_size=window_size,
+            window_stride=window_stride, adapter_schedule=adapter_schedule, generator=generator, latents=latents,
+            output_type=output_type, decode_chunk_size=decode_chunk_size, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, device=device,
         )  # fmt: skip
-        views = self.plan_windows(num_frames, window_size, window_stride)
-        window_length = min(num_frames, window_size)
-        guidance_scale = self.guidance_ramp(min_guidance_scale, max_guidance_scale, window_length, device)
-
-        # 3. denoising, the adapter running as the schedule says
-        schedule = adapter_schedule or FAITHFUL
-        self._adapter_state = AdapterState(schedule, keeps_residuals=REUSE in schedule.actions(len(timesteps)))
-        predict = partial(
-            self.predict_window,
-            conditioning=conditioning,
-            guidance_scale=guidance_scale,
-            conditioning_scale=conditioning_scale,
-        )
-        try:
-            latents = self.denoise(
-                latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
-                before_step=self.start_adapter_step,
-            )  # fmt: skip
-        finally:
-            del self._adapter_state  # frees the cached features and residuals before decoding, or on an error
-
-        # 4. decode
-        frames = self.finish(latents, output_type, decode_chunk_size)
         flow_used = flow.to(controlnet_flow.device).repeat_interleave(num_videos_per_prompt, dim=0)
         if not return_dict:
             return frames, flow_used

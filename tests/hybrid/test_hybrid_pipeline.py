@@ -261,3 +261,29 @@ def test_an_error_during_denoising_releases_the_cached_adapter_state(pipe):
     with pytest.raises(RuntimeError, match="stopped"):
         _run(pipe, callback_on_step_end=fail_at_step_one)
     assert not hasattr(pipe, "_adapter_state")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_both_adapters_warped_features_are_released_after_denoising_or_an_error(pipe, monkeypatch, fails):
+    seen = {}
+    denoise_and_decode = pipe.denoise_and_decode
+
+    def recording(conditioning, *args, **kwargs):
+        seen["conditioning"] = conditioning
+        return denoise_and_decode(conditioning, *args, **kwargs)
+
+    def at_step_end(pipeline, step, timestep, tensors):
+        seen["cached"] = [name for name in ("trajectory_warped", "landmark_warped") if name in seen["conditioning"]]
+        if fails:
+            raise RuntimeError("stopped")
+        return {}
+
+    monkeypatch.setattr(pipe, "denoise_and_decode", recording)
+    if fails:
+        with pytest.raises(RuntimeError, match="stopped"):
+            _run(pipe, callback_on_step_end=at_step_end)
+    else:
+        _run(pipe, callback_on_step_end=at_step_end)
+    assert seen["cached"] == ["trajectory_warped", "landmark_warped"]  # the "left" mask uses both adapters
+    assert "trajectory_warped" not in seen["conditioning"] and "landmark_warped" not in seen["conditioning"]
+    assert not hasattr(pipe, "_adapter_state")
