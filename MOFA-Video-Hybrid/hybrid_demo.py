@@ -30,7 +30,8 @@ def tiny_banner(kind: str, reason: str | None = None) -> str:
         f"⚠️ **Tiny mode{why}.** The models are tiny and randomly initialised, so every video is noise, and the "
         f"landmarks are the portrait's own face (found by MediaPipe) moved by a synthetic stand-in "
         f"({MODES[kind]['synthetic']}) instead of the landmark models: this shows "
-        f"the workflow only. Fetch the real weights with `{fetch_command('hybrid')}`"
+        "the workflow only. Images are worked on at a 64-px short side (512 with the real weights), shown magnified "
+        f"on the drawing panel. Fetch the real weights with `{fetch_command('hybrid')}`"
         + (f" and `{fetch_command('sadtalker')}`" if kind == "video" else "")
         + " and restart the demo."
     )

@@ -9,6 +9,7 @@ Browser tests use Debian's Chromium (driven by Playwright) and are skipped when 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -209,6 +210,16 @@ def loaded_video(page, selector: str) -> tuple[str, float, int]:
         "video => [video.currentSrc, video.duration, video.videoWidth]"
     )
     return source, duration, width
+
+
+def first_video_frame(page, selector: str):
+    """Frame 0 of the video inside ``selector``, fetched from its URL as the browser does and decoded with PyAV:
+    ``(H, W, 3)`` uint8 RGB."""
+    import av
+
+    source, _, _ = loaded_video(page, selector)
+    with av.open(io.BytesIO(page.request.get(source).body())) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
 
 
 def click_pixel(page, selector: str, x: int, y: int, status_selector: str, expected_status: str) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 from ui_helpers import (
     chromium_page,
     click_pixel,
+    first_video_frame,
     loaded_video,
     require_chromium,
     save_screenshot,
@@ -23,6 +24,8 @@ from ui_helpers import (
     wait_for_text,
     wait_for_toasts_to_fade,
 )
+
+from utils.flow_viz import colour_wheel
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Hybrid"
 DOCS = SUBPROJECT / "docs"
@@ -142,6 +145,9 @@ def test_example_stop_then_run_shows_every_result_and_a_new_upload_clears_them(t
     assert (b"mp4a" in page.request.get(source).body()) == (kind == "audio")  # the speech is muxed in
     for selector in ("#overlay-video", "#comparison-video", "#trajectory-flow", "#landmark-flow", "#landmark-video"):
         loaded_video(page, selector)  # shown on the page, not only offered as downloads
+    for selector in ("#trajectory-flow", "#landmark-flow"):  # frame 0 does not move: the colour key, not blank
+        first_flow = first_video_frame(page, selector).astype(int)
+        assert np.abs(first_flow - colour_wheel(*first_flow.shape[:2])).mean() < 8
     assert page.locator("#output-video video").evaluate("v => v.muted && v.loop && v.autoplay")
     wait_for_toasts_to_fade(page)
     save_screenshot(page, DOCS / f"demo_tiny_{kind}.png")

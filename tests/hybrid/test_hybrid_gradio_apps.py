@@ -85,6 +85,7 @@ def test_audio_app_without_weights_falls_back_to_tiny_mode_with_a_banner(audio_a
     markdown = [c["props"].get("value") or "" for c in client.config["components"] if c["type"] == "markdown"]
     banner = next(text for text in markdown if "Tiny mode" in text)
     assert "noise" in banner and "synthetic" in banner and "make fetch MODE=hybrid" in banner
+    assert "64-px short side (512 with the real weights)" in banner  # the How-to's 512 is the real mode's size
 
 
 def test_audio_app_answers_out_of_order_actions_with_messages(audio_app, tmp_path):

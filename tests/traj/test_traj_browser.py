@@ -12,6 +12,7 @@ from PIL import Image
 from ui_helpers import (
     chromium_page,
     click_pixel,
+    first_video_frame,
     loaded_video,
     require_chromium,
     save_screenshot,
@@ -22,6 +23,8 @@ from ui_helpers import (
     wait_for_text,
     wait_for_toasts_to_fade,
 )
+
+from utils.flow_viz import colour_wheel
 
 SUBPROJECT = Path(__file__).resolve().parents[2] / "MOFA-Video-Traj"
 DOCS = SUBPROJECT / "docs"
@@ -118,7 +121,8 @@ def test_example_runs_end_to_end_and_a_new_upload_clears_its_results(page, tiny_
     assert response.status == 200 and response.body()[4:8] == b"ftyp"
     video = page.locator("#output-video video")
     assert video.evaluate("v => v.muted && v.loop && v.autoplay")
-    loaded_video(page, "#flow-video")
+    first_flow = first_video_frame(page, "#flow-video").astype(int)  # frame 0 does not move: the colour key
+    assert np.abs(first_flow - colour_wheel(*first_flow.shape[:2])).mean() < 8
     save_screenshot(page, DOCS / "demo_tiny.png")
 
     _upload(page, _gradient_image(tmp_path / "next.png"), "Image 512x512: 0 trajectories (0 clicks).")
