@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
 SERVER_START_TIMEOUT_S = 180
 SERVER_STOP_TIMEOUT_S = 15
 EVENT_TIMEOUT_MS = 120_000
+SETTLE_TIMEOUT_MS = 5_000
 DEMO_ENV = {
     "HF_HUB_OFFLINE": "1",
     "GRADIO_ANALYTICS_ENABLED": "False",
@@ -222,6 +223,14 @@ def first_video_frame(page, selector: str):
         return next(container.decode(video=0)).to_ndarray(format="rgb24")
 
 
+def show_first_frame(page, selector: str) -> None:
+    """Pauses the video inside ``selector`` on its frame 0 (so that a screenshot shows that frame)."""
+    page.locator(f"{selector} video").evaluate(
+        "video => new Promise(done => { video.pause(); video.addEventListener('seeked', done, {once: true});"
+        " setTimeout(done, 2000); video.currentTime = 0; })"
+    )
+
+
 def click_pixel(page, selector: str, x: int, y: int, status_selector: str, expected_status: str) -> None:
     """Clicks the centre of pixel (x, y) of the picture shown in the image inside ``selector`` (its own pixels,
     whatever size the page draws it at), then waits as :func:`click_image` does."""
@@ -232,16 +241,28 @@ def click_pixel(page, selector: str, x: int, y: int, status_selector: str, expec
 def set_number(page, selector: str, value: int) -> None:
     """Types ``value`` into the number box of the slider or number field ``selector``, confirms it and, for a
     slider, waits until its range input shows it (the page has taken the value: a Run clicked right after sends it).
+
+    The value is typed again while the slider has not taken it: a slider just shown (an accordion opened) can
+    still be settling and drop the first one.
     """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     number = page.locator(f"{selector} input[type=number]")
-    number.fill(str(value))
-    number.press("Enter")
-    page.wait_for_function(
-        "([selector, value]) => [...document.querySelectorAll(selector + ' input[type=range]')]"
-        ".every(range => Number(range.value) === value)",
-        arg=[selector, value],
-        timeout=EVENT_TIMEOUT_MS,
-    )
+    deadline = time.monotonic() + EVENT_TIMEOUT_MS / 1000
+    while True:
+        number.fill(str(value))
+        number.press("Enter")
+        try:
+            page.wait_for_function(
+                "([selector, value]) => [...document.querySelectorAll(selector + ' input[type=range]')]"
+                ".every(range => Number(range.value) === value)",
+                arg=[selector, value],
+                timeout=SETTLE_TIMEOUT_MS,
+            )
+            return
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def save_screenshot(page, path: Path) -> None:

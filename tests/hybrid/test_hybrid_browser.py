@@ -19,6 +19,7 @@ from ui_helpers import (
     save_screenshot,
     served_demo,
     set_number,
+    show_first_frame,
     stop_a_run,
     wait_for_image_width,
     wait_for_text,
@@ -148,6 +149,7 @@ def test_example_stop_then_run_shows_every_result_and_a_new_upload_clears_them(t
     for selector in ("#trajectory-flow", "#landmark-flow"):  # frame 0 does not move: the colour key, not blank
         first_flow = first_video_frame(page, selector).astype(int)
         assert np.abs(first_flow - colour_wheel(*first_flow.shape[:2])).mean() < 8
+        show_first_frame(page, selector)  # the screenshot shows the flow panels' colour key
     assert page.locator("#output-video video").evaluate("v => v.muted && v.loop && v.autoplay")
     wait_for_toasts_to_fade(page)
     save_screenshot(page, DOCS / f"demo_tiny_{kind}.png")

@@ -18,6 +18,7 @@ from ui_helpers import (
     save_screenshot,
     served_demo,
     set_number,
+    show_first_frame,
     stop_a_run,
     wait_for_image_width,
     wait_for_text,
@@ -123,6 +124,7 @@ def test_example_runs_end_to_end_and_a_new_upload_clears_its_results(page, tiny_
     assert video.evaluate("v => v.muted && v.loop && v.autoplay")
     first_flow = first_video_frame(page, "#flow-video").astype(int)  # frame 0 does not move: the colour key
     assert np.abs(first_flow - colour_wheel(*first_flow.shape[:2])).mean() < 8
+    show_first_frame(page, "#flow-video")  # the screenshot shows the flow panel's colour key
     save_screenshot(page, DOCS / "demo_tiny.png")
 
     _upload(page, _gradient_image(tmp_path / "next.png"), "Image 512x512: 0 trajectories (0 clicks).")
