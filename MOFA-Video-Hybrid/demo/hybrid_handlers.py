@@ -18,15 +18,7 @@ from utils.face_mask import describe_mask, describe_mask_choice
 from utils.video_io import load_image
 
 from . import demo_state, hybrid_demo_state
-from .demo_handlers import (
-    DrawingDemoHandlers,
-    denoising_progress,
-    new_run_dir,
-    output_stem,
-    show_warning,
-    show_warnings,
-    shown_path,
-)
+from .demo_handlers import DrawingDemoHandlers, denoising_progress, show_warning, shown_path
 from .demo_page import CLICK_MODES
 
 HYBRID_CLICK_MODES = [*CLICK_MODES, "Landmark mask"]
@@ -45,6 +37,9 @@ class HybridDemoHandlers(DrawingDemoHandlers):
         output_dir: parent folder of the per-run folders.
         kind: ``audio`` or ``video``, what drives the face.
     """
+
+    output_kind = "hybrid"
+    tiny_notice = TINY_NOTICE
 
     def __init__(self, animator, output_dir: Path, kind: str):
         super().__init__(animator, output_dir)
@@ -168,22 +163,19 @@ class HybridDemoHandlers(DrawingDemoHandlers):
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the progress tracker here
     ):
         """Generates the video; returns (*results, drawing view, mask status, status)."""
-        message = hybrid_demo_state.run_problem(session, self.kind)
-        if message:
-            show_warning(message)
-            return *[gr.skip()] * (len(RESULTS) + 2), message
         options = {"mask_mode": mode, "steps": int(steps), "seed": int(seed), "fast": bool(fast),
                    "trajectory_conditioning_scale": float(trajectory_conditioning_scale),
                    "landmark_conditioning_scale": float(landmark_conditioning_scale),
                    "temporal_context": temporal_context}  # fmt: skip
-        done, message = self.stoppable_run(
+        done, refused = self.checked_run(
             request,
+            hybrid_demo_state.run_problem(session, self.kind),
             partial(self.generate, session, renderer, int(num_frames), memory, bool(comparison), options, progress),
+            num_outputs=len(RESULTS) + 2,
         )
-        if message:
-            return *[gr.skip()] * (len(RESULTS) + 2), message
+        if refused:
+            return refused
         result, paths = done
-        show_warnings(result.warnings, skip=TINY_NOTICE)
         files = [getattr(paths, name) for name in RESULTS]
         status = f"Done: {len(result.frames)} frames written to {shown_path(paths.video.parent, self.output_dir)}."
         view = self.view(session, mode, result.landmark_mask.mask)
@@ -214,11 +206,10 @@ class HybridDemoHandlers(DrawingDemoHandlers):
         check()
         audio = session["driving"] if self.kind == "audio" else None
         progress(1.0, desc="Writing videos" + (" and muxing the audio" if audio else ""))
-        run_dir = new_run_dir(self.output_dir)
+        run_dir, name = self.run_folder(session)
         extra = {"driving": session["driving"], "driving_kind": self.kind,
                  "renderer": renderer, "landmark_frames": len(landmarks)}  # fmt: skip
         paths = self.animator.save(
-            result, run_dir, audio_path=audio, comparison=comparison, extra_settings=extra,
-            name=output_stem(session["name"], "hybrid"),
-        )  # fmt: skip
+            result, run_dir, audio_path=audio, comparison=comparison, extra_settings=extra, name=name
+        )
         return result, paths

@@ -13,20 +13,6 @@ from utils.face_mask import describe_mask_choice
 from utils.landmark_renderers import LANDMARK_RENDERERS
 
 from . import demo_page, demo_state, hybrid_demo_state
-from .demo_page import (
-    click_mode_choice,
-    drawing_panel,
-    fast_mode_checkbox,
-    memory_choice,
-    page_header,
-    preview_image,
-    result_video,
-    run_buttons,
-    scale_slider,
-    seed_number,
-    steps_slider,
-    temporal_context_choice,
-)
 from .hybrid_handlers import HYBRID_CLICK_MODES, MAX_FRAMES, HybridDemoHandlers
 
 CSS = demo_page.CSS + ".fit-image img {image-rendering: pixelated;}\n"
@@ -85,15 +71,15 @@ def advanced_settings(animator: HybridAnimator, kind: str, memory: str) -> dict[
     frames_label = f"Number of Frames (0 = length of the {kind})"
     return {
         "renderer": gr.Radio(renderers, value=renderers[0], label="Landmark Renderer"),
-        "trajectory_conditioning_scale": scale_slider(0.6, "Conditioning Scale for Trajectory"),
-        "landmark_conditioning_scale": scale_slider(1.0, "Conditioning Scale for Landmark"),
+        "trajectory_conditioning_scale": demo_page.scale_slider(0.6, "Conditioning Scale for Trajectory"),
+        "landmark_conditioning_scale": demo_page.scale_slider(1.0, "Conditioning Scale for Landmark"),
         "num_frames": gr.Slider(0, MAX_FRAMES, value=0, step=1, label=frames_label, elem_id="num-frames"),
-        "steps": steps_slider(animator.default_steps),
-        "seed": seed_number(),
-        "memory": memory_choice(memory),
+        "steps": demo_page.steps_slider(animator.default_steps),
+        "seed": demo_page.seed_number(),
+        "memory": demo_page.memory_choice(memory),
         "comparison": gr.Checkbox(True, label="Also write the 7-panel comparison video"),
-        "fast": fast_mode_checkbox("Fast Mode (adapters every 4th step, fused residuals reused)"),
-        "temporal_context": temporal_context_choice(),
+        "fast": demo_page.fast_mode_checkbox("Fast Mode (adapters every 4th step, fused residuals reused)"),
+        "temporal_context": demo_page.temporal_context_choice(),
     }
 
 
@@ -116,11 +102,17 @@ def driving_inputs(kind: str) -> tuple[gr.UploadButton, gr.UploadButton, gr.comp
 def result_players() -> list[gr.components.Component]:
     """The result components, in the order of :data:`~demo.hybrid_handlers.RESULTS` (the hint image last)."""
     with gr.Row():
-        videos = [result_video("Output", "output-video"), result_video("Output with the landmarks", "overlay-video")]
-    videos.append(result_video("Side by side: input, hint, flows, landmarks, output", "comparison-video"))
+        videos = [
+            demo_page.result_video("Output", "output-video"),
+            demo_page.result_video("Output with the landmarks", "overlay-video"),
+        ]
+    videos.append(demo_page.result_video("Side by side: input, hint, flows, landmarks, output", "comparison-video"))
     with gr.Row():
-        videos += [result_video("Trajectory Flow", "trajectory-flow"), result_video("Landmark Flow", "landmark-flow"),
-                   result_video("Landmarks", "landmark-video")]  # fmt: skip
+        videos += [
+            demo_page.result_video("Trajectory Flow", "trajectory-flow"),
+            demo_page.result_video("Landmark Flow", "landmark-flow"),
+            demo_page.result_video("Landmarks", "landmark-video"),
+        ]
     return videos
 
 
@@ -134,7 +126,7 @@ def build_demo(
     example_driving, example_label = mode_text["example"]
     with gr.Blocks(title=mode_text["title"]) as demo:
         session = gr.State(hybrid_demo_state.new_session())
-        page_header(mode_text["title"], mode_text["summary"], banner, instructions)
+        demo_page.page_header(mode_text["title"], mode_text["summary"], banner, instructions)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 upload_image, upload_driving, player, clip_info = driving_inputs(kind)
@@ -144,7 +136,7 @@ def build_demo(
                     [[str(EXAMPLES_DIR / "portrait.png"), str(EXAMPLES_DIR / example_driving)]],
                     [example_image, example_file], label="Example (click to load)", example_labels=[example_label],
                 )  # fmt: skip
-                click_mode = click_mode_choice(HYBRID_CLICK_MODES)
+                click_mode = demo_page.click_mode_choice(HYBRID_CLICK_MODES)
                 radius = gr.Slider(1, 200, value=10, step=1, label="Brush Radius (motion brush and landmark mask)")
                 with gr.Row():
                     add_trajectory = gr.Button("Add Trajectory")
@@ -157,19 +149,19 @@ def build_demo(
                     clear_landmark = gr.Button("Clear Landmark Mask")
                 mask_mode = gr.Radio(MASK_CHOICES, value="auto", label="Landmark Mask", elem_id="mask-mode")
                 mask_status = gr.Markdown(describe_mask_choice("auto", False), elem_id="mask-status")
-                run, stop = run_buttons()
+                run, stop = demo_page.run_buttons()
                 status = gr.Markdown(demo_state.NO_IMAGE_MESSAGE, elem_id="status")
                 with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                     settings = advanced_settings(animator, kind, memory)
             with gr.Column(scale=2):
-                drawing = drawing_panel(
+                drawing = demo_page.drawing_panel(
                     "Click to draw: trajectories (one colour each), motion brush (blue), landmark mask (green); "
                     "white dots: the face found"
                 )
                 videos = result_players()
                 with gr.Row():
-                    flow_preview = preview_image("Trajectory flow (last frame)", format="png")
-                    hint_image = preview_image("Final Hint Image", "hint", type="filepath")
+                    flow_preview = demo_page.preview_image("Trajectory flow (last frame)", format="png")
+                    hint_image = demo_page.preview_image("Final Hint Image", "hint", type="filepath")
 
         results = [*videos, hint_image]
         drawn = [session, drawing, flow_preview, mask_status, status]

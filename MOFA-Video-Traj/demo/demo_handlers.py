@@ -69,10 +69,9 @@ class StopSignals:
 
 
 def new_run_dir(output_dir: Path) -> Path:
-    """A fresh, uniquely named folder for one run's files (``<output_dir>/<date-time>-<id>``)."""
-    run_dir = Path(output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+    """A fresh, unique name for one run's folder (``<output_dir>/<date-time>-<id>``), not created: the run's save
+    (:func:`utils.run_output.save_run`) creates it with the files, so a failed save leaves no folder behind."""
+    return Path(output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def output_stem(name: str, kind: str) -> str:
@@ -130,13 +129,18 @@ class DrawingDemoHandlers:
     """Base of the drag demos' event handlers: each takes the session state (plus widget values) and returns
     updates; a refused action returns its outputs unchanged (``gr.skip()``) and says why.
 
-    Hooks: :meth:`describe` (the status line) and :meth:`stamps` (the click modes that stamp circles). The
-    animator gives ``preview_flow`` (``pipeline.animator_base.AnimatorBase``).
+    Hooks: :meth:`describe` (the status line) and :meth:`stamps` (the click modes that stamp circles); a demo
+    names its outputs (``output_kind``) and its animator's tiny-mode notice (``tiny_notice``, not shown as a
+    warning: the banner says it). The animator gives ``preview_flow`` (``pipeline.animator_base.AnimatorBase``).
 
     Args:
         animator: the loaded models (real or tiny weights).
         output_dir: parent folder of the per-run folders.
     """
+
+    output_kind = "run"
+    """The middle word of the output names (:func:`output_stem`): ``traj``, ``hybrid``."""
+    tiny_notice: str | None = None
 
     def __init__(self, animator, output_dir: Path):
         self.animator = animator
@@ -209,6 +213,35 @@ class DrawingDemoHandlers:
     def stop(self, request: gr.Request) -> str:
         """The Stop button: flags this session's run, which ends at its next check."""
         return "Stopping after the current step..." if self.stops.stop(request.session_hash) else "Nothing is running."
+
+    def run_folder(self, session: demo_state.Session) -> tuple[Path, str]:
+        """``(folder, name)`` of a new run: a fresh folder under the output folder (:func:`new_run_dir`, created
+        by the save) and the name its files start with (:func:`output_stem`)."""
+        return new_run_dir(self.output_dir), output_stem(session["name"], self.output_kind)
+
+    def checked_run(
+        self,
+        request: gr.Request | None,
+        problem: str | None,
+        run: Callable[[Callable[[], None]], tuple],
+        num_outputs: int,
+    ) -> tuple[tuple | None, tuple | None]:
+        """The Run button's protocol: refused at once when the session has a ``problem`` (a message, or None),
+        else ``run(check)`` as a :meth:`stoppable_run` that returns ``(result, paths)``; the result's warnings are
+        shown (except ``tiny_notice``).
+
+        Returns:
+            ``((result, paths), None)``, or ``(None, outputs)`` when refused or stopped: the handler's outputs,
+            ``num_outputs`` left unchanged (``gr.skip()``) and the message.
+        """
+        if problem:
+            show_warning(problem)
+            return None, (*[gr.skip()] * num_outputs, problem)
+        done, message = self.stoppable_run(request, run)
+        if message:
+            return None, (*[gr.skip()] * num_outputs, message)
+        show_warnings(done[0].warnings, skip=self.tiny_notice)
+        return done, None
 
     def stoppable_run(self, request: gr.Request | None, run: Callable[[Callable[[], None]], Result]) -> tuple:
         """Runs ``run(check)`` as the session's run, where ``check()`` raises :class:`RunStopped` once the session

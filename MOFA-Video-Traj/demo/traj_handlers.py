@@ -13,15 +13,7 @@ from pipeline.trajectory_animator import TINY_NOTICE
 from utils.video_io import load_image, resize_and_center_crop
 
 from . import demo_state
-from .demo_handlers import (
-    DrawingDemoHandlers,
-    denoising_progress,
-    new_run_dir,
-    output_stem,
-    show_warning,
-    show_warnings,
-    shown_path,
-)
+from .demo_handlers import DrawingDemoHandlers, denoising_progress, shown_path
 
 
 def _blank_canvas(session: demo_state.Session) -> dict:
@@ -32,6 +24,9 @@ def _blank_canvas(session: demo_state.Session) -> dict:
 class TrajDemoHandlers(DrawingDemoHandlers):
     """The trajectory demo's handlers (:class:`~demo.demo_handlers.DrawingDemoHandlers` on a
     :class:`~pipeline.trajectory_animator.TrajectoryAnimator`)."""
+
+    output_kind = "traj"
+    tiny_notice = TINY_NOTICE
 
     def view(self, session: demo_state.Session) -> np.ndarray | None:
         return demo_state.drawing_view(session, self.display_scale(session))
@@ -107,11 +102,7 @@ class TrajDemoHandlers(DrawingDemoHandlers):
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the progress tracker here
     ):
         """Animates the image; returns (video, flow video, hint image, status)."""
-        unchanged = (gr.skip(), gr.skip(), gr.skip())
-        tracks, message = demo_state.tracks_for_run(session)
-        if message:
-            show_warning(message)
-            return *unchanged, message
+        tracks, problem = demo_state.tracks_for_run(session)
 
         def animate_and_save(check) -> tuple:
             progress(0, desc="CMP flow from the trajectories")
@@ -124,13 +115,12 @@ class TrajDemoHandlers(DrawingDemoHandlers):
             )  # fmt: skip
             check()
             progress(1.0, desc="Writing videos")
-            run_dir = new_run_dir(self.output_dir)
-            return result, self.animator.save(result, run_dir, name=output_stem(session["name"], "traj"))
+            run_dir, name = self.run_folder(session)
+            return result, self.animator.save(result, run_dir, name=name)
 
-        done, message = self.stoppable_run(request, animate_and_save)
-        if message:
-            return *unchanged, message
+        done, refused = self.checked_run(request, problem, animate_and_save, num_outputs=3)
+        if refused:
+            return refused
         result, paths = done
-        show_warnings(result.warnings, skip=TINY_NOTICE)
         status = f"Done: {len(result.frames)} frames written to {shown_path(paths.video.parent, self.output_dir)}."
         return str(paths.video), str(paths.flow), str(paths.hint), status

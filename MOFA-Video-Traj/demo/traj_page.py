@@ -9,22 +9,7 @@ import gradio as gr
 
 from pipeline.trajectory_animator import TrajectoryAnimator
 
-from . import demo_state
-from .demo_page import (
-    CLICK_MODES,
-    click_mode_choice,
-    drawing_panel,
-    fast_mode_checkbox,
-    memory_choice,
-    page_header,
-    preview_image,
-    result_video,
-    run_buttons,
-    scale_slider,
-    seed_number,
-    steps_slider,
-    temporal_context_choice,
-)
+from . import demo_page, demo_state
 from .traj_handlers import TrajDemoHandlers
 
 TITLE = "MOFA-Video-Traj"
@@ -56,12 +41,12 @@ def advanced_settings(animator: TrajectoryAnimator, memory: str) -> dict[str, gr
     argument they feed (in that order)."""
     return {
         "num_frames": gr.Slider(2, MAX_FRAMES, value=25, step=1, label="Number of Frames", elem_id="num-frames"),
-        "steps": steps_slider(animator.default_steps),
-        "seed": seed_number(),
-        "conditioning_scale": scale_slider(0.6, "Conditioning Scale"),
-        "memory": memory_choice(memory),
-        "fast": fast_mode_checkbox("Fast Mode (adapter every 4th step, about 1.1x SVD time)"),
-        "temporal_context": temporal_context_choice(),
+        "steps": demo_page.steps_slider(animator.default_steps),
+        "seed": demo_page.seed_number(),
+        "conditioning_scale": demo_page.scale_slider(0.6, "Conditioning Scale"),
+        "memory": demo_page.memory_choice(memory),
+        "fast": demo_page.fast_mode_checkbox("Fast Mode (adapter every 4th step, about 1.1x SVD time)"),
+        "temporal_context": demo_page.temporal_context_choice(),
     }
 
 
@@ -88,7 +73,7 @@ def build_demo(
     handlers = TrajDemoHandlers(animator, output_dir)
     with gr.Blocks(title=TITLE, delete_cache=CACHE_CLEANUP) as demo:
         session = gr.State(demo_state.new_session())
-        page_header(TITLE, "Animate an image by drawing where things should move.", banner, INSTRUCTIONS)
+        demo_page.page_header(TITLE, "Animate an image by drawing where things should move.", banner, INSTRUCTIONS)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 upload = gr.UploadButton("Upload Image", file_types=["image"], type="filepath", variant="primary")
@@ -98,7 +83,7 @@ def build_demo(
                     EXAMPLES, [example_image, example_tracks], label="Example (click to load)",
                     example_labels=EXAMPLE_LABELS, elem_id="examples",
                 )  # fmt: skip
-                click_mode = click_mode_choice(CLICK_MODES)
+                click_mode = demo_page.click_mode_choice(demo_page.CLICK_MODES)
                 with gr.Row():
                     add_trajectory = gr.Button("Add Trajectory")
                     undo = gr.Button("Undo Last Click")
@@ -107,20 +92,22 @@ def build_demo(
                     clear_brush = gr.Button("Clear Motion Brush")
                 reset = gr.Button("Reset All")
                 brush_radius = gr.Slider(1, 100, value=10, step=1, label="Motion Brush Radius")
-                run, stop = run_buttons()
+                run, stop = demo_page.run_buttons()
                 status = gr.Markdown(demo_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
                 with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                     settings = advanced_settings(animator, memory)
             with gr.Column(scale=2):
-                drawing = drawing_panel("Click to draw: trajectories (one colour each) and motion brush (blue)")
+                drawing = demo_page.drawing_panel(
+                    "Click to draw: trajectories (one colour each) and motion brush (blue)"
+                )
                 with gr.Accordion("Paint the motion brush freehand (press ✓ in the editor to apply)", open=False):
                     painter = brush_painter()
                 with gr.Row():
-                    output_video = result_video("Output Video", "output-video")
-                    flow_video = result_video("Output Flow", "flow-video")
+                    output_video = demo_page.result_video("Output Video", "output-video")
+                    flow_video = demo_page.result_video("Output Flow", "flow-video")
                 with gr.Row():
-                    flow_preview = preview_image("Visualized Flow (last frame)", "flow-preview", format="png")
-                    hint_image = preview_image("Visualized Hint Image", "hint-image", type="filepath")
+                    flow_preview = demo_page.preview_image("Visualized Flow (last frame)", "flow-preview", format="png")
+                    hint_image = demo_page.preview_image("Visualized Hint Image", "hint-image", type="filepath")
 
         fresh = [session, drawing, painter, flow_preview, hint_image, output_video, flow_video, status]
         drawn = [session, drawing, flow_preview, status]

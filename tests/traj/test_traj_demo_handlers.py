@@ -4,6 +4,7 @@ shared by the drag demos."""
 import re
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,10 +23,37 @@ from demo.demo_handlers import (
 from utils.errors import InputError
 
 
-def test_every_run_gets_a_new_folder_under_the_output_folder(tmp_path):
+def test_every_run_gets_a_new_folder_under_the_output_folder_made_only_by_its_save(tmp_path):
     first, second = new_run_dir(tmp_path / "outputs"), new_run_dir(tmp_path / "outputs")
-    assert first != second
-    assert first.is_dir() and second.is_dir() and first.parent == second.parent == tmp_path / "outputs"
+    assert first != second and first.parent == second.parent == tmp_path / "outputs"
+    assert not first.exists() and not second.exists()  # utils.run_output.save_run creates it with the files
+
+
+def test_a_demo_run_whose_save_fails_leaves_no_run_folder(tmp_path, monkeypatch):
+    import utils.run_output
+    from demo import demo_state
+    from demo.traj_handlers import TrajDemoHandlers
+    from pipeline.trajectory_animator import TrajectoryAnimator
+
+    folder_at_failure = []
+
+    def disk_full(path, image, overwrite=False):
+        folder_at_failure.extend(sorted(file.suffix for file in path.parent.iterdir()))
+        raise InputError(f"cannot write {path.name}: no space left on device")
+
+    monkeypatch.setattr(utils.run_output, "save_png", disk_full)  # the hint image, after both videos
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    handlers = TrajDemoHandlers(TrajectoryAnimator(device="cpu", tiny=True, show_progress=False), outputs)
+    session = demo_state.start_session(np.full((64, 64, 3), 120, np.uint8), "square")
+    for x, y in ((20, 20), (30, 24)):
+        session, _ = demo_state.add_click(session, x, y)
+    video, flow, hint, status = handlers.run(
+        session, 2, 1, 7, 0.6, "high", request=SimpleNamespace(session_hash="a"), progress=lambda *args, **kwargs: None
+    )
+    assert re.fullmatch(r"Cannot run: cannot write square_traj_\d{8}-\d{6}_hint\.png: no space left on device", status)
+    assert folder_at_failure == [".mp4", ".mp4"]  # the save had written the videos into the run folder
+    assert list(outputs.iterdir()) == []  # and took them away with the folder
 
 
 def test_the_page_names_a_run_folder_from_the_output_folder_on(tmp_path):
@@ -150,3 +178,17 @@ def test_an_upload_is_read_or_refused_with_a_message(tmp_path):
         None,
         "Cannot use this file: b.txt is not an image",  # the server's upload folder is not shown
     )
+
+
+def test_a_checked_run_refuses_a_problem_and_shows_the_results_warnings_but_the_tiny_notice(tmp_path, monkeypatch):
+    import demo.demo_handlers
+
+    shown = []
+    monkeypatch.setattr(demo.demo_handlers, "show_warning", lambda message: message and shown.append(message))
+    handlers = _handlers(tmp_path)
+    handlers.tiny_notice = "tiny mode"
+    refused = handlers.checked_run(None, "Draw a trajectory first.", lambda check: 1 / 0, num_outputs=2)
+    assert refused[0] is None and refused[1][-1] == "Draw a trajectory first." and len(refused[1]) == 3
+    result = SimpleNamespace(warnings=["tiny mode", "a drag is long"])
+    assert handlers.checked_run(None, None, lambda check: (result, "paths"), num_outputs=2) == ((result, "paths"), None)
+    assert shown == ["Draw a trajectory first.", "a drag is long"]
