@@ -52,6 +52,20 @@ def click_mode_choice(modes: list[str]) -> gr.Radio:
     return gr.Radio(modes, value=modes[0], label="Clicks add", elem_id="click-mode")
 
 
+DRAWING_ACTIONS = ("Add Trajectory", "Undo Last Click", "Delete Last Trajectory", "Reset All", "Clear Motion Brush")
+"""The drawing actions every drag demo has, in the order :func:`drawing_buttons` returns their buttons."""
+
+
+def drawing_buttons(*extra: str) -> list[gr.Button]:
+    """The buttons of :data:`DRAWING_ACTIONS` and then of the ``extra`` labels, two to a row."""
+    labels = [*DRAWING_ACTIONS, *extra]
+    buttons = []
+    for start in range(0, len(labels), 2):
+        with gr.Row():
+            buttons += [gr.Button(label) for label in labels[start : start + 2]]
+    return buttons
+
+
 def run_buttons() -> tuple[gr.Button, gr.Button]:
     """**Run** and **Stop**, side by side."""
     with gr.Row():

@@ -138,15 +138,8 @@ def build_demo(
                 )  # fmt: skip
                 click_mode = demo_page.click_mode_choice(HYBRID_CLICK_MODES)
                 radius = gr.Slider(1, 200, value=10, step=1, label="Brush Radius (motion brush and landmark mask)")
-                with gr.Row():
-                    add_trajectory = gr.Button("Add Trajectory")
-                    undo = gr.Button("Undo Last Click")
-                with gr.Row():
-                    delete_trajectory = gr.Button("Delete Last Trajectory")
-                    reset = gr.Button("Reset All")
-                with gr.Row():
-                    clear_brush = gr.Button("Clear Motion Brush")
-                    clear_landmark = gr.Button("Clear Landmark Mask")
+                buttons = demo_page.drawing_buttons("Clear Landmark Mask")
+                add_trajectory, undo, delete_trajectory, reset, clear_brush, clear_landmark = buttons
                 mask_mode = gr.Radio(MASK_CHOICES, value="auto", label="Landmark Mask", elem_id="mask-mode")
                 mask_status = gr.Markdown(describe_mask_choice("auto", False), elem_id="mask-status")
                 run, stop = demo_page.run_buttons()

@@ -84,13 +84,7 @@ def build_demo(
                     example_labels=EXAMPLE_LABELS, elem_id="examples",
                 )  # fmt: skip
                 click_mode = demo_page.click_mode_choice(demo_page.CLICK_MODES)
-                with gr.Row():
-                    add_trajectory = gr.Button("Add Trajectory")
-                    undo = gr.Button("Undo Last Click")
-                with gr.Row():
-                    delete_trajectory = gr.Button("Delete Last Trajectory")
-                    clear_brush = gr.Button("Clear Motion Brush")
-                reset = gr.Button("Reset All")
+                add_trajectory, undo, delete_trajectory, reset, clear_brush = demo_page.drawing_buttons()
                 brush_radius = gr.Slider(1, 100, value=10, step=1, label="Motion Brush Radius")
                 run, stop = demo_page.run_buttons()
                 status = gr.Markdown(demo_state.NO_IMAGE_MESSAGE, label="Status", elem_id="status")
