@@ -43,7 +43,7 @@ from models.flow_controlnet import FlowControlNet
 from models.ldmk_controlnet import LandmarkFlowControlNet
 from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
-from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline, ImageInput
+from pipeline.pipeline_flow_controlnet import FlowControlNetPipeline, ImageInput, WindowEndCallback
 from pipeline.residual_fusion import Residuals, fuse_residuals, mask_to_tensor
 from utils.adapter_schedule import AdapterSchedule
 from utils.errors import InputError
@@ -308,6 +308,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
         output_type: str = "pil",
         callback_on_step_end: Callable[..., dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        callback_on_window_end: WindowEndCallback | None = None,
         return_dict: bool = True,
     ) -> HybridPipelineOutput | tuple:
         """Generate videos that start at ``image``, follow the drags outside the face and the landmarks inside it.
@@ -344,6 +345,8 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step; a returned
                 ``latents`` replaces the current ones.
             callback_on_step_end_tensor_inputs: names passed in ``tensors`` (default ``["latents"]``).
+            callback_on_window_end: ``fn(step_index, window_index, num_windows)`` after each window of a step of
+                periodic sampling (videos longer than ``window_size``), e.g. for progress within a step.
             return_dict: return a :class:`HybridPipelineOutput` rather than a tuple.
 
         Returns:
@@ -395,6 +398,7 @@ class HybridFlowControlNetPipeline(FlowControlNetPipeline):
             window_stride=window_stride, adapter_schedule=adapter_schedule, generator=generator, latents=latents,
             output_type=output_type, decode_chunk_size=decode_chunk_size, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, device=device,
+            callback_on_window_end=callback_on_window_end,
         )  # fmt: skip
         outputs = (
             frames,

@@ -115,12 +115,14 @@ def click_position(evt: gr.SelectData, scale: int = 1) -> tuple[float, float]:
 def denoising_progress(
     progress: gr.Progress, check: Callable[[], None], windows: str = ""
 ) -> Callable[[int, int], None]:
-    """The ``progress(done, total)`` callback of a run: a stop check, then the step (and ``windows``, a note on
-    the sampling windows) on the progress bar, or the decoding once every step is done."""
+    """The ``progress(done, total)`` callback of a run (``done`` counts steps, with a fraction for the windows of
+    a step): a stop check, then the step (and ``windows``, a note on the sampling windows) on the progress bar, or
+    the decoding once every step is done."""
 
-    def on_step(done: int, total: int) -> None:
+    def on_step(done: float, total: int) -> None:
         check()
-        progress((done, total), desc=f"Denoising step {done}/{total}{windows}" if done < total else "Decoding frames")
+        step = math.ceil(done)  # the step under way, or the one just finished
+        progress((done, total), desc=f"Denoising step {step}/{total}{windows}" if done < total else "Decoding frames")
 
     return on_step
 

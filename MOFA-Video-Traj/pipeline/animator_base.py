@@ -42,8 +42,9 @@ TINY_SHORT_SIDE = 64
 TINY_STEPS = 2
 TINY_CMP_GRID = 64
 
-ProgressFn = Callable[[int, int], None]
-"""``progress(done_steps, total_steps)``, called after every denoising step."""
+ProgressFn = Callable[[float, int], None]
+"""``progress(done_steps, total_steps)``, called after every denoising step and, in videos longer than one window,
+after every window of a step (``done_steps`` then has a fraction: 1.5 is half of step 2 done)."""
 StepEndCallback = Callable[[Any, int, Any, dict], dict]
 """A diffusers ``callback_on_step_end``."""
 Settings = TypeVar("Settings", bound=RunSettings)
@@ -146,6 +147,18 @@ def step_end_callback(progress: ProgressFn | None, steps: int) -> StepEndCallbac
         return {}
 
     return on_step_end
+
+
+def window_end_callback(progress: ProgressFn | None, steps: int) -> Callable[[int, int, int], None] | None:
+    """The pipeline's ``callback_on_window_end`` that reports ``progress(step + done windows / windows, steps)``
+    (None without ``progress``)."""
+    if progress is None:
+        return None
+
+    def on_window_end(step_index: int, window_index: int, num_windows: int) -> None:
+        progress(step_index + (window_index + 1) / num_windows, steps)
+
+    return on_window_end
 
 
 # ------------------------------------------------------------------------------------------------ builders
@@ -300,7 +313,7 @@ class AnimatorBase(ABC):
     def pipeline_kwargs(settings: RunSettings, progress: ProgressFn | None = None) -> dict[str, Any]:
         """The pipeline keyword arguments every mode takes from its settings: length, steps, guidance,
         micro-conditioning, windows, adapter schedule, temporal context, the noise generator seeded with
-        ``settings.seed`` and the step callback reporting ``progress``; frames come back as numpy arrays."""
+        ``settings.seed`` and the step and window callbacks reporting ``progress``; frames come back as numpy arrays."""
         return {
             "num_frames": settings.num_frames,
             "num_inference_steps": settings.steps,
@@ -317,6 +330,7 @@ class AnimatorBase(ABC):
             "generator": torch.Generator("cpu").manual_seed(settings.seed),
             "output_type": "np",
             "callback_on_step_end": step_end_callback(progress, settings.steps),
+            "callback_on_window_end": window_end_callback(progress, settings.steps),
         }
 
     def resolve_steps(self, steps: int | None) -> int:

@@ -53,9 +53,11 @@ from models.temporal_context import DEFAULT_TEMPORAL_CONTEXT, check_temporal_con
 from models.unet_spatio_temporal_condition_controlnet import UNetSpatioTemporalConditionControlNetModel
 from utils.adapter_schedule import FAITHFUL, REUSE, RUN, AdapterSchedule
 from utils.errors import InputError
-from utils.periodic_sampling import get_views, periodic_denoise_step, window_frame_indices
+from utils.periodic_sampling import get_views, periodic_denoise_step, weighted_views, window_frame_indices
 
 ImageInput = PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor
+WindowEndCallback = Callable[[int, int, int], None]
+"""``fn(step_index, window_index, num_windows)``: a window of a periodic-sampling step is done."""
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -636,6 +638,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         callback_on_step_end: Callable[..., dict] | None,
         callback_on_step_end_tensor_inputs: list[str],
         before_step: Callable[[int, int], None] | None = None,
+        callback_on_window_end: WindowEndCallback | None = None,
     ) -> torch.Tensor:
         """The denoising loop: one window steps with the scheduler, several with periodic sampling.
 
@@ -647,6 +650,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
                 window's guided model output ``(B, L, 4, h, w)``.
             callback_on_step_end, callback_on_step_end_tensor_inputs: as for :meth:`__call__`.
             before_step: ``fn(step_index, num_steps)`` called before every step.
+            callback_on_window_end: as for :meth:`__call__`.
 
         Returns:
             ``(B, T, 4, h, w)`` denoised latents.
@@ -661,7 +665,9 @@ class FlowControlNetPipeline(DiffusionPipeline):
                     model_output = predict_window_fn(window_frame_indices(views[0], latents.device), scaled, timestep)
                     latents = self.scheduler.step(model_output, timestep, latents).prev_sample
                 else:
-                    latents = self.periodic_step(latents, views, predict_window_fn, step_index, timestep)
+                    latents = self.periodic_step(
+                        latents, views, predict_window_fn, step_index, timestep, callback_on_window_end
+                    )
                 if callback_on_step_end is not None:
                     available = {"latents": latents}
                     tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
@@ -676,14 +682,21 @@ class FlowControlNetPipeline(DiffusionPipeline):
         predict_window_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
         step_index: int,
         timestep: torch.Tensor,
+        callback_on_window_end: WindowEndCallback | None = None,
     ) -> torch.Tensor:
         """One step of periodic sampling: every window from the same sigma pair, with the functional Euler step,
-        averaged (:func:`utils.periodic_sampling.periodic_denoise_step`). Shapes as for :meth:`denoise`."""
+        averaged (:func:`utils.periodic_sampling.periodic_denoise_step`). Shapes as for :meth:`denoise`;
+        ``callback_on_window_end`` as for :meth:`__call__`."""
         sigma = self.scheduler.sigmas[step_index].item()
         sigma_next = self.scheduler.sigmas[step_index + 1].item()
+        num_windows = len(weighted_views(views))
+        done_windows = iter(range(num_windows))
 
         def denoise_window(frame_indices: torch.Tensor, window_latents: torch.Tensor) -> torch.Tensor:
-            return predict_window_fn(frame_indices, window_latents / (sigma**2 + 1) ** 0.5, timestep)
+            model_output = predict_window_fn(frame_indices, window_latents / (sigma**2 + 1) ** 0.5, timestep)
+            if callback_on_window_end is not None:
+                callback_on_window_end(step_index, next(done_windows), num_windows)
+            return model_output
 
         return periodic_denoise_step(latents, views, denoise_window, sigma, sigma_next)
 
@@ -722,6 +735,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         callback_on_step_end: Callable[..., dict] | None,
         callback_on_step_end_tensor_inputs: list[str],
         device: torch.device,
+        callback_on_window_end: WindowEndCallback | None = None,
     ) -> list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor:
         """The steps after the conditions are encoded, shared by every pipeline built on this one: the scheduler's
         steps and the initial noise (:meth:`prepare_noise`), the windows (:meth:`plan_windows`) and the guidance
@@ -756,7 +770,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
             predict = partial(predict_window_fn, conditioning=conditioning, guidance_scale=guidance_scale)
             latents = self.denoise(
                 latents, timesteps, views, predict, callback_on_step_end, callback_on_step_end_tensor_inputs,
-                before_step=self.start_adapter_step,
+                before_step=self.start_adapter_step, callback_on_window_end=callback_on_window_end,
             )  # fmt: skip
         finally:
             self.release_adapter_state(conditioning)  # before decoding, or on an error
@@ -795,6 +809,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         output_type: str = "pil",
         callback_on_step_end: Callable[..., dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        callback_on_window_end: WindowEndCallback | None = None,
         return_dict: bool = True,
     ) -> FlowControlNetPipelineOutput | tuple:
         """Generate videos that start at ``image`` and move along ``controlnet_flow``.
@@ -832,6 +847,8 @@ class FlowControlNetPipeline(DiffusionPipeline):
             callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict`` after every step; a returned
                 ``latents`` replaces the current ones.
             callback_on_step_end_tensor_inputs: names passed in ``tensors`` (default ``["latents"]``).
+            callback_on_window_end: ``fn(step_index, window_index, num_windows)`` after each window of a step of
+                periodic sampling (videos longer than ``window_size``), e.g. for progress within a step.
             return_dict: return a :class:`FlowControlNetPipelineOutput` rather than ``(frames, flow)``.
 
         Returns:
@@ -871,6 +888,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
             window_stride=window_stride, adapter_schedule=adapter_schedule, generator=generator, latents=latents,
             output_type=output_type, decode_chunk_size=decode_chunk_size, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, device=device,
+            callback_on_window_end=callback_on_window_end,
         )  # fmt: skip
         flow_used = flow.to(controlnet_flow.device).repeat_interleave(num_videos_per_prompt, dim=0)
         if not return_dict:

@@ -13,6 +13,7 @@ from pipeline.animator_base import (
     mask_to_rgba,
     step_end_callback,
     to_uint8_video,
+    window_end_callback,
 )
 from pipeline.trajectory_animator import TrajectoryAnimator
 from utils.errors import InputError
@@ -56,6 +57,15 @@ def test_the_step_callback_reports_done_and_total_steps():
     assert calls == [(1, 5), (5, 5)]
 
 
+def test_the_window_callback_reports_the_fraction_of_the_step_done():
+    assert window_end_callback(None, 2) is None
+    calls = []
+    callback = window_end_callback(lambda done, total: calls.append((done, total)), 2)
+    for step_index, window_index in ((0, 0), (0, 1), (0, 3), (1, 1)):
+        callback(step_index, window_index, 4)
+    assert calls == [(0.25, 2), (0.5, 2), (1.0, 2), (1.5, 2)]
+
+
 def test_tiny_svd_parts_are_seeded_pipeline_arguments():
     first, second = tiny_svd_parts(3), tiny_svd_parts(3)
     assert set(first) == {"vae", "image_encoder", "unet", "scheduler", "feature_extractor"}
@@ -73,3 +83,15 @@ def test_the_animator_resolves_steps_and_records_how_it_was_loaded():
     assert settings["tiny"] is True and settings["ckpt_dir"] is None and settings["memory"]["preset"] == "high"
     animator.set_memory("low")
     assert animator.memory.decode_chunk_size == 2 and animator.model_settings()["memory"]["preset"] == "low"
+
+
+def test_a_run_longer_than_one_window_reports_progress_after_every_window():
+    animator = TrajectoryAnimator.tiny(device="cpu", show_progress=False)
+    image = Image.new("RGB", (16, 16), "gray")
+    reported = []
+    animator.animate(
+        image, [[(4, 4), (8, 6)]], num_frames=30, steps=2, height=16, width=16,
+        progress=lambda done, total: reported.append((done, total)),
+    )  # fmt: skip
+    # windows (1-24) and (6-29) with frame 0: two per step, then the step's own report
+    assert reported == [(0.5, 2), (1.0, 2), (1, 2), (1.5, 2), (2.0, 2), (2, 2)]

@@ -15,6 +15,7 @@ from demo.demo_handlers import (
     RunStopped,
     StopSignals,
     click_position,
+    denoising_progress,
     new_run_dir,
     output_stem,
     page_message,
@@ -192,3 +193,17 @@ def test_a_checked_run_refuses_a_problem_and_shows_the_results_warnings_but_the_
     result = SimpleNamespace(warnings=["tiny mode", "a drag is long"])
     assert handlers.checked_run(None, None, lambda check: (result, "paths"), num_outputs=2) == ((result, "paths"), None)
     assert shown == ["Draw a trajectory first.", "a drag is long"]
+
+
+def test_the_progress_names_the_step_under_way_within_its_windows_then_the_decoding():
+    shown, checks = [], []
+    on_step = denoising_progress(lambda value, desc: shown.append((value, desc)), lambda: checks.append(1), " (w)")
+    for done in (0.5, 1, 1.5, 2):
+        on_step(done, 2)
+    assert shown == [
+        ((0.5, 2), "Denoising step 1/2 (w)"),
+        ((1, 2), "Denoising step 1/2 (w)"),
+        ((1.5, 2), "Denoising step 2/2 (w)"),
+        ((2, 2), "Decoding frames"),
+    ]
+    assert len(checks) == 4  # a Stop is noticed after every window, not only after every step

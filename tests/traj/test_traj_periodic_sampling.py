@@ -223,3 +223,15 @@ def test_pipeline_periodic_loop_equals_the_original_loop(pipe, num_frames, windo
     views = pipe.plan_windows(num_frames, window, stride)
     ours = pipe.denoise(latents, timesteps, views, _window_model, None, ["latents"])
     torch.testing.assert_close(ours, _original_periodic_loop(noise, 3, window, stride), rtol=0, atol=1e-4)
+
+
+def test_each_window_of_a_periodic_step_is_reported_and_the_latents_do_not_change(pipe):
+    noise = torch.randn(1, 37, 4, 4, 4, generator=torch.Generator().manual_seed(37))
+    timesteps, latents = pipe.prepare_noise(2, 1, 37, 8, 8, torch.float32, torch.device("cpu"), None, noise)
+    views = pipe.plan_windows(37, 25, 12)  # (1, 25), (13, 37), (13, 37): the repeated tail runs once
+    calls = []
+    reported = pipe.denoise(
+        latents, timesteps, views, _window_model, None, ["latents"], callback_on_window_end=lambda *c: calls.append(c)
+    )
+    assert calls == [(0, 0, 2), (0, 1, 2), (1, 0, 2), (1, 1, 2)]
+    assert torch.equal(reported, pipe.denoise(latents, timesteps, views, _window_model, None, ["latents"]))
