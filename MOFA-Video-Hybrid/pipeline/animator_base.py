@@ -301,7 +301,7 @@ class AnimatorBase(ABC):
         schedule of ``fast``)."""
         return settings_class(
             **values,
-            decode_chunk_size=decode_chunk_size or self.memory.decode_chunk_size,
+            decode_chunk_size=self.memory.decode_chunk_size if decode_chunk_size is None else decode_chunk_size,
             window_size=window_size,
             window_stride=window_size // 2 if window_stride is None else window_stride,
             fast=fast,

@@ -242,7 +242,7 @@ class FlowControlNetPipeline(DiffusionPipeline):
         height = height or flow.shape[-2]
         width = width or flow.shape[-1]
         num_frames = num_frames if num_frames is not None else flow.shape[1] + 1
-        return height, width, num_frames, decode_chunk_size or num_frames
+        return height, width, num_frames, num_frames if decode_chunk_size is None else decode_chunk_size
 
     def image_to_tensor(self, image: ImageInput) -> torch.Tensor:
         """``(B, 3, H, W)`` float32 in [0, 1] at the image's own size (tensors are taken as [0, 1])."""

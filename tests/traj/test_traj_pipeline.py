@@ -162,6 +162,7 @@ def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
         ({"controlnet_flow": torch.zeros(1, 0, 2, SIZE, SIZE)}, "num_frames"),
         ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "output_type": "gif"}, "output_type"),
         ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "num_inference_steps": 0}, "num_inference_steps"),
+        ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "decode_chunk_size": 0}, "decode_chunk_size"),
         ({"controlnet_flow": torch.zeros(1, 2, 2, SIZE, SIZE), "image": "photo.png"}, "image"),
     ],
 )
