@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from utils.batch_jobs import run_batch
-from utils.errors import InputError
+from utils.errors import run_command
 from utils.hybrid_cli import parse_args
 from utils.hybrid_jobs import Job, load_jobs, prepare_job, run_job
 
@@ -72,11 +72,7 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return run_jobs(args) if args.jobs is not None else run_single(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run_jobs(args) if args.jobs is not None else run_single(args))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from utils.batch_jobs import run_batch
-from utils.errors import InputError
+from utils.errors import run_command
 from utils.keypoint_cli import parse_args, split_ckpt_dir
 from utils.keypoint_jobs import Job, load_inputs, load_jobs, reserved_run, run_job
 
@@ -97,14 +97,14 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def work() -> int:
         if args.jobs is not None:
             return run_jobs(args)
         run_single(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

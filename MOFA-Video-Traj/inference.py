@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable
 
 from utils.batch_jobs import run_batch
-from utils.errors import InputError
+from utils.errors import run_command
 from utils.traj_cli import parse_args
 from utils.traj_jobs import Job, load_jobs, prepare_job, run_job
 
@@ -96,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "adapter on them)",
             file=sys.stderr,
         )
-    try:
-        return run_jobs(args) if args.jobs is not None else run_single(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run_jobs(args) if args.jobs is not None else run_single(args))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import inference
 import numpy as np
 import pytest
 from PIL import Image
 
+from utils.errors import STOPPED_MESSAGE
 from utils.flow_viz import colour_wheel
 from utils.video_io import read_video
 
@@ -333,3 +336,31 @@ def test_a_decode_chunk_size_below_1_is_refused(capsys):
         inference.parse_args(["--jobs", "j.jsonl", "--decode_chunk_size", "0"])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().endswith("--decode_chunk_size must be a positive integer, got 0")
+
+
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_a_batch_stops_with_one_line_keeping_finished_runs_and_no_partial_files(
+    subproject_dir, tmp_path, stop, status
+):
+    _image(tmp_path / "a.png")
+    _json(tmp_path / "t.json", [[[10, 10], [20, 14]]])
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [{"image": "a.png", "trajectories": "t.json", "output": "quick", "num_frames": 2},
+             {"image": "a.png", "trajectories": "t.json", "output": "long", "num_frames": 400}]  # fmt: skip
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "inference.py", "--jobs", str(jobs), "--tiny", "--height", "64", "--width", "64"],
+        cwd=subproject_dir, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "quick" / "settings.json").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "the first job did not finish"
+        time.sleep(0.2)
+    time.sleep(1)  # into the long job
+    process.send_signal(stop)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == status
+    assert stderr.strip().splitlines()[-1] == STOPPED_MESSAGE and "Traceback" not in stderr
+    assert (tmp_path / "quick" / "output.mp4").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "jobs.jsonl", "quick", "t.json"]
